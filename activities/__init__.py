@@ -1,0 +1,1 @@
+"""Temporal activities: every side effect of jobsheet, each idempotent on retry."""

@@ -1,0 +1,90 @@
+"""``jobsheet stack up | down | status | logs``: the local Temporal and S3 servers."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import typer
+from rich.table import Table
+
+from jobsheet.cli.errors import EXIT_BAD_INPUT, EXIT_UNAVAILABLE, CliError
+from jobsheet.cli.output import console, err_console, print_json
+from jobsheet.processes import tail
+from jobsheet.settings import load_settings
+from jobsheet.stack import ServiceStatus, Stack
+
+app = typer.Typer(help="Run the local stack: Temporal dev server and S3, from the state directory.")
+
+JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+
+def _show(statuses: list[ServiceStatus], as_json: bool) -> None:
+    if as_json:
+        print_json([dataclasses.asdict(status) for status in statuses])
+        return
+    table = Table("service", "state", "pid", "endpoints")
+    for status in statuses:
+        state = (
+            "[green]running[/green]"
+            if status.answering
+            else "[yellow]not answering[/yellow]"
+            if status.running
+            else "[red]stopped[/red]"
+        )
+        endpoints = "\n".join(f"{key}: {value}" for key, value in status.endpoints.items())
+        table.add_row(status.name, state, str(status.pid or "-"), endpoints)
+    console.print(table)
+
+
+@app.command()
+def up(as_json: bool = JSON_OPTION) -> None:
+    """Start the stack (idempotent) and wait until every server answers."""
+    settings = load_settings()
+    stack = Stack(settings)
+    began = time.monotonic()
+    statuses = stack.up(on_progress=lambda msg: err_console.print(msg))
+    elapsed = time.monotonic() - began
+    if as_json:
+        _show(statuses, True)
+        return
+    _show(statuses, False)
+    console.print(f"stack ready in {elapsed:.1f}s; state in {settings.state_dir}")
+    console.print(f"Temporal Web UI: [bold]{settings.web_ui_url}[/bold]")
+
+
+@app.command()
+def down(as_json: bool = JSON_OPTION) -> None:
+    """Stop the servers this stack started; their data stays in the state directory."""
+    stopped = Stack(load_settings()).down()
+    if as_json:
+        print_json({"stopped": stopped})
+    else:
+        console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@app.command()
+def status(as_json: bool = JSON_OPTION) -> None:
+    """Show which servers run, their pids and endpoints. Exits 5 when any is not running."""
+    statuses = Stack(load_settings()).status()
+    _show(statuses, as_json)
+    if not all(status.answering for status in statuses):
+        raise typer.Exit(EXIT_UNAVAILABLE)
+
+
+@app.command()
+def logs(
+    service: str = typer.Argument(None, help="temporal or s3; default: all"),
+    lines: int = typer.Option(40, "--lines", "-n", help="How many lines from the end."),
+) -> None:
+    """Print the end of the servers' logs."""
+    stack = Stack(load_settings())
+    names = stack.service_names
+    if service is not None and service not in names:
+        raise CliError(
+            f"unknown service {service!r}; choose from {', '.join(names)}", code=EXIT_BAD_INPUT
+        )
+    for name in [service] if service else names:
+        path = stack.log_file(name)
+        console.rule(f"{name} ({path})")
+        console.print(tail(path, lines) or "(empty)", markup=False, highlight=False)

@@ -1,0 +1,171 @@
+"""Start, find and stop the background server processes of the local stack, by pid file.
+
+Each server runs in its own session (so its process group id is its pid) with its output in a
+log file. The pid file records the pid *and* the process start time, so a pid reused by an
+unrelated process after a reboot is never mistaken for ours and never signalled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class PortInUse(RuntimeError):
+    """A port the stack needs is taken by some other program."""
+
+
+class ServerDidNotStart(RuntimeError):
+    """A server exited or never answered while starting."""
+
+
+@dataclass(frozen=True)
+class PidRecord:
+    pid: int
+    start_ticks: int
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may contain spaces; everything after the last ')' is fixed.
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process start time in clock ticks since boot, or None when it does not exist."""
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def is_alive(record: PidRecord) -> bool:
+    """True when the recorded process still runs (and is the same process, not a reused pid)."""
+    fields = _proc_stat(record.pid)
+    if fields is None or fields[0] in ("Z", "X"):
+        return False
+    return int(fields[19]) == record.start_ticks
+
+
+def read_pid_file(path: Path) -> PidRecord | None:
+    try:
+        data = json.loads(path.read_text())
+        return PidRecord(pid=int(data["pid"]), start_ticks=int(data["start_ticks"]))
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Servers set SO_REUSEADDR, so a port with only TIME_WAIT connections left is free to them.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago, chosen by the kernel."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def tcp_answers(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def start_process(
+    argv: list[str],
+    *,
+    pid_file: Path,
+    log_file: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> tuple[PidRecord, subprocess.Popen[bytes]]:
+    """Start ``argv`` in a new session with output to ``log_file`` and record it in ``pid_file``."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    ticks = start_ticks(proc.pid)
+    record = PidRecord(pid=proc.pid, start_ticks=ticks if ticks is not None else -1)
+    tmp = pid_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": record.pid, "start_ticks": record.start_ticks}))
+    tmp.replace(pid_file)
+    return record, proc
+
+
+def stop_process(record: PidRecord, *, timeout: float = 15.0) -> bool:
+    """Stop the process group we started: SIGTERM, then SIGKILL after ``timeout``.
+
+    Returns True when a live process was stopped, False when it was already gone.
+    """
+    if not is_alive(record):
+        return False
+    _signal_group(record, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(record.pid)
+        if not is_alive(record):
+            break
+        time.sleep(0.1)
+    else:
+        _signal_group(record, signal.SIGKILL)
+        for _ in range(50):
+            _reap(record.pid)
+            if not is_alive(record):
+                break
+            time.sleep(0.1)
+    # Whatever else is left in its process group (children it forked) goes too.
+    try:
+        os.killpg(record.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    return True
+
+
+def _signal_group(record: PidRecord, sig: signal.Signals) -> None:
+    try:
+        os.killpg(record.pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(record.pid, sig)
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if the process is our own child, so it does not linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        content = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return ""
+    return "\n".join(content[-lines:])

@@ -1,0 +1,114 @@
+"""One settings object, built at start-up from ``JOBSHEET_*`` variables and the state directory.
+
+Nothing here is read at import time: call :func:`load_settings` (or construct
+:class:`Settings`) where a program starts, and pass the object down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+S3_CREDENTIALS_FILE = "s3-credentials.json"
+
+
+def default_state_dir() -> Path:
+    """Where the local stack keeps its data, logs, pid files and generated credentials."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "jobsheet"
+
+
+class Settings(BaseSettings):
+    """Configuration for every jobsheet program (CLI, worker, gateway, tests).
+
+    The Temporal connection follows ``temporalio.envconfig`` conventions (``TEMPORAL_ADDRESS``,
+    ``TEMPORAL_NAMESPACE``, the ``temporal.toml`` profile) unless ``JOBSHEET_TEMPORAL_ADDRESS``
+    overrides it. S3 credentials come from the environment or, for the local stack, from the
+    0600 file the stack generated in the state directory.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="JOBSHEET_", extra="ignore")
+
+    state_dir: Path = Field(default_factory=default_state_dir)
+
+    temporal_address: str | None = None
+    temporal_namespace: str | None = None
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+
+    s3_endpoint: str | None = None
+    s3_public_endpoint: str | None = None
+    s3_port: int = 9000
+    s3_region: str = "us-east-1"
+    s3_secure: bool = False
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    bucket: str = "jobsheet"
+
+    task_queue_jobs: str = "jobsheet-jobs"
+    task_queue_ledger: str = "jobsheet-ledger"
+    compute_task_queue_prefix: str = "jobsheet-compute-"
+
+    # --- Temporal -------------------------------------------------------------------------
+
+    def temporal_connect_config(self) -> dict[str, Any]:
+        """Keyword arguments for ``temporalio.client.Client.connect``."""
+        from temporalio.envconfig import ClientConfig
+
+        config: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
+        if self.temporal_address:
+            config["target_host"] = self.temporal_address
+        elif "TEMPORAL_ADDRESS" not in os.environ:
+            config["target_host"] = f"127.0.0.1:{self.temporal_port}"
+        if self.temporal_namespace:
+            config["namespace"] = self.temporal_namespace
+        config.setdefault("namespace", "default")
+        return config
+
+    @property
+    def temporal_target(self) -> str:
+        return str(self.temporal_connect_config()["target_host"])
+
+    @property
+    def web_ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.temporal_ui_port}"
+
+    # --- S3 -------------------------------------------------------------------------------
+
+    @property
+    def s3_endpoint_resolved(self) -> str:
+        """host:port the services use to reach S3."""
+        return self.s3_endpoint or f"127.0.0.1:{self.s3_port}"
+
+    @property
+    def s3_public_endpoint_resolved(self) -> str:
+        """host:port presigned URLs are signed for: the address users reach S3 at."""
+        return self.s3_public_endpoint or self.s3_endpoint_resolved
+
+    def s3_credentials(self) -> tuple[str, str]:
+        """The S3 access key and secret key, from the environment or the stack's state file."""
+        if self.s3_access_key and self.s3_secret_key:
+            return self.s3_access_key.get_secret_value(), self.s3_secret_key.get_secret_value()
+        path = self.state_dir / S3_CREDENTIALS_FILE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise RuntimeError(
+                "no S3 credentials: set JOBSHEET_S3_ACCESS_KEY and JOBSHEET_S3_SECRET_KEY, "
+                f"or run `jobsheet stack up` to generate them in {path}"
+            ) from None
+        return str(data["access_key"]), str(data["secret_key"])
+
+    def compute_task_queue(self, service: str) -> str:
+        """The task queue that serves compute service ``service``."""
+        return f"{self.compute_task_queue_prefix}{service}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment, applying explicit overrides on top."""
+    return Settings(**overrides)

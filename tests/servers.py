@@ -1,0 +1,51 @@
+"""Real servers for the tests: the S3 server process and what a test needs to reach it."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobsheet import processes
+from jobsheet.stack import s3_answers, s3_server_command
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A running S3 server (MinIO or rclone) on 127.0.0.1."""
+
+    kind: str
+    port: int
+    access_key: str
+    secret_key: str
+    data_dir: Path
+    record: processes.PidRecord
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def start_s3_server(root: Path) -> S3Server:
+    """Start an S3 server with fresh credentials on a free port; wait until it answers."""
+    data_dir = root / "data"
+    data_dir.mkdir(parents=True)
+    port = processes.free_port()
+    access, secret = f"test-{secrets.token_hex(4)}", secrets.token_urlsafe(24)
+    kind, argv, env = s3_server_command(data_dir, port, access, secret)
+    import os
+
+    record, _ = processes.start_process(
+        argv,
+        pid_file=root / "s3.pid",
+        log_file=root / "s3.log",
+        env={**os.environ, **env},
+    )
+    deadline = time.monotonic() + 30
+    while not s3_answers(port):
+        if not processes.is_alive(record) or time.monotonic() > deadline:
+            processes.stop_process(record)
+            raise RuntimeError(f"S3 server did not start: {processes.tail(root / 's3.log')}")
+        time.sleep(0.1)
+    return S3Server(kind, port, access, secret, data_dir, record)

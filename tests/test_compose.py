@@ -1,0 +1,91 @@
+"""docker-compose.yml is valid compose and wires the services the way users need them."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_validates_against_the_compose_spec_schema() -> None:
+    checker = Path(sys.executable).parent / "check-jsonschema"
+    result = subprocess.run(
+        [str(checker), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_has_the_services_users_need(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) >= {
+        "temporal",
+        "temporal-init",
+        "temporal-ui",
+        "minio",
+        "minio-init",
+        "worker",
+    }
+
+
+def test_images_are_pinned(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        image = service.get("image")
+        if image is None:
+            continue
+        assert ":" in image and not image.endswith(":latest"), f"{name} image {image} is not pinned"
+    assert compose["services"]["minio"]["image"].startswith("minio/minio:RELEASE.")
+
+
+def test_ports_and_health_checks(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert "7233:7233" in services["temporal"]["ports"]
+    assert "8080:8080" in services["temporal-ui"]["ports"]
+    assert {"9000:9000", "9001:9001"} <= set(services["minio"]["ports"])
+    assert "--console-address" in services["minio"]["command"]
+    for name in ("temporal", "minio", "postgresql"):
+        assert services[name]["healthcheck"]["test"], f"{name} has no health check"
+    assert services["minio-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
+    worker_deps = services["worker"]["depends_on"]
+    assert worker_deps["minio-init"]["condition"] == "service_completed_successfully"
+    assert worker_deps["temporal-init"]["condition"] == "service_completed_successfully"
+
+
+def test_worker_is_built_here_and_signs_urls_for_the_published_minio(
+    compose: dict[str, Any],
+) -> None:
+    worker = compose["services"]["worker"]
+    assert (ROOT / worker["build"]["dockerfile"]).is_file()
+    env = worker["environment"]
+    assert env["JOBSHEET_S3_ENDPOINT"] == "minio:9000"
+    public = env["JOBSHEET_S3_PUBLIC_ENDPOINT"]
+    # The public endpoint is a host users reach (not the internal service name) on the port
+    # that minio publishes, so a presigned URL is valid where the user sends it.
+    match = re.fullmatch(r"\$\{JOBSHEET_PUBLIC_HOST:-localhost\}:(\d+)", public)
+    assert match, public
+    published = {p.split(":")[0]: p.split(":")[1] for p in compose["services"]["minio"]["ports"]}
+    assert published[match.group(1)] == "9000"
+    server_url = compose["services"]["minio"]["environment"]["MINIO_SERVER_URL"]
+    assert server_url == "http://${JOBSHEET_PUBLIC_HOST:-localhost}:9000"
+
+
+def test_search_attributes_match_the_code(compose: dict[str, Any]) -> None:
+    from jobsheet import search_attributes
+
+    command = " ".join(compose["services"]["temporal-init"]["command"])
+    for key in search_attributes.ALL:
+        assert key.name in command

@@ -1,0 +1,148 @@
+"""``jobsheet stack``: real servers in a temporary state directory, started and stopped cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from jobsheet import processes
+from jobsheet.objectstore import internal_client
+from jobsheet.settings import Settings
+from jobsheet.stack import Stack
+
+
+def _stack_settings(state_dir: Path) -> Settings:
+    return Settings(
+        state_dir=state_dir,
+        temporal_port=processes.free_port(),
+        temporal_ui_port=processes.free_port(),
+        s3_port=processes.free_port(),
+    )
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+@pytest.fixture
+def stack(tmp_path: Path):
+    stack = Stack(_stack_settings(tmp_path / "state"))
+    try:
+        yield stack
+    finally:
+        stack.down()
+
+
+async def test_up_status_down_and_data_survives(stack: Stack) -> None:
+    settings = stack.settings
+    statuses = await asyncio.to_thread(stack.up)
+    assert [s.name for s in statuses] == ["temporal", "s3"]
+    assert all(s.running and s.answering for s in statuses)
+    first_pids = {s.name: s.pid for s in statuses}
+
+    creds = settings.state_dir / "s3-credentials.json"
+    assert stat.S_IMODE(creds.stat().st_mode) == 0o600
+
+    # A second up is a no-op: same processes.
+    again = await asyncio.to_thread(stack.up)
+    assert {s.name: s.pid for s in again} == first_pids
+
+    # Leave data in both servers.
+    s3 = internal_client(settings)
+    assert s3.bucket_exists(settings.bucket)
+    s3.put_object(settings.bucket, "kept.txt", io.BytesIO(b"kept"), 4)
+    client = await Client.connect(settings.temporal_target)
+    workflow_id = f"kept-{uuid.uuid4()}"
+    await client.start_workflow("NoSuchWorkflowType", id=workflow_id, task_queue="nobody-polls")
+
+    stopped = await asyncio.to_thread(stack.down)
+    assert sorted(stopped) == ["s3", "temporal"]
+    for pid in first_pids.values():
+        assert pid is not None
+        assert _group_members(pid) == []
+    assert not any(s.running for s in stack.status())
+    assert not processes.tcp_answers(settings.temporal_port)
+    assert not processes.tcp_answers(settings.s3_port)
+
+    # Up again: the object and the workflow are still there.
+    await asyncio.to_thread(stack.up)
+    response = internal_client(settings).get_object(settings.bucket, "kept.txt")
+    assert response.read() == b"kept"
+    response.close()
+    client = await Client.connect(settings.temporal_target)
+    description = await client.get_workflow_handle(workflow_id).describe()
+    assert description.status == WorkflowExecutionStatus.RUNNING
+    await client.get_workflow_handle(workflow_id).terminate("test over")
+
+
+def test_port_in_use_is_named(stack: Stack) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", stack.settings.s3_port))
+        holder.listen()
+        with pytest.raises(processes.PortInUse, match=str(stack.settings.s3_port)):
+            stack.up()
+
+
+def _cli(state_dir: Path, settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "JOBSHEET_STATE_DIR": str(state_dir),
+        "JOBSHEET_TEMPORAL_PORT": str(settings.temporal_port),
+        "JOBSHEET_TEMPORAL_UI_PORT": str(settings.temporal_ui_port),
+        "JOBSHEET_S3_PORT": str(settings.s3_port),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "jobsheet.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_up_status_down(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    settings = _stack_settings(state_dir)
+    try:
+        up = _cli(state_dir, settings, "stack", "up", "--json")
+        assert up.returncode == 0, up.stderr
+        services = {s["name"]: s for s in json.loads(up.stdout)}
+        assert services["temporal"]["answering"] and services["s3"]["answering"]
+        assert "secret" not in up.stdout + up.stderr
+        status = _cli(state_dir, settings, "stack", "status", "--json")
+        assert status.returncode == 0
+        logs = _cli(state_dir, settings, "stack", "logs", "nope")
+        assert logs.returncode == 2
+        assert logs.stderr.strip().splitlines() == [
+            "error: unknown service 'nope'; choose from temporal, s3"
+        ]
+    finally:
+        down = _cli(state_dir, settings, "stack", "down", "--json")
+    assert down.returncode == 0, down.stderr
+    assert sorted(json.loads(down.stdout)["stopped"]) == ["s3", "temporal"]
+    after = _cli(state_dir, settings, "stack", "status", "--json")
+    assert after.returncode == 5
+    assert not any(s["running"] for s in json.loads(after.stdout))

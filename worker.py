@@ -1,0 +1,160 @@
+"""The jobsheet worker: serves one role or all of them, and stops gracefully on SIGINT/SIGTERM.
+
+Roles map to task queues so that each can be scaled on its own machines:
+
+- ``jobs``: job sheet workflows and their storage activities (``JOBSHEET_TASK_QUEUE_JOBS``);
+- ``ledger``: account workflows and ledger activities (``JOBSHEET_TASK_QUEUE_LEDGER``);
+- ``compute``: one compute service's run activities (``--service NAME``);
+- ``all``: everything above in one process, for the local stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from jobsheet.objectstore import internal_client
+from jobsheet.settings import Settings, load_settings
+from jobsheet.temporal import connect
+
+ROLES = ("jobs", "ledger", "compute", "all")
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+
+log = logging.getLogger("jobsheet.worker")
+
+
+def jobs_workers(
+    client: Client, settings: Settings, executor: concurrent.futures.Executor
+) -> list[Worker]:
+    """Workers for the job sheet task queue."""
+    from activities.smoke import SmokeActivities
+    from workflows.smoke import SmokeWorkflow
+
+    smoke = SmokeActivities(internal_client(settings))
+    return [
+        Worker(
+            client,
+            task_queue=settings.task_queue_jobs,
+            workflows=[SmokeWorkflow],
+            activities=[smoke.write_and_read_object],
+            activity_executor=executor,
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        )
+    ]
+
+
+def ledger_workers(
+    client: Client, settings: Settings, executor: concurrent.futures.Executor
+) -> list[Worker]:
+    """Workers for the ledger task queue (accounts and payments)."""
+    return []
+
+
+def compute_workers(
+    client: Client,
+    settings: Settings,
+    executor: concurrent.futures.Executor,
+    services: Sequence[str],
+) -> list[Worker]:
+    """One worker per compute service named, each on that service's task queue."""
+    return []
+
+
+def build_workers(
+    client: Client,
+    settings: Settings,
+    *,
+    role: str,
+    services: Sequence[str] = (),
+    executor: concurrent.futures.Executor,
+) -> list[Worker]:
+    """Every worker the role needs."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    workers: list[Worker] = []
+    if role in ("jobs", "all"):
+        workers += jobs_workers(client, settings, executor)
+    if role in ("ledger", "all"):
+        workers += ledger_workers(client, settings, executor)
+    if role in ("compute", "all"):
+        workers += compute_workers(client, settings, executor, services)
+    return workers
+
+
+async def run_until_stopped(workers: Sequence[Worker], stop: asyncio.Event) -> None:
+    """Run the workers until ``stop`` is set or one fails, then shut all down gracefully."""
+    tasks = [asyncio.create_task(worker.run()) for worker in workers]
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    log.info("shutting down; in-flight activities get %s", GRACEFUL_SHUTDOWN)
+    await asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
+    stopper.cancel()
+    for task in tasks:
+        if task in done and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+
+async def serve(role: str, services: Sequence[str], settings: Settings) -> None:
+    client = await connect(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as executor:
+        workers = build_workers(client, settings, role=role, services=services, executor=executor)
+        if not workers:
+            raise SystemExit(f"role {role!r} has nothing to run")
+        queues = sorted({worker.task_queue for worker in workers})
+        print(
+            f"worker ready: role={role} task_queues={','.join(queues)} "
+            f"temporal={settings.temporal_target}",
+            flush=True,
+        )
+        await run_until_stopped(workers, stop)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Run jobsheet workers.")
+    parser.add_argument("--role", choices=ROLES, default="all")
+    parser.add_argument(
+        "--service",
+        action="append",
+        default=[],
+        help="compute service to serve (repeatable); default: every configured service",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    code = 0
+    try:
+        asyncio.run(serve(args.role, args.service, load_settings()))
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            code = 2
+        else:
+            code = int(exc.code or 0)
+    except Exception as exc:
+        print(f"worker failed: {exc}", file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Leave without interpreter teardown: temporalio's native threads can abort it (sdk-python#300).
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()
