@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S3_CREDENTIALS_FILE = "s3-credentials.json"
+PAR_SECRET_FILE = "par-secret"
 
 
 def default_state_dir() -> Path:
@@ -49,6 +51,10 @@ class Settings(BaseSettings):
     s3_access_key: SecretStr | None = None
     s3_secret_key: SecretStr | None = None
     bucket: str = "jobsheet"
+
+    gateway_port: int = 8090
+    gateway_public_url: str | None = None
+    par_secret: SecretStr | None = None
 
     task_queue_jobs: str = "jobsheet-jobs"
     task_queue_ledger: str = "jobsheet-ledger"
@@ -103,6 +109,29 @@ class Settings(BaseSettings):
                 f"or run `jobsheet stack up` to generate them in {path}"
             ) from None
         return str(data["access_key"]), str(data["secret_key"])
+
+    # --- PAR gateway ------------------------------------------------------------------------
+
+    @property
+    def gateway_url(self) -> str:
+        """The base URL users and compute workers reach the PAR gateway at."""
+        return (self.gateway_public_url or f"http://127.0.0.1:{self.gateway_port}").rstrip("/")
+
+    def par_signing_key(self) -> bytes:
+        """The secret that signs PAR capabilities: from the environment, or generated once (0600)."""
+        if self.par_secret is not None:
+            return self.par_secret.get_secret_value().encode()
+        path = self.state_dir / PAR_SECRET_FILE
+        if not path.exists():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
 
     def compute_task_queue(self, service: str) -> str:
         """The task queue that serves compute service ``service``."""
