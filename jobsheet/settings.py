@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     task_queue_jobs: str = "jobsheet-jobs"
     task_queue_ledger: str = "jobsheet-ledger"
     compute_task_queue_prefix: str = "jobsheet-compute-"
+    # The operator's calculations (compute services); default: the file shipped in the repository.
+    calculations_file: Path = Field(
+        default_factory=lambda: (
+            Path(__file__).resolve().parents[1] / "calculations" / "calculations.toml"
+        )
+    )
+
+    config_dir: Path | None = None
+    authorisation_max_age_seconds: int = Field(default=7200, gt=0, le=86400)
 
     # --- Temporal -------------------------------------------------------------------------
 

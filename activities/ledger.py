@@ -1,0 +1,163 @@
+"""Ledger activities: what the job sheet workflow calls to pay, and what account workflows need.
+
+For the job sheet (task queue ``settings.task_queue_ledger``): ``cash_cheque``,
+``receipt_credit_note``, ``refund_credit_note`` and ``verify_authorisation``. Each forwards an
+idempotency key, so a retried activity changes nothing twice; business refusals are raised as
+non-retryable ``ApplicationError`` with the ``type`` names of ``jobsheet.ledger.errors``.
+
+For account workflows: ``lookup_user_keys`` (a local activity while cashing),
+``write_ledger_entries`` (the audit trail) and ``deliver_transfer`` (a receipt's payment to the
+recipient's account).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from datetime import UTC, datetime, timedelta
+
+from minio import Minio
+from minio.error import S3Error
+from temporalio import activity
+from temporalio.client import Client
+
+from jobsheet.authorisation import check_authorisation
+from jobsheet.identity import PublicKeyRecord
+from jobsheet.ledger import client as ledger
+from jobsheet.ledger.errors import Refused
+from jobsheet.ledger.models import (
+    AuditInput,
+    AuthorisationVerdict,
+    CashChequeInput,
+    CreditInput,
+    CreditNote,
+    KeysLookupInput,
+    ReceiptInput,
+    ReceiptResult,
+    RefundInput,
+    RefundResult,
+    Transfer,
+    TransferOutcome,
+    UseNonceInput,
+    VerifyAuthorisationInput,
+)
+from jobsheet.settings import Settings
+
+
+class LedgerActivities:
+    """Activities bound to one Temporal client, the settings and (for the audit trail) S3."""
+
+    def __init__(self, client: Client, settings: Settings, s3: Minio | None = None) -> None:
+        self._client = client
+        self._settings = settings
+        self._s3 = s3
+
+    # --- for the job sheet workflow ------------------------------------------------------
+
+    @activity.defn
+    async def cash_cheque(self, request: CashChequeInput) -> CreditNote:
+        """Cash a cheque: verify it and place a hold on the drawer's account."""
+        return await ledger.cash_cheque(self._client, request)
+
+    @activity.defn
+    async def receipt_credit_note(self, request: ReceiptInput) -> ReceiptResult:
+        """Receipt ``amount`` of a credit note; the recipient's account is credited."""
+        return await ledger.receipt(self._client, request)
+
+    @activity.defn
+    async def refund_credit_note(self, request: RefundInput) -> RefundResult:
+        """Release a credit note's whole hold back to the payer."""
+        return await ledger.refund(self._client, request)
+
+    @activity.defn
+    async def verify_authorisation(self, request: VerifyAuthorisationInput) -> AuthorisationVerdict:
+        """Check an authorisation against exactly ``resource`` and consume it (at most once)."""
+        auth = request.authorisation
+        keys = await ledger.user_keys(self._client, auth.user)
+        max_age = request.max_age_seconds or self._settings.authorisation_max_age_seconds
+        try:
+            check_authorisation(
+                auth,
+                resource=request.resource,
+                keys=keys,
+                now=datetime.now(UTC),
+                max_age=timedelta(seconds=max_age),
+            )
+        except Refused as exc:
+            raise exc.to_application_error() from None
+        await ledger.use_nonce(
+            self._client,
+            auth.user,
+            UseNonceInput(
+                idempotency_key=request.idempotency_key, nonce=auth.nonce, issued_at=auth.issued_at
+            ),
+        )
+        return AuthorisationVerdict(
+            user=auth.user,
+            resource=auth.resource,
+            key_id=auth.key_id,
+            verified_at=datetime.now(UTC),
+        )
+
+    # --- for account workflows --------------------------------------------------------------
+
+    @activity.defn
+    async def lookup_user_keys(self, request: KeysLookupInput) -> list[PublicKeyRecord]:
+        """The public keys registered for a user, with their signing periods."""
+        return await ledger.user_keys(self._client, request.user)
+
+    @activity.defn
+    async def write_ledger_entries(self, request: AuditInput) -> int:
+        """Write each entry once as an immutable JSON object; return how many were new."""
+        if self._s3 is None:
+            raise RuntimeError("the ledger worker has no object store for the audit trail")
+        s3, bucket = self._s3, self._settings.bucket
+
+        def write() -> int:
+            written = 0
+            for entry in request.entries:
+                try:
+                    s3.stat_object(bucket, entry.object_key)
+                    continue
+                except S3Error as exc:
+                    if exc.code not in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+                        raise
+                data = entry.model_dump_json().encode()
+                s3.put_object(
+                    bucket,
+                    entry.object_key,
+                    io.BytesIO(data),
+                    len(data),
+                    content_type="application/json",
+                )
+                written += 1
+            return written
+
+        return await asyncio.to_thread(write)
+
+    @activity.defn
+    async def deliver_transfer(self, transfer: Transfer) -> TransferOutcome:
+        """Credit the recipient's account with a receipt's payment (once per transfer id)."""
+        await ledger.credit(
+            self._client,
+            transfer.to_account,
+            CreditInput(
+                idempotency_key=transfer.transfer_id,
+                from_account=transfer.from_account,
+                amount=transfer.amount,
+                reference=transfer.credit_note_uid,
+            ),
+        )
+        return TransferOutcome(delivered=True)
+
+    def all(self) -> list[object]:
+        """Every activity, for a worker's ``activities=``."""
+        return [
+            self.cash_cheque,
+            self.receipt_credit_note,
+            self.refund_credit_note,
+            self.verify_authorisation,
+            self.lookup_user_keys,
+            self.write_ledger_entries,
+            self.deliver_transfer,
+        ]

@@ -1,0 +1,238 @@
+"""Calling the ledger from a Temporal client: open, deposit, cash, receipt, refund, read; users.
+
+Used by the ledger activities, the CLI and tests. Workflow failures come back as the
+non-retryable ``ApplicationError`` the workflow raised (``type`` from ``jobsheet.ledger.errors``);
+an account or user that does not exist is ``UnknownAccount`` / ``UnknownUser``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from jobsheet.identity import Identity, PublicKeyRecord
+from jobsheet.ledger.errors import (
+    ACCOUNT_EXISTS,
+    UNKNOWN_ACCOUNT,
+    UNKNOWN_USER,
+    USER_EXISTS,
+    refused,
+)
+from jobsheet.ledger.models import (
+    BalanceView,
+    CashChequeInput,
+    CreditInput,
+    CreditNote,
+    DepositInput,
+    ReceiptInput,
+    ReceiptResult,
+    RefundInput,
+    RefundResult,
+    RegisterKeyInput,
+    RevokeKeyInput,
+    Statement,
+    UseNonceInput,
+    account_workflow_id,
+    user_workflow_id,
+)
+from jobsheet.money import to_money
+
+T = TypeVar("T")
+
+
+def new_key(prefix: str = "op") -> str:
+    """A fresh idempotency key."""
+    return f"{prefix}-{uuid.uuid4()}"
+
+
+async def open_account(
+    client: Client,
+    *,
+    owner: str,
+    task_queue: str,
+    account: str | None = None,
+    overdraft_limit: Decimal | int | str = 0,
+    continue_as_new_after: int = 1000,
+) -> str:
+    """Start the account workflow for a new account and return the account uid."""
+    from workflows.account import AccountWorkflow, OpenAccountInput
+
+    uid = account or f"acct-{uuid.uuid4().hex[:12]}"
+    try:
+        await client.start_workflow(
+            AccountWorkflow.run,
+            OpenAccountInput(
+                account=uid,
+                owner=owner,
+                overdraft_limit=to_money(overdraft_limit),
+                continue_as_new_after=continue_as_new_after,
+            ),
+            id=account_workflow_id(uid),
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=f"ledger of account {uid} (owner {owner})",
+        )
+    except WorkflowAlreadyStartedError:
+        raise refused(ACCOUNT_EXISTS, f"account {uid} already exists") from None
+    return uid
+
+
+def account_handle(client: Client, account: str) -> WorkflowHandle[Any, Any]:
+    return client.get_workflow_handle(account_workflow_id(account))
+
+
+async def _update(
+    handle: WorkflowHandle[Any, Any],
+    name: str,
+    arg: Any,
+    key: str,
+    result_type: type[T],
+    *,
+    missing: str = UNKNOWN_ACCOUNT,
+) -> T:
+    try:
+        return await handle.execute_update(name, arg, id=key, result_type=result_type)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError):
+            raise refused(cause.type or "Refused", cause.message) from None
+        raise
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise refused(missing, f"{handle.id} does not exist") from None
+        raise
+
+
+async def _query(
+    handle: WorkflowHandle[Any, Any], name: str, result_type: type[T], *args: Any
+) -> T:
+    try:
+        return await handle.query(name, *args, result_type=result_type)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            missing = UNKNOWN_USER if handle.id.startswith("user-") else UNKNOWN_ACCOUNT
+            raise refused(missing, f"{handle.id} does not exist") from None
+        raise
+
+
+async def deposit(
+    client: Client,
+    account: str,
+    amount: Decimal | int | str,
+    *,
+    idempotency_key: str | None = None,
+    reference: str = "",
+) -> BalanceView:
+    """Add ``amount`` to ``account``'s balance (once per idempotency key)."""
+    key = idempotency_key or new_key("deposit")
+    request = DepositInput(idempotency_key=key, amount=to_money(amount), reference=reference)
+    return await _update(account_handle(client, account), "deposit", request, key, BalanceView)
+
+
+async def cash_cheque(client: Client, request: CashChequeInput) -> CreditNote:
+    """Cash a cheque on the account it draws on: a hold and a credit note."""
+    handle = account_handle(client, request.cheque.account)
+    return await _update(handle, "cash_cheque", request, request.idempotency_key, CreditNote)
+
+
+async def receipt(client: Client, request: ReceiptInput) -> ReceiptResult:
+    """Receipt ``amount`` of a credit note; the rest returns to the payer."""
+    handle = account_handle(client, request.credit_note.account)
+    return await _update(handle, "receipt", request, request.idempotency_key, ReceiptResult)
+
+
+async def refund(client: Client, request: RefundInput) -> RefundResult:
+    """Release a credit note's whole hold."""
+    handle = account_handle(client, request.credit_note.account)
+    return await _update(handle, "refund", request, request.idempotency_key, RefundResult)
+
+
+async def credit(client: Client, account: str, request: CreditInput) -> BalanceView:
+    """Credit ``account`` with a transfer from another account (once per transfer id)."""
+    handle = account_handle(client, account)
+    return await _update(handle, "credit", request, request.idempotency_key, BalanceView)
+
+
+async def balance(client: Client, account: str) -> BalanceView:
+    return await _query(account_handle(client, account), "balance", BalanceView)
+
+
+async def statement(client: Client, account: str, *, limit: int = 50) -> Statement:
+    return await _query(account_handle(client, account), "statement", Statement, limit)
+
+
+# --- users ----------------------------------------------------------------------------------
+
+
+async def register_user(
+    client: Client, identity: Identity, *, task_queue: str, continue_as_new_after: int = 500
+) -> None:
+    """Start ``user-<name>`` with the identity's public key; refused if the user exists."""
+    from workflows.user import UserInput, UserWorkflow
+
+    try:
+        await client.start_workflow(
+            UserWorkflow.run,
+            UserInput(
+                name=identity.name,
+                key=identity.public_record(),
+                continue_as_new_after=continue_as_new_after,
+            ),
+            id=user_workflow_id(identity.name),
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=f"keys and used nonces of user {identity.name}",
+        )
+    except WorkflowAlreadyStartedError:
+        raise refused(USER_EXISTS, f"user {identity.name} already exists") from None
+
+
+def user_handle(client: Client, name: str) -> WorkflowHandle[Any, Any]:
+    return client.get_workflow_handle(user_workflow_id(name))
+
+
+async def user_keys(client: Client, name: str) -> list[PublicKeyRecord]:
+    return await _query(user_handle(client, name), "keys", list[PublicKeyRecord])
+
+
+async def rotate_key(client: Client, identity: Identity) -> list[PublicKeyRecord]:
+    """Register ``identity``'s (new) key and retire the user's older keys from now."""
+    key = new_key("rotate")
+    request = RegisterKeyInput(idempotency_key=key, key=identity.public_record())
+    return await _update(
+        user_handle(client, identity.name),
+        "register_key",
+        request,
+        key,
+        list[PublicKeyRecord],
+        missing=UNKNOWN_USER,
+    )
+
+
+async def revoke_key(client: Client, name: str, key_id: str) -> PublicKeyRecord:
+    """Stop ``key_id`` signing anything new."""
+    key = new_key("revoke")
+    request = RevokeKeyInput(idempotency_key=key, key_id=key_id)
+    return await _update(
+        user_handle(client, name), "revoke_key", request, key, PublicKeyRecord, missing=UNKNOWN_USER
+    )
+
+
+async def use_nonce(client: Client, name: str, request: UseNonceInput) -> None:
+    """Consume an authorisation's nonce in the user's registry (once per idempotency key)."""
+    await _update(
+        user_handle(client, name),
+        "use_nonce",
+        request,
+        f"nonce-{request.nonce}-{request.idempotency_key}",
+        type(None),
+        missing=UNKNOWN_USER,
+    )

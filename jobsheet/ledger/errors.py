@@ -1,0 +1,75 @@
+"""The names of every business refusal the ledger and the identity registry give.
+
+Each is raised as a non-retryable ``ApplicationError`` whose ``type`` is one of these names, so a
+caller (or a user reading the CLI) can tell what went wrong without parsing a message.
+"""
+
+from __future__ import annotations
+
+from temporalio.exceptions import ApplicationError
+
+INSUFFICIENT_FUNDS = "InsufficientFunds"
+CHEQUE_EXPIRED = "ChequeExpired"
+CHEQUE_ALREADY_CASHED = "ChequeAlreadyCashed"
+BAD_SIGNATURE = "BadSignature"
+WRONG_RECIPIENT = "WrongRecipient"
+WRONG_RESOURCE = "WrongResource"
+OVER_MAX_SPEND = "OverMaxSpend"
+UNKNOWN_ACCOUNT = "UnknownAccount"
+NOT_ACCOUNT_OWNER = "NotAccountOwner"
+WRONG_ACCOUNT = "WrongAccount"
+UNKNOWN_CREDIT_NOTE = "UnknownCreditNote"
+CREDIT_NOTE_CLOSED = "CreditNoteClosed"
+OVER_HELD = "ReceiptOverHeld"
+INVALID_AMOUNT = "InvalidAmount"
+ACCOUNT_EXISTS = "AccountExists"
+
+UNKNOWN_USER = "UnknownUser"
+USER_EXISTS = "UserExists"
+UNKNOWN_KEY = "UnknownKey"
+AUTHORISATION_EXPIRED = "AuthorisationExpired"
+AUTHORISATION_NOT_YET_VALID = "AuthorisationNotYetValid"
+AUTHORISATION_REUSED = "AuthorisationReused"
+
+ALL = frozenset(
+    {
+        INSUFFICIENT_FUNDS,
+        CHEQUE_EXPIRED,
+        CHEQUE_ALREADY_CASHED,
+        BAD_SIGNATURE,
+        WRONG_RECIPIENT,
+        WRONG_RESOURCE,
+        OVER_MAX_SPEND,
+        UNKNOWN_ACCOUNT,
+        NOT_ACCOUNT_OWNER,
+        WRONG_ACCOUNT,
+        UNKNOWN_CREDIT_NOTE,
+        CREDIT_NOTE_CLOSED,
+        OVER_HELD,
+        INVALID_AMOUNT,
+        ACCOUNT_EXISTS,
+        UNKNOWN_USER,
+        USER_EXISTS,
+        UNKNOWN_KEY,
+        AUTHORISATION_EXPIRED,
+        AUTHORISATION_NOT_YET_VALID,
+        AUTHORISATION_REUSED,
+    }
+)
+
+
+class Refused(Exception):
+    """A business refusal from pure ledger code: ``type`` is one of the names above."""
+
+    def __init__(self, type: str, message: str) -> None:
+        super().__init__(message)
+        self.type = type
+        self.message = message
+
+    def to_application_error(self) -> ApplicationError:
+        return ApplicationError(self.message, type=self.type, non_retryable=True)
+
+
+def refused(type: str, message: str) -> ApplicationError:
+    """A non-retryable ``ApplicationError`` for a business refusal."""
+    return ApplicationError(message, type=type, non_retryable=True)

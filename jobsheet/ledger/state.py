@@ -1,0 +1,412 @@
+"""The account ledger as a pure, deterministic state machine; the account workflow wraps it.
+
+Every operation takes ``now`` from its caller (``workflow.now()`` in the workflow), checks
+everything before it changes anything, and is remembered under its idempotency key, so applying
+the same key again returns the first answer (or refusal) and changes nothing. Money lives in
+three places per account: ``balance`` (of which ``held`` is reserved by open credit notes) and
+``in_flight`` (paid by a receipt, not yet delivered to the recipient's account). Every change
+is also a :class:`LedgerEntry` whose deltas re-add to those figures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from jobsheet.cheque import Cheque
+from jobsheet.identity import PublicKeyRecord
+from jobsheet.ledger.errors import (
+    CHEQUE_ALREADY_CASHED,
+    CHEQUE_EXPIRED,
+    CREDIT_NOTE_CLOSED,
+    INSUFFICIENT_FUNDS,
+    NOT_ACCOUNT_OWNER,
+    OVER_HELD,
+    OVER_MAX_SPEND,
+    UNKNOWN_CREDIT_NOTE,
+    WRONG_ACCOUNT,
+    WRONG_RECIPIENT,
+    WRONG_RESOURCE,
+    Refused,
+)
+from jobsheet.ledger.models import (
+    BalanceView,
+    CreditNote,
+    EntryKind,
+    HoldStatus,
+    LedgerEntry,
+    ReceiptResult,
+    RefundResult,
+    Transfer,
+)
+from jobsheet.money import Money, NonNegativeMoney
+
+ZERO = Decimal("0.00")
+RECENT_ENTRIES = 200
+KEY_RETENTION = timedelta(days=1)
+MAX_REMEMBERED = 2000
+CREDIT_RETENTION = timedelta(days=7)
+CLOSED_HOLD_RETENTION = timedelta(days=1)
+MAX_CLOSED_HOLDS = 500
+CHEQUE_GRACE = timedelta(minutes=5)
+
+R = TypeVar("R", bound=BaseModel)
+
+
+class Hold(BaseModel):
+    note: CreditNote
+    status: HoldStatus = HoldStatus.OPEN
+    paid: NonNegativeMoney = ZERO
+    closed_at: AwareDatetime | None = None
+
+
+class Remembered(BaseModel):
+    """The first answer given to an idempotency key."""
+
+    at: AwareDatetime
+    payload: dict[str, Any] | None = None
+    refusal_type: str | None = None
+    refusal_message: str | None = None
+
+
+class AccountState(BaseModel):
+    """Everything an account workflow carries across continue-as-new."""
+
+    account: str
+    owner: str
+    overdraft_limit: NonNegativeMoney = ZERO
+    balance: Money = ZERO
+    held: NonNegativeMoney = ZERO
+    in_flight: NonNegativeMoney = ZERO
+    seq: int = 0
+    holds: dict[str, Hold] = Field(default_factory=dict)
+    cashed: dict[str, AwareDatetime] = Field(default_factory=dict)
+    credited: dict[str, AwareDatetime] = Field(default_factory=dict)
+    transfers: list[Transfer] = Field(default_factory=list)
+    remembered: dict[str, Remembered] = Field(default_factory=dict)
+    recent: list[LedgerEntry] = Field(default_factory=list)
+    unaudited: list[LedgerEntry] = Field(default_factory=list)
+
+    # --- reads ---------------------------------------------------------------------------
+
+    @property
+    def available(self) -> Decimal:
+        return self.balance - self.held
+
+    def view(self) -> BalanceView:
+        return BalanceView(
+            account=self.account,
+            owner=self.owner,
+            balance=self.balance,
+            held=self.held,
+            available=self.available,
+            in_flight=self.in_flight,
+            overdraft_limit=self.overdraft_limit,
+            open_holds=len(self.open_holds()),
+        )
+
+    def open_holds(self) -> list[Hold]:
+        return [hold for hold in self.holds.values() if hold.status is HoldStatus.OPEN]
+
+    def next_receipt_by(self) -> datetime | None:
+        """When the earliest open hold falls due for its automatic refund."""
+        return min((hold.note.receipt_by for hold in self.open_holds()), default=None)
+
+    def has_seen(self, idempotency_key: str) -> bool:
+        return idempotency_key in self.remembered
+
+    # --- operations ------------------------------------------------------------------------
+
+    def deposit(self, key: str, amount: Decimal, now: datetime, reference: str = "") -> BalanceView:
+        def apply() -> BalanceView:
+            self.balance += amount
+            self._entry(now, EntryKind.DEPOSIT, amount, key, reference or key, balance=amount)
+            return self.view()
+
+        return self._once(key, now, apply, BalanceView)
+
+    def check_cheque(
+        self,
+        cheque: Cheque,
+        *,
+        spend: Decimal,
+        recipient: str,
+        resource: str,
+        now: datetime,
+        keys: Sequence[PublicKeyRecord] | None,
+    ) -> None:
+        """Raise :class:`Refused` unless the cheque may be cashed now; ``keys=None`` skips the
+        signature (for a workflow update validator, which cannot look keys up)."""
+        if cheque.account != self.account:
+            raise Refused(WRONG_ACCOUNT, f"cheque {cheque.uid} draws on {cheque.account}")
+        if cheque.drawer != self.owner:
+            raise Refused(NOT_ACCOUNT_OWNER, f"{cheque.drawer} does not own {self.account}")
+        if keys is not None:
+            cheque.verify_signature(keys)
+        if recipient != cheque.recipient:
+            raise Refused(WRONG_RECIPIENT, f"cheque {cheque.uid} is not payable to {recipient}")
+        if resource != cheque.resource:
+            raise Refused(WRONG_RESOURCE, f"cheque {cheque.uid} pays for another resource")
+        if now >= cheque.expires_at:
+            raise Refused(CHEQUE_EXPIRED, f"cheque {cheque.uid} expired at {cheque.expires_at}")
+        if cheque.uid in self.cashed:
+            raise Refused(CHEQUE_ALREADY_CASHED, f"cheque {cheque.uid} was already cashed")
+        if spend > cheque.max_spend:
+            raise Refused(OVER_MAX_SPEND, f"{spend} is over the cheque's {cheque.max_spend}")
+        if self.available - spend < -self.overdraft_limit:
+            raise Refused(
+                INSUFFICIENT_FUNDS,
+                f"{self.account} has {self.available} available (overdraft limit "
+                f"{self.overdraft_limit}); cannot hold {spend}",
+            )
+
+    def cash_cheque(
+        self,
+        key: str,
+        cheque: Cheque,
+        *,
+        spend: Decimal,
+        recipient: str,
+        resource: str,
+        receipt_within: timedelta,
+        keys: Sequence[PublicKeyRecord],
+        now: datetime,
+    ) -> CreditNote:
+        def apply() -> CreditNote:
+            self.check_cheque(
+                cheque, spend=spend, recipient=recipient, resource=resource, now=now, keys=keys
+            )
+            note = CreditNote(
+                uid=f"cn-{cheque.uid}",
+                account=self.account,
+                recipient=cheque.recipient,
+                resource=cheque.resource,
+                cheque_uid=cheque.uid,
+                held=spend,
+                issued_at=now,
+                receipt_by=now + receipt_within,
+            )
+            self.cashed[cheque.uid] = cheque.expires_at
+            self.holds[note.uid] = Hold(note=note)
+            self.held += spend
+            self._entry(now, EntryKind.HOLD, spend, key, note.uid, held=spend)
+            return note
+
+        return self._once(key, now, apply, CreditNote)
+
+    def check_open_hold(self, note: CreditNote) -> Hold:
+        """The open hold ``note`` stands for, or :class:`Refused`."""
+        if note.account != self.account:
+            raise Refused(WRONG_ACCOUNT, f"credit note {note.uid} is on {note.account}")
+        hold = self.holds.get(note.uid)
+        if hold is None or hold.note != note:
+            raise Refused(UNKNOWN_CREDIT_NOTE, f"{self.account} issued no credit note {note.uid}")
+        if hold.status is not HoldStatus.OPEN:
+            raise Refused(CREDIT_NOTE_CLOSED, f"credit note {note.uid} is already {hold.status}")
+        return hold
+
+    def receipt(self, key: str, note: CreditNote, amount: Decimal, now: datetime) -> ReceiptResult:
+        def apply() -> ReceiptResult:
+            hold = self.check_open_hold(note)
+            if amount < 0 or amount > hold.note.held:
+                raise Refused(OVER_HELD, f"cannot receipt {amount} of {hold.note.held} held")
+            released = hold.note.held - amount
+            self._close(hold, HoldStatus.RECEIPTED, now, paid=amount)
+            transfer_id = None
+            if amount > 0:
+                transfer = Transfer(
+                    transfer_id=f"tr-{note.uid}",
+                    from_account=self.account,
+                    to_account=note.recipient,
+                    amount=amount,
+                    credit_note_uid=note.uid,
+                    created_at=now,
+                )
+                transfer_id = transfer.transfer_id
+                self.transfers.append(transfer)
+                self.balance -= amount
+                self.held -= amount
+                self.in_flight += amount
+                self._entry(
+                    now,
+                    EntryKind.RECEIPT,
+                    amount,
+                    key,
+                    note.uid,
+                    balance=-amount,
+                    held=-amount,
+                    in_flight=amount,
+                )
+            if released > 0:
+                self.held -= released
+                self._entry(now, EntryKind.RELEASE, released, key, note.uid, held=-released)
+            return ReceiptResult(
+                credit_note_uid=note.uid, paid=amount, released=released, transfer_id=transfer_id
+            )
+
+        return self._once(key, now, apply, ReceiptResult)
+
+    def refund(self, key: str, note: CreditNote, now: datetime) -> RefundResult:
+        def apply() -> RefundResult:
+            hold = self.check_open_hold(note)
+            return self._refund(hold, EntryKind.REFUND, key, now)
+
+        return self._once(key, now, apply, RefundResult)
+
+    def expire_holds(self, now: datetime) -> list[RefundResult]:
+        """Refund every open hold whose ``receipt_by`` has come: the automatic refund."""
+        return [
+            self._refund(hold, EntryKind.AUTO_REFUND, f"auto-refund-{hold.note.uid}", now)
+            for hold in self.open_holds()
+            if hold.note.receipt_by <= now
+        ]
+
+    def credit(
+        self, key: str, from_account: str, amount: Decimal, reference: str, now: datetime
+    ) -> BalanceView:
+        """Money arriving from another account's receipt; once per transfer id, for a week."""
+        if key in self.credited:
+            return self.view()
+        self.credited[key] = now
+        self.balance += amount
+        self._entry(
+            now, EntryKind.CREDIT, amount, key, f"{from_account}:{reference}", balance=amount
+        )
+        return self.view()
+
+    def transfer_delivered(self, transfer_id: str, now: datetime) -> None:
+        transfer = self._take_transfer(transfer_id)
+        if transfer is not None:
+            self.in_flight -= transfer.amount
+            self._entry(
+                now,
+                EntryKind.TRANSFER_DELIVERED,
+                transfer.amount,
+                f"delivered-{transfer_id}",
+                transfer.to_account,
+                in_flight=-transfer.amount,
+            )
+
+    def transfer_returned(self, transfer_id: str, now: datetime) -> None:
+        """The recipient account does not exist: the money comes back to the payer's balance."""
+        transfer = self._take_transfer(transfer_id)
+        if transfer is not None:
+            self.in_flight -= transfer.amount
+            self.balance += transfer.amount
+            self._entry(
+                now,
+                EntryKind.TRANSFER_RETURNED,
+                transfer.amount,
+                f"returned-{transfer_id}",
+                transfer.to_account,
+                balance=transfer.amount,
+                in_flight=-transfer.amount,
+            )
+
+    def take_unaudited(self) -> list[LedgerEntry]:
+        return list(self.unaudited)
+
+    def mark_audited(self, entries: Sequence[LedgerEntry]) -> None:
+        written = {entry.seq for entry in entries}
+        self.unaudited = [entry for entry in self.unaudited if entry.seq not in written]
+
+    def prune(self, now: datetime) -> None:
+        """Forget what can no longer matter, so that the carried state stays small."""
+        self.cashed = {uid: exp for uid, exp in self.cashed.items() if exp + CHEQUE_GRACE > now}
+        self.credited = {k: at for k, at in self.credited.items() if at + CREDIT_RETENTION > now}
+        recent = sorted(self.remembered.items(), key=lambda item: item[1].at)[-MAX_REMEMBERED:]
+        self.remembered = {k: v for k, v in recent if v.at + KEY_RETENTION > now}
+        closed = sorted(
+            (h for h in self.holds.values() if h.closed_at is not None),
+            key=lambda h: h.closed_at or now,
+        )
+        drop = {
+            h.note.uid
+            for index, h in enumerate(closed)
+            if index < len(closed) - MAX_CLOSED_HOLDS
+            or (h.closed_at is not None and h.closed_at + CLOSED_HOLD_RETENTION <= now)
+        }
+        self.holds = {uid: h for uid, h in self.holds.items() if uid not in drop}
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _once(self, key: str, now: datetime, apply: Callable[[], R], result_type: type[R]) -> R:
+        seen = self.remembered.get(key)
+        if seen is not None:
+            if seen.refusal_type is not None:
+                raise Refused(seen.refusal_type, seen.refusal_message or seen.refusal_type)
+            return result_type.model_validate(seen.payload)
+        try:
+            result = apply()
+        except Refused as exc:
+            self.remembered[key] = Remembered(
+                at=now, refusal_type=exc.type, refusal_message=exc.message
+            )
+            raise
+        self.remembered[key] = Remembered(at=now, payload=result.model_dump(mode="json"))
+        return result
+
+    def _refund(self, hold: Hold, kind: EntryKind, key: str, now: datetime) -> RefundResult:
+        amount = hold.note.held
+        self._close(hold, HoldStatus.REFUNDED, now)
+        self.held -= amount
+        self._entry(now, kind, amount, key, hold.note.uid, held=-amount)
+        return RefundResult(credit_note_uid=hold.note.uid, released=amount)
+
+    def _close(self, hold: Hold, status: HoldStatus, now: datetime, paid: Decimal = ZERO) -> None:
+        if hold.status is not HoldStatus.OPEN:  # pragma: no cover - callers check first
+            raise AssertionError(f"hold {hold.note.uid} is already {hold.status}")
+        hold.status = status
+        hold.paid = paid
+        hold.closed_at = now
+
+    def _take_transfer(self, transfer_id: str) -> Transfer | None:
+        for index, transfer in enumerate(self.transfers):
+            if transfer.transfer_id == transfer_id:
+                return self.transfers.pop(index)
+        return None
+
+    def _entry(
+        self,
+        now: datetime,
+        kind: EntryKind,
+        amount: Decimal,
+        key: str,
+        reference: str,
+        *,
+        balance: Decimal = ZERO,
+        held: Decimal = ZERO,
+        in_flight: Decimal = ZERO,
+    ) -> None:
+        self.seq += 1
+        digest = hashlib.sha256(f"{self.account}/{self.seq}/{kind}/{key}".encode()).hexdigest()
+        entry = LedgerEntry(
+            account=self.account,
+            seq=self.seq,
+            entry_id=f"{kind.value}-{digest[:16]}",
+            at=now,
+            kind=kind,
+            amount=amount,
+            balance_delta=balance,
+            held_delta=held,
+            in_flight_delta=in_flight,
+            reference=reference,
+            idempotency_key=key,
+        )
+        self.recent = [*self.recent[-(RECENT_ENTRIES - 1) :], entry]
+        self.unaudited.append(entry)
+
+
+def readd(entries: Sequence[LedgerEntry]) -> tuple[Decimal, Decimal, Decimal]:
+    """(balance, held, in_flight) from the deltas of an account's entries: the audit check."""
+    balance = held = in_flight = ZERO
+    for entry in sorted(entries, key=lambda e: e.seq):
+        balance += entry.balance_delta
+        held += entry.held_delta
+        in_flight += entry.in_flight_delta
+    return balance, held, in_flight

@@ -1,0 +1,66 @@
+"""A ledger worker on the dev server and helpers that open funded accounts for one test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.ledger import LedgerActivities
+from jobsheet.identity import Identity, generate_identity
+from jobsheet.ledger import client as ledger
+from jobsheet.objectstore import internal_client
+from jobsheet.settings import Settings
+from workflows.account import AccountWorkflow
+from workflows.user import UserWorkflow
+
+
+@dataclass
+class Ledger:
+    """What a ledger test needs: a client, the worker's task queue and the settings."""
+
+    client: Client
+    task_queue: str
+    settings: Settings
+
+    async def user(self, prefix: str = "user") -> Identity:
+        identity = generate_identity(f"{prefix}-{uuid.uuid4().hex[:10]}")
+        await ledger.register_user(self.client, identity, task_queue=self.task_queue)
+        return identity
+
+    async def account(
+        self,
+        owner: Identity,
+        *,
+        funds: Decimal | str | int = 0,
+        overdraft_limit: Decimal | str | int = 0,
+        continue_as_new_after: int = 1000,
+    ) -> str:
+        account = await ledger.open_account(
+            self.client,
+            owner=owner.name,
+            task_queue=self.task_queue,
+            overdraft_limit=overdraft_limit,
+            continue_as_new_after=continue_as_new_after,
+        )
+        if Decimal(funds) > 0:
+            await ledger.deposit(self.client, account, funds)
+        return account
+
+
+@pytest.fixture
+async def ledger_env(client: Client, settings: Settings, task_queue: str) -> AsyncIterator[Ledger]:
+    activities = LedgerActivities(client, settings, internal_client(settings))
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[AccountWorkflow, UserWorkflow],
+        activities=activities.all(),
+        max_concurrent_workflow_tasks=8,
+    ):
+        yield Ledger(client, task_queue, settings)

@@ -1,0 +1,280 @@
+"""One account's ledger as an entity workflow (``account-<uid>``), wrapping the pure state machine.
+
+Updates (each with a validator that sheds doomed requests before they reach history) deposit,
+cash cheques into holds, receipt and refund credit notes, and credit incoming transfers.
+Two background loops keep the promises that outlive a request: the expiry loop refunds every hold
+still open at its ``receipt_by`` (a durable timer), and the delivery loop writes each ledger entry
+to the object store once and carries receipted money to the recipient's account. The workflow
+continues-as-new after a bounded number of operations, carrying its whole state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.ledger import LedgerActivities
+    from jobsheet.ledger.errors import BAD_SIGNATURE, UNKNOWN_ACCOUNT, Refused, refused
+    from jobsheet.ledger.models import (
+        AuditInput,
+        BalanceView,
+        CashChequeInput,
+        CreditInput,
+        CreditNote,
+        DepositInput,
+        KeysLookupInput,
+        ReceiptInput,
+        ReceiptResult,
+        RefundInput,
+        RefundResult,
+        Statement,
+        Transfer,
+    )
+    from jobsheet.ledger.state import ZERO, AccountState
+    from jobsheet.money import NonNegativeMoney
+
+AUDIT_BATCH = 100
+DELIVERY_BATCH = 20
+RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+DELIVERY_BACKOFF = timedelta(seconds=30)
+
+
+class OpenAccountInput(BaseModel):
+    """Start input of an account workflow (``state`` is set only by continue-as-new)."""
+
+    account: str
+    owner: str
+    overdraft_limit: NonNegativeMoney = ZERO
+    continue_as_new_after: int = Field(default=1000, ge=1)
+    state: AccountState | None = None
+
+
+def _refusal(exc: Refused) -> ApplicationError:
+    return exc.to_application_error()
+
+
+@workflow.defn
+class AccountWorkflow:
+    """The serialised ledger of one account."""
+
+    @workflow.init
+    def __init__(self, request: OpenAccountInput) -> None:
+        self._state = request.state or AccountState(
+            account=request.account, owner=request.owner, overdraft_limit=request.overdraft_limit
+        )
+        self._limit = request.continue_as_new_after
+        self._operations = 0
+        self._timer_target = self._state.next_receipt_by()
+        self._holds_changed = 0
+        self._stopping = False
+
+    @workflow.run
+    async def run(self, request: OpenAccountInput) -> None:
+        expiry = asyncio.create_task(self._expiry_loop())
+        delivery = asyncio.create_task(self._delivery_loop())
+        await workflow.wait_condition(self._continue_due)
+        self._stopping = True
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await delivery
+        expiry.cancel()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        now = workflow.now()
+        self._state.expire_holds(now)
+        self._state.prune(now)
+        workflow.continue_as_new(request.model_copy(update={"state": self._state}))
+
+    def _continue_due(self) -> bool:
+        return self._operations >= self._limit or workflow.info().is_continue_as_new_suggested()
+
+    # --- background loops ----------------------------------------------------------------
+
+    async def _expiry_loop(self) -> None:
+        """Refund every hold still open at its ``receipt_by``, with nobody acting."""
+        while True:
+            due = self._state.next_receipt_by()
+            self._timer_target = due
+            if due is not None and due <= workflow.now():
+                self._state.expire_holds(workflow.now())
+                continue
+            changed = self._holds_changed
+
+            def holds_changed(changed: int = changed) -> bool:
+                return self._holds_changed != changed
+
+            try:
+                await workflow.wait_condition(
+                    holds_changed,
+                    timeout=None if due is None else due - workflow.now(),
+                    timeout_summary="automatic refund of open holds",
+                )
+            except TimeoutError:
+                pass
+
+    async def _delivery_loop(self) -> None:
+        """Write new ledger entries to the audit trail and deliver receipted money."""
+        while True:
+            await workflow.wait_condition(
+                lambda: bool(self._state.unaudited or self._state.transfers) or self._stopping
+            )
+            if self._stopping:
+                return
+            entries = self._state.take_unaudited()[:AUDIT_BATCH]
+            if entries:
+                await workflow.execute_activity_method(
+                    LedgerActivities.write_ledger_entries,
+                    AuditInput(entries=entries),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=RETRY,
+                )
+                self._state.mark_audited(entries)
+            transfers = list(self._state.transfers[:DELIVERY_BATCH])
+            if transfers:
+                delivered = await asyncio.gather(*(self._deliver(t) for t in transfers))
+                if not all(delivered):
+                    await workflow.wait_condition(lambda: self._stopping, timeout=DELIVERY_BACKOFF)
+
+    async def _deliver(self, transfer: Transfer) -> bool:
+        try:
+            await workflow.execute_activity_method(
+                LedgerActivities.deliver_transfer,
+                transfer,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(minutes=2),
+                retry_policy=RETRY,
+            )
+        except ActivityError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == UNKNOWN_ACCOUNT:
+                self._state.transfer_returned(transfer.transfer_id, workflow.now())
+                return True
+            workflow.logger.warning("transfer %s not delivered yet: %s", transfer.transfer_id, exc)
+            return False
+        self._state.transfer_delivered(transfer.transfer_id, workflow.now())
+        return True
+
+    def _hold_placed(self, note: CreditNote) -> None:
+        if self._timer_target is None or note.receipt_by < self._timer_target:
+            self._holds_changed += 1
+
+    # --- queries -----------------------------------------------------------------------------
+
+    @workflow.query
+    def balance(self) -> BalanceView:
+        return self._state.view()
+
+    @workflow.query
+    def statement(self, limit: int = 50) -> Statement:
+        return Statement(view=self._state.view(), entries=self._state.recent[-limit:])
+
+    @workflow.query
+    def state(self) -> AccountState:
+        return self._state
+
+    # --- updates -----------------------------------------------------------------------------
+
+    @workflow.update
+    def deposit(self, request: DepositInput) -> BalanceView:
+        self._operations += 1
+        return self._state.deposit(
+            request.idempotency_key, request.amount, workflow.now(), request.reference
+        )
+
+    @workflow.update
+    async def cash_cheque(self, request: CashChequeInput) -> CreditNote:
+        """Verify the cheque against the owner's registered keys and hold ``spend``."""
+        keys = []
+        if not self._state.has_seen(request.idempotency_key):
+            try:
+                keys = await workflow.execute_local_activity_method(
+                    LedgerActivities.lookup_user_keys,
+                    KeysLookupInput(user=self._state.owner),
+                    start_to_close_timeout=timedelta(seconds=10),
+                )
+            except ActivityError as exc:
+                raise refused(
+                    BAD_SIGNATURE, f"cannot verify a cheque signed by {self._state.owner}: {exc}"
+                ) from None
+        self._operations += 1
+        try:
+            note = self._state.cash_cheque(
+                request.idempotency_key,
+                request.cheque,
+                spend=request.spend,
+                recipient=request.recipient,
+                resource=request.resource,
+                receipt_within=timedelta(seconds=request.receipt_within_seconds),
+                keys=keys,
+                now=workflow.now(),
+            )
+        except Refused as exc:
+            raise _refusal(exc) from None
+        self._hold_placed(note)
+        return note
+
+    @cash_cheque.validator
+    def _validate_cash_cheque(self, request: CashChequeInput) -> None:
+        if self._state.has_seen(request.idempotency_key):
+            return
+        try:
+            self._state.check_cheque(
+                request.cheque,
+                spend=request.spend,
+                recipient=request.recipient,
+                resource=request.resource,
+                now=workflow.now(),
+                keys=None,
+            )
+        except Refused as exc:
+            raise _refusal(exc) from None
+
+    @workflow.update
+    def receipt(self, request: ReceiptInput) -> ReceiptResult:
+        self._operations += 1
+        try:
+            return self._state.receipt(
+                request.idempotency_key, request.credit_note, request.amount, workflow.now()
+            )
+        except Refused as exc:
+            raise _refusal(exc) from None
+
+    @receipt.validator
+    def _validate_receipt(self, request: ReceiptInput) -> None:
+        self._validate_note(request.idempotency_key, request.credit_note)
+
+    @workflow.update
+    def refund(self, request: RefundInput) -> RefundResult:
+        self._operations += 1
+        try:
+            return self._state.refund(request.idempotency_key, request.credit_note, workflow.now())
+        except Refused as exc:
+            raise _refusal(exc) from None
+
+    @refund.validator
+    def _validate_refund(self, request: RefundInput) -> None:
+        self._validate_note(request.idempotency_key, request.credit_note)
+
+    @workflow.update
+    def credit(self, request: CreditInput) -> BalanceView:
+        """Money from another account's receipt (the idempotency key is the transfer id)."""
+        self._operations += 1
+        return self._state.credit(
+            request.idempotency_key,
+            request.from_account,
+            request.amount,
+            request.reference,
+            workflow.now(),
+        )
+
+    def _validate_note(self, key: str, note: CreditNote) -> None:
+        if self._state.has_seen(key):
+            return
+        try:
+            self._state.check_open_hold(note)
+        except Refused as exc:
+            raise _refusal(exc) from None
