@@ -57,7 +57,21 @@ def ledger_workers(
     client: Client, settings: Settings, executor: concurrent.futures.Executor
 ) -> list[Worker]:
     """Workers for the ledger task queue (accounts and payments)."""
-    return []
+    from activities.ledger import LedgerActivities
+    from workflows.account import AccountWorkflow
+    from workflows.user import UserWorkflow
+
+    ledger = LedgerActivities(client, settings, internal_client(settings))
+    return [
+        Worker(
+            client,
+            task_queue=settings.task_queue_ledger,
+            workflows=[AccountWorkflow, UserWorkflow],
+            activities=ledger.all(),
+            activity_executor=executor,
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        )
+    ]
 
 
 def compute_workers(
