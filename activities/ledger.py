@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from minio import Minio
 from minio.error import S3Error
@@ -150,7 +152,7 @@ class LedgerActivities:
         )
         return TransferOutcome(delivered=True)
 
-    def all(self) -> list[object]:
+    def all(self) -> list[Callable[..., Any]]:
         """Every activity, for a worker's ``activities=``."""
         return [
             self.cash_cheque,
