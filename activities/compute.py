@@ -1,0 +1,374 @@
+"""Compute service activities: contract a calculation, release the contract, run it in isolation.
+
+They run on the service's task queue (``settings.compute_task_queue(service)``) in workers that
+hold no storage credentials: input arrives through a read PAR (presigned GET) and outputs leave
+through the bucket-write PAR, exchanged at the PAR gateway for one presigned PUT per key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from temporalio import activity
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from jobsheet.compute.config import (
+    BadParametersError,
+    Calculation,
+    ComputeConfig,
+    UnknownCalculationError,
+)
+from jobsheet.compute.models import (
+    ComputeContract,
+    ContractRecord,
+    ContractRequest,
+    ContractState,
+    OutputObject,
+    ReleaseRequest,
+    ReleaseResult,
+    RunPhase,
+    RunProgress,
+    RunRequest,
+    RunResult,
+    RunStatus,
+    Usage,
+)
+from jobsheet.compute.runner import Limits, ProcessOutcome, run_isolated
+from jobsheet.write_par import WritePar
+from workflows.compute_service import (
+    ComputeServiceWorkflow,
+    ContractBookInput,
+    ReserveRequest,
+    contract_book_id,
+)
+
+CONTRACT_SLOTS = 4
+"""Activity slots per worker beyond the run slots, for contracting and releasing."""
+DEADLINE_GRACE = timedelta(minutes=10)
+"""Beyond run_by + max runtime, time for a retried run and its uploads."""
+STDERR_TAIL_BYTES = 4096
+CHUNK = 1 << 20
+HTTP_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+
+
+def _error(message: str, kind: str) -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+class ComputeActivities:
+    """The activities of one compute service, created once per worker."""
+
+    def __init__(
+        self, *, client: Client, config: ComputeConfig, service: str, task_queue: str
+    ) -> None:
+        self._client = client
+        self._config = config
+        self._service = config.service(service)
+        self._task_queue = task_queue
+        self._run_slots = asyncio.Semaphore(self._service.max_concurrent_runs)
+
+    @property
+    def max_concurrent_activities(self) -> int:
+        """What the worker should allow: every run slot plus a few for contracts."""
+        return self._service.max_concurrent_runs + CONTRACT_SLOTS
+
+    # --- contracts --------------------------------------------------------------------------
+
+    def _calculation(self, name: str, parameters: dict) -> tuple[Calculation, dict]:
+        try:
+            calculation = self._config.calculation(name, service=self._service.name)
+        except UnknownCalculationError as exc:
+            raise _error(str(exc), "UnknownCalculation") from None
+        try:
+            return calculation, calculation.validate_parameters(parameters)
+        except BadParametersError as exc:
+            raise _error(str(exc), "BadParameters") from None
+
+    @activity.defn
+    async def contract_calculation(self, request: ContractRequest) -> ComputeContract:
+        """Check the calculation and parameters, quote the maximum cost and hold a slot.
+
+        Idempotent: the contract id is derived from the job and service, and the contract book
+        returns the first contract made for it.
+        """
+        calculation, parameters = self._calculation(request.calculation, request.parameters)
+        now = datetime.now(UTC).replace(microsecond=0)
+        if request.run_by <= now:
+            raise _error("the run-by time has already passed", "RunByPassed")
+        contract = ComputeContract(
+            contract_id=f"{request.job_uid}@{self._service.name}",
+            job_uid=request.job_uid,
+            service=self._service.name,
+            task_queue=self._task_queue,
+            calculation=calculation.name,
+            parameters=parameters,
+            price_per_second=calculation.price_per_second,
+            fee=calculation.fee,
+            quote=calculation.max_cost(),
+            max_runtime_seconds=calculation.max_runtime_seconds,
+            max_output_bytes=calculation.max_output_bytes,
+            run_by=request.run_by,
+            deadline=request.run_by
+            + timedelta(seconds=calculation.max_runtime_seconds)
+            + DEADLINE_GRACE,
+            run_token=secrets.token_urlsafe(32),
+            created_at=now,
+        )
+        book = ContractBookInput(
+            service=self._service.name, max_open_contracts=self._service.max_open_contracts
+        )
+        try:
+            record = await self._client.execute_update_with_start_workflow(
+                ComputeServiceWorkflow.reserve,
+                ReserveRequest(
+                    contract=contract, max_open_contracts=self._service.max_open_contracts
+                ),
+                start_workflow_operation=WithStartWorkflowOperation(
+                    ComputeServiceWorkflow.run,
+                    book,
+                    id=contract_book_id(self._task_queue),
+                    task_queue=self._task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                ),
+            )
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError):
+                raise _error(cause.message, cause.type or "ContractRefused") from None
+            raise
+        if record.state != ContractState.HELD:
+            raise _error(
+                f"contract {contract.contract_id} was already {record.state.value}",
+                "ContractNotHeld",
+            )
+        return record.contract
+
+    @activity.defn
+    async def release_contract(self, request: ReleaseRequest) -> ReleaseResult:
+        """Free the contract's slot; releasing twice, or an unknown contract, is harmless."""
+        handle = self._client.get_workflow_handle(contract_book_id(self._task_queue))
+        try:
+            return await handle.execute_update(ComputeServiceWorkflow.release, request)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return ReleaseResult(
+                    contract_id=request.contract_id, released_now=False, state=None
+                )
+            raise
+
+    async def _held_record(self, contract: ComputeContract) -> ContractRecord:
+        handle = self._client.get_workflow_handle(contract_book_id(self._task_queue))
+        try:
+            record = await handle.query(ComputeServiceWorkflow.contract, contract.contract_id)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            record = None
+        if record is None or record.state != ContractState.HELD:
+            state = record.state.value if record else "unknown"
+            raise _error(f"contract {contract.contract_id} is {state}", "ContractNotHeld")
+        if not secrets.compare_digest(record.contract.run_token, contract.run_token):
+            raise _error("the contract does not match the service's record", "ContractNotHeld")
+        return record
+
+    # --- running ----------------------------------------------------------------------------
+
+    @activity.defn
+    async def run_calculation(self, request: RunRequest) -> RunResult:
+        """Download the input, run the calculation in isolation, upload every output.
+
+        Heartbeats a :class:`RunProgress` dict every few seconds. Each attempt starts from
+        scratch and writes the same keys, so a retry overwrites rather than duplicates.
+        """
+        contract = request.contract
+        if contract.service != self._service.name:
+            raise _error(
+                f"contract is for service {contract.service!r}, not {self._service.name!r}",
+                "WrongService",
+            )
+        calculation, parameters = self._calculation(contract.calculation, contract.parameters)
+        await self._held_record(contract)
+        while True:
+            try:
+                await asyncio.wait_for(
+                    self._run_slots.acquire(), timeout=self._service.heartbeat_seconds
+                )
+                break
+            except TimeoutError:
+                activity.heartbeat(RunProgress(phase=RunPhase.WAITING).model_dump(mode="json"))
+        try:
+            with tempfile.TemporaryDirectory(prefix="jobsheet-run-") as tmp:
+                return await self._run_in(Path(tmp), request, calculation, parameters)
+        finally:
+            self._run_slots.release()
+
+    async def _run_in(
+        self, root: Path, request: RunRequest, calculation: Calculation, parameters: dict
+    ) -> RunResult:
+        contract = request.contract
+        input_dir, output_dir, log_dir = root / "input", root / "out", root / "logs"
+        for directory in (input_dir, output_dir, log_dir):
+            directory.mkdir(mode=0o700)
+        input_path = input_dir / request.input_name
+        heartbeat = _Heartbeat(self._service.heartbeat_seconds)
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
+            await _download(http, request.input.url, input_path, heartbeat)
+            argv = calculation.render_argv(
+                parameters,
+                input_path=input_path,
+                output_dir=output_dir,
+                base_dir=self._config.base_dir,
+            )
+            limits = Limits(
+                wall_seconds=contract.max_runtime_seconds,
+                cpu_seconds=calculation.cpu_seconds,
+                memory_bytes=calculation.memory_bytes,
+                file_bytes=contract.max_output_bytes,
+                processes=calculation.max_processes,
+                output_bytes=contract.max_output_bytes,
+            )
+            stdout_path, stderr_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
+            outcome = await run_isolated(
+                argv,
+                run_dir=root,
+                output_dir=output_dir,
+                stdout_path=stdout_path,
+                stderr_path=stderr_path,
+                limits=limits,
+                heartbeat_seconds=self._service.heartbeat_seconds,
+                on_progress=lambda progress: activity.heartbeat(progress.model_dump(mode="json")),
+            )
+            status = _status(outcome)
+            outputs: list[OutputObject] = []
+            if status != RunStatus.OUTPUT_TOO_LARGE:
+                files = [
+                    ("stdout.txt", stdout_path, "stdout"),
+                    ("stderr.txt", stderr_path, "stderr"),
+                ]
+                files += [("files/" + rel, path, "file") for rel, path in _output_files(output_dir)]
+                for relative, path, kind in files:
+                    outputs.append(
+                        await _upload(http, request.output, relative, path, kind, heartbeat)
+                    )
+        return RunResult(
+            contract_id=contract.contract_id,
+            status=status,
+            exit_code=outcome.exit_code,
+            signal=outcome.signal,
+            usage=Usage(
+                wall_seconds=round(outcome.wall_seconds, 3),
+                cpu_seconds=round(outcome.cpu_seconds, 3),
+            ),
+            stderr_tail=_tail(stderr_path),
+            outputs=outputs,
+            attempt=activity.info().attempt,
+        )
+
+
+def _status(outcome: ProcessOutcome) -> RunStatus:
+    if outcome.output_too_large:
+        return RunStatus.OUTPUT_TOO_LARGE
+    if outcome.timed_out:
+        return RunStatus.TIMED_OUT
+    if outcome.exit_code == 0:
+        return RunStatus.SUCCEEDED
+    return RunStatus.FAILED
+
+
+def _output_files(output_dir: Path) -> list[tuple[str, Path]]:
+    """Regular files under ``output_dir`` (symlinks and devices are never uploaded), sorted."""
+    found = []
+    for root, dirs, files in os.walk(output_dir):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root) / name
+            if path.is_file() and not path.is_symlink():
+                found.append((path.relative_to(output_dir).as_posix(), path))
+    return found
+
+
+def _file_size(path: Path) -> int:
+    return path.stat().st_size
+
+
+def _tail(path: Path) -> str:
+    with path.open("rb") as handle:
+        handle.seek(max(0, path.stat().st_size - STDERR_TAIL_BYTES))
+        return handle.read().decode(errors="replace")
+
+
+class _Heartbeat:
+    """Heartbeats at most every ``seconds`` while downloading and uploading."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._last = 0.0
+        self._loop = asyncio.get_running_loop()
+
+    def beat(self, phase: RunPhase, done_bytes: int) -> None:
+        now = self._loop.time()
+        if now - self._last >= self._seconds:
+            self._last = now
+            activity.heartbeat(
+                RunProgress(phase=phase, output_bytes=done_bytes).model_dump(mode="json")
+            )
+
+
+async def _download(http: httpx.AsyncClient, url: str, path: Path, heartbeat: _Heartbeat) -> None:
+    heartbeat.beat(RunPhase.DOWNLOADING, 0)
+    async with http.stream("GET", url) as response:
+        if response.status_code == 404:
+            raise _error("the input has not been uploaded (no such object)", "InputMissing")
+        if response.status_code == 403:
+            raise _error("the input read PAR was refused (expired or invalid)", "InputParRefused")
+        response.raise_for_status()
+        received = 0
+        with path.open("wb") as handle:
+            async for chunk in response.aiter_bytes(CHUNK):
+                handle.write(chunk)
+                received += len(chunk)
+                heartbeat.beat(RunPhase.DOWNLOADING, received)
+
+
+async def _upload(
+    http: httpx.AsyncClient,
+    par: WritePar,
+    relative: str,
+    path: Path,
+    kind: str,
+    heartbeat: _Heartbeat,
+) -> OutputObject:
+    """Exchange the bucket-write PAR for a presigned PUT of one key, then stream the file."""
+    exchange = await http.post(par.url, json={"key": relative})
+    if exchange.status_code in (400, 403, 404, 410):
+        raise _error(
+            f"the bucket-write PAR refused {relative!r}: {exchange.text}", "OutputParRefused"
+        )
+    exchange.raise_for_status()
+    grant = exchange.json()
+    size = _file_size(path)
+    digest = hashlib.sha256()
+
+    async def body() -> AsyncIterator[bytes]:
+        sent = 0
+        with path.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+                sent += len(chunk)
+                heartbeat.beat(RunPhase.UPLOADING, sent)
+                yield chunk
+
+    put = await http.put(grant["url"], content=body(), headers={"Content-Length": str(size)})
+    put.raise_for_status()
+    return OutputObject(key=grant["key"], size=size, sha256=digest.hexdigest(), kind=kind)

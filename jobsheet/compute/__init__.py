@@ -1,0 +1,1 @@
+"""The compute service: operator-defined calculations, contracts and the isolated runner."""

@@ -1,0 +1,138 @@
+"""What crosses the compute service's boundary: contracts, run requests, results and progress."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from jobsheet.money import NonNegativeMoney
+from jobsheet.storage_pars import ReadPar
+from jobsheet.write_par import WritePar
+
+
+class ContractRequest(BaseModel):
+    """Ask a compute service to hold a slot for one job's calculation until ``run_by``."""
+
+    job_uid: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")
+    calculation: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    run_by: AwareDatetime
+    """The latest time the run may start (the job's expiry)."""
+
+
+class ComputeContract(BaseModel):
+    """A compute service's promise to run a calculation for a job at a quoted maximum price."""
+
+    model_config = ConfigDict(frozen=True)
+
+    contract_id: str
+    job_uid: str
+    service: str
+    task_queue: str
+    calculation: str
+    parameters: dict[str, Any]
+    price_per_second: NonNegativeMoney
+    fee: NonNegativeMoney
+    quote: NonNegativeMoney
+    """The most the run can cost: fee + price per second x max runtime."""
+    max_runtime_seconds: int
+    max_output_bytes: int
+    run_by: AwareDatetime
+    deadline: AwareDatetime
+    """The slot is held until here: run_by + max runtime + grace for retries and uploads."""
+    run_token: str
+    """The secret (>= 256 bits) behind the run PAR the job sheet hands the user."""
+    created_at: AwareDatetime
+
+
+class ContractState(StrEnum):
+    HELD = "held"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+class ContractRecord(BaseModel):
+    """A contract as the service's contract book keeps it."""
+
+    contract: ComputeContract
+    state: ContractState = ContractState.HELD
+    ended_at: datetime | None = None
+
+
+class ReleaseRequest(BaseModel):
+    contract_id: str
+
+
+class ReleaseResult(BaseModel):
+    contract_id: str
+    released_now: bool
+    """True only for the call that released it; a repeated release is harmless and says False."""
+    state: ContractState | None
+    """None when the service never held such a contract."""
+
+
+class RunRequest(BaseModel):
+    """Run a contracted calculation: read the input through one PAR, write outputs through another."""
+
+    contract: ComputeContract
+    input: ReadPar
+    output: WritePar
+    input_name: str = Field(default="input", pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    """The file name the program sees its input under (inside the run's input directory)."""
+
+
+class RunStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    OUTPUT_TOO_LARGE = "output_too_large"
+    INPUT_MISSING = "input_missing"
+
+
+class Usage(BaseModel):
+    wall_seconds: float = Field(ge=0)
+    cpu_seconds: float = Field(ge=0)
+
+
+class OutputObject(BaseModel):
+    """One object written under the job's output prefix."""
+
+    key: str
+    size: int = Field(ge=0)
+    sha256: str
+    kind: Literal["stdout", "stderr", "file"]
+
+
+class RunResult(BaseModel):
+    """How a run ended, what it used and what it wrote."""
+
+    contract_id: str
+    status: RunStatus
+    exit_code: int | None = None
+    """The program's exit status, or None when a signal ended it."""
+    signal: int | None = None
+    usage: Usage
+    stderr_tail: str = ""
+    outputs: list[OutputObject] = Field(default_factory=list)
+    attempt: int = 1
+
+
+class RunPhase(StrEnum):
+    WAITING = "waiting"
+    DOWNLOADING = "downloading"
+    RUNNING = "running"
+    UPLOADING = "uploading"
+
+
+class RunProgress(BaseModel):
+    """The run activity's heartbeat details (sent as this model's JSON dict)."""
+
+    phase: RunPhase
+    elapsed_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    output_bytes: int = 0
+    fraction: float | None = None
+    """The last ``PROGRESS <0..1>`` the program printed, if any."""

@@ -1,0 +1,17 @@
+"""``python -m jobsheet.gateway``: serve the PAR gateway on 127.0.0.1:settings.gateway_port."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from jobsheet.gateway.app import create_app
+from jobsheet.settings import load_settings
+
+
+def main() -> None:
+    settings = load_settings()
+    uvicorn.run(create_app(settings), host="127.0.0.1", port=settings.gateway_port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""The contract book of one compute service: an entity workflow that holds its slots.
+
+One workflow per compute service (id :func:`contract_book_id`) on the service's task queue keeps
+every open contract until it is released or its deadline passes (a durable timer), refuses new
+contracts beyond the service's capacity, and continues as new when its history grows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from jobsheet.compute.models import (
+        ComputeContract,
+        ContractRecord,
+        ContractState,
+        ReleaseRequest,
+        ReleaseResult,
+    )
+
+FORGET_ENDED_AFTER = timedelta(days=1)
+
+
+def contract_book_id(task_queue: str) -> str:
+    """The workflow id of the contract book for the service served on ``task_queue``."""
+    return f"compute-contracts-{task_queue}"
+
+
+class ContractBookInput(BaseModel):
+    service: str
+    max_open_contracts: int = Field(ge=1)
+    records: dict[str, ContractRecord] = Field(default_factory=dict)
+
+
+class ReserveRequest(BaseModel):
+    contract: ComputeContract
+    max_open_contracts: int = Field(ge=1)
+    """The service's current capacity (the operator may change it between contracts)."""
+
+
+@workflow.defn
+class ComputeServiceWorkflow:
+    """Holds a compute service's open contracts: reserve, release, expire at the deadline."""
+
+    @workflow.init
+    def __init__(self, book: ContractBookInput) -> None:
+        self._service = book.service
+        self._capacity = book.max_open_contracts
+        self._records: dict[str, ContractRecord] = dict(book.records)
+        self._changed = False
+
+    @workflow.run
+    async def run(self, book: ContractBookInput) -> None:
+        while True:
+            self._expire_due(workflow.now())
+            timeout = self._until_next_deadline(workflow.now())
+            try:
+                await workflow.wait_condition(
+                    lambda: self._changed or workflow.info().is_continue_as_new_suggested(),
+                    timeout=timeout,
+                )
+            except TimeoutError:
+                pass
+            self._changed = False
+            self._forget_ended(workflow.now())
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    ContractBookInput(
+                        service=self._service,
+                        max_open_contracts=self._capacity,
+                        records=self._records,
+                    )
+                )
+
+    @workflow.update
+    def reserve(self, request: ReserveRequest) -> ContractRecord:
+        """Hold a slot for the contract; a repeated reservation returns the first record."""
+        self._capacity = request.max_open_contracts
+        existing = self._records.get(request.contract.contract_id)
+        if existing is not None:
+            return existing
+        record = ContractRecord(contract=request.contract)
+        self._records[request.contract.contract_id] = record
+        self._changed = True
+        return record
+
+    @reserve.validator
+    def _check_capacity(self, request: ReserveRequest) -> None:
+        if request.contract.contract_id in self._records:
+            return
+        if self._held_count() >= request.max_open_contracts:
+            raise ApplicationError(
+                f"compute service {self._service!r} holds its maximum of "
+                f"{request.max_open_contracts} open contracts",
+                type="ServiceAtCapacity",
+                non_retryable=True,
+            )
+        if request.contract.deadline <= workflow.now():
+            raise ApplicationError(
+                "the contract's deadline has already passed", type="DeadlinePassed"
+            )
+
+    @workflow.update
+    def release(self, request: ReleaseRequest) -> ReleaseResult:
+        """Free the slot; releasing an ended or unknown contract changes nothing."""
+        record = self._records.get(request.contract_id)
+        if record is None:
+            return ReleaseResult(contract_id=request.contract_id, released_now=False, state=None)
+        if record.state != ContractState.HELD:
+            return ReleaseResult(
+                contract_id=request.contract_id, released_now=False, state=record.state
+            )
+        self._end(record, ContractState.RELEASED, workflow.now())
+        return ReleaseResult(
+            contract_id=request.contract_id, released_now=True, state=ContractState.RELEASED
+        )
+
+    @workflow.query
+    def contract(self, contract_id: str) -> ContractRecord | None:
+        return self._records.get(contract_id)
+
+    @workflow.query
+    def held(self) -> list[ContractRecord]:
+        return [r for r in self._records.values() if r.state == ContractState.HELD]
+
+    def _held_count(self) -> int:
+        return sum(1 for r in self._records.values() if r.state == ContractState.HELD)
+
+    def _end(self, record: ContractRecord, state: ContractState, now: datetime) -> None:
+        self._records[record.contract.contract_id] = ContractRecord(
+            contract=record.contract, state=state, ended_at=now
+        )
+        self._changed = True
+
+    def _expire_due(self, now: datetime) -> None:
+        for record in list(self._records.values()):
+            if record.state == ContractState.HELD and record.contract.deadline <= now:
+                self._end(record, ContractState.EXPIRED, now)
+
+    def _until_next_deadline(self, now: datetime) -> timedelta | None:
+        deadlines = [
+            r.contract.deadline for r in self._records.values() if r.state == ContractState.HELD
+        ]
+        if not deadlines:
+            return None
+        return max(min(deadlines) - now, timedelta(milliseconds=1))
+
+    def _forget_ended(self, now: datetime) -> None:
+        for contract_id, record in list(self._records.items()):
+            if record.ended_at is not None and now - record.ended_at > FORGET_ENDED_AFTER:
+                del self._records[contract_id]
