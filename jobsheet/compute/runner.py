@@ -10,6 +10,7 @@ cancellation), every process left in the group is killed before the runner retur
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import re
 import resource
@@ -26,6 +27,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 POLL_SECONDS = 0.05
 SIZE_CHECK_SECONDS = 0.25
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)
 PROGRESS_LINE = re.compile(rb"^PROGRESS\s+([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
 
 
@@ -68,6 +71,8 @@ def _apply_limits(limits: Limits) -> Callable[[], None]:
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         os.umask(0o077)
+        # If the worker dies (SIGKILL), the kernel kills the program's leader too.
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
     return preexec
 

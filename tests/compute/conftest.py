@@ -1,0 +1,176 @@
+"""Fixtures for the compute service: a PAR gateway, in-process compute workers and helpers."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import io
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from minio import Minio
+from pydantic import BaseModel
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+from jobsheet.compute.models import ComputeContract, ContractRequest, RunRequest, RunResult
+from jobsheet.settings import Settings
+from jobsheet.storage_pars import issue_read_par
+from jobsheet.write_par import issue_write_par
+from tests.compute.harness import CallComputeWorkflow, CallInput
+from tests.gateway_server import GatewayServer, start_gateway
+from worker import compute_workers
+
+TEST_CALCULATIONS = Path(__file__).with_name("test_calculations.toml")
+
+
+@pytest.fixture
+def gateway(settings: Settings) -> Iterator[GatewayServer]:
+    """The PAR gateway for this test's bucket, on a free port; ``gateway.settings`` points at it."""
+    server = start_gateway(settings)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class ComputeHarness:
+    """Calls compute activities through a real workflow, as the job sheet will."""
+
+    client: Client
+    settings: Settings
+    s3: Minio
+    task_queue: str
+
+    async def start(
+        self,
+        activity: str,
+        argument: BaseModel,
+        *,
+        service: str,
+        heartbeat_timeout: float | None = 5.0,
+        attempts: int = 3,
+    ) -> WorkflowHandle[Any, dict[str, Any]]:
+        return await self.client.start_workflow(
+            CallComputeWorkflow.run,
+            CallInput(
+                activity=activity,
+                task_queue=self.settings.compute_task_queue(service),
+                argument=argument.model_dump(mode="json"),
+                heartbeat_timeout_seconds=heartbeat_timeout,
+                maximum_attempts=attempts,
+            ),
+            id=f"call-{activity}-{uuid.uuid4().hex}",
+            task_queue=self.task_queue,
+        )
+
+    async def call(self, activity: str, argument: BaseModel, **options: Any) -> dict[str, Any]:
+        handle = await self.start(activity, argument, **options)
+        return await handle.result()
+
+    async def contract(
+        self, calculation: str, parameters: dict[str, Any] | None = None, *, service: str
+    ) -> ComputeContract:
+        request = ContractRequest(
+            job_uid=f"job-{uuid.uuid4().hex[:12]}",
+            calculation=calculation,
+            parameters=parameters or {},
+            run_by=datetime.now(UTC) + timedelta(hours=1),
+        )
+        data = await self.call("contract_calculation", request, service=service)
+        return ComputeContract.model_validate(data)
+
+    def run_request(
+        self, contract: ComputeContract, input_bytes: bytes | None = b"hello world\n"
+    ) -> RunRequest:
+        """Upload the input (unless None) and issue the read and bucket-write PARs for it."""
+        key = f"jobs/{contract.job_uid}/input"
+        if input_bytes is not None:
+            self.s3.put_object(
+                self.settings.bucket, key, io.BytesIO(input_bytes), len(input_bytes)
+            )
+        return RunRequest(
+            contract=contract,
+            input=issue_read_par(self.settings, key, timedelta(minutes=10)),
+            output=issue_write_par(
+                self.settings,
+                job_uid=contract.job_uid,
+                prefix=output_prefix(contract),
+                expires_at=datetime.now(UTC) + timedelta(minutes=10),
+            ),
+        )
+
+    async def run(self, request: RunRequest, **options: Any) -> RunResult:
+        options.setdefault("service", request.contract.service)
+        return RunResult.model_validate(await self.call("run_calculation", request, **options))
+
+    def objects(self, prefix: str) -> dict[str, bytes]:
+        """Every object under ``prefix``, key to content."""
+        found = {}
+        for item in self.s3.list_objects(self.settings.bucket, prefix=prefix, recursive=True):
+            assert item.object_name is not None
+            response = self.s3.get_object(self.settings.bucket, item.object_name)
+            try:
+                found[item.object_name] = response.read()
+            finally:
+                response.close()
+                response.release_conn()
+        return found
+
+
+def output_prefix(contract: ComputeContract) -> str:
+    return f"jobs/{contract.job_uid}/outputs/"
+
+
+@contextlib.asynccontextmanager
+async def running_harness(
+    client: Client, settings: Settings, s3: Minio, task_queue: str, services: list[str]
+) -> AsyncIterator[ComputeHarness]:
+    """Compute workers (built by worker.py's compute_workers) plus the calling workflow's worker."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as executor:
+        workers = compute_workers(client, settings, executor, services)
+        workers.append(Worker(client, task_queue=task_queue, workflows=[CallComputeWorkflow]))
+        async with contextlib.AsyncExitStack() as stack:
+            for worker in workers:
+                await stack.enter_async_context(worker)
+            yield ComputeHarness(client=client, settings=settings, s3=s3, task_queue=task_queue)
+
+
+@pytest.fixture
+def compute_settings(gateway: GatewayServer, task_queue: str) -> Settings:
+    """Settings with the test calculations and compute task queues of this test's own."""
+    return gateway.settings.model_copy(
+        update={
+            "calculations_file": TEST_CALCULATIONS,
+            "compute_task_queue_prefix": f"{task_queue}-compute-",
+        }
+    )
+
+
+@pytest.fixture
+async def compute(
+    client: Client, compute_settings: Settings, s3: Minio, task_queue: str
+) -> AsyncIterator[ComputeHarness]:
+    """In-process workers for the test services ``test`` and ``other``."""
+    async with running_harness(
+        client, compute_settings, s3, task_queue, ["test", "other"]
+    ) as harness:
+        yield harness
+
+
+@pytest.fixture
+async def shipped_compute(
+    client: Client, gateway: GatewayServer, s3: Minio, task_queue: str
+) -> AsyncIterator[ComputeHarness]:
+    """In-process workers for every service in the shipped calculations file."""
+    settings = gateway.settings.model_copy(
+        update={"compute_task_queue_prefix": f"{task_queue}-compute-"}
+    )
+    async with running_harness(client, settings, s3, task_queue, []) as harness:
+        yield harness

@@ -1,0 +1,60 @@
+"""Run the PAR gateway for a test: uvicorn on a free 127.0.0.1 port in a background thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import httpx
+import uvicorn
+
+from jobsheet import processes
+from jobsheet.gateway import create_app
+from jobsheet.settings import Settings
+
+
+@dataclass
+class GatewayServer:
+    """A running gateway; ``settings`` is the input settings with the gateway's URL filled in."""
+
+    port: int
+    server: uvicorn.Server
+    thread: threading.Thread
+    settings: Settings
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+def start_gateway(settings: Settings) -> GatewayServer:
+    """Serve ``create_app(settings)`` and wait until ``/healthz`` answers."""
+    port = processes.free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"gateway-{port}", daemon=True)
+    thread.start()
+    gateway = GatewayServer(
+        port=port,
+        server=server,
+        thread=thread,
+        settings=settings.model_copy(update={"gateway_public_url": f"http://127.0.0.1:{port}"}),
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(f"{gateway.url}/healthz", timeout=1).status_code == 200:
+                return gateway
+        except httpx.TransportError:
+            pass
+        if not thread.is_alive() or time.monotonic() > deadline:
+            gateway.stop()
+            raise RuntimeError("the PAR gateway did not start")
+        time.sleep(0.05)
