@@ -19,6 +19,11 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    # Native Ed25519 code imports ``cryptography.exceptions`` when a signature is bad; it must
+    # find the process's module, not a sandboxed copy (re-initialising it aborts the process).
+    import cryptography.exceptions
+    import cryptography.hazmat.bindings._rust  # noqa: F401
+
     from activities.ledger import LedgerActivities
     from jobsheet.ledger.errors import BAD_SIGNATURE, UNKNOWN_ACCOUNT, Refused, refused
     from jobsheet.ledger.models import (
