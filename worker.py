@@ -81,7 +81,35 @@ def compute_workers(
     services: Sequence[str],
 ) -> list[Worker]:
     """One worker per compute service named, each on that service's task queue."""
-    return []
+    from activities.compute import ComputeActivities
+    from jobsheet.compute.config import load_compute_config
+    from workflows.compute_service import ComputeServiceWorkflow
+
+    config = load_compute_config(settings.calculations_file)
+    workers = []
+    for name in services or sorted(config.services):
+        task_queue = settings.compute_task_queue(name)
+        compute = ComputeActivities(
+            client=client, config=config, service=name, task_queue=task_queue
+        )
+        workers.append(
+            Worker(
+                client,
+                task_queue=task_queue,
+                workflows=[ComputeServiceWorkflow],
+                activities=[
+                    compute.contract_calculation,
+                    compute.release_contract,
+                    compute.run_calculation,
+                ],
+                # Runs are bounded inside by the service's max_concurrent_runs; the extra slots
+                # keep contracting and releasing responsive while every run slot is busy.
+                max_concurrent_activities=compute.max_concurrent_activities,
+                activity_executor=executor,
+                graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+            )
+        )
+    return workers
 
 
 def build_workers(

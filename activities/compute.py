@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import secrets
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 from temporalio import activity
@@ -53,6 +55,7 @@ from workflows.compute_service import (
     contract_book_id,
 )
 
+T = TypeVar("T")
 CONTRACT_SLOTS = 4
 """Activity slots per worker beyond the run slots, for contracting and releasing."""
 DEADLINE_GRACE = timedelta(minutes=10)
@@ -72,6 +75,8 @@ class ComputeActivities:
     def __init__(
         self, *, client: Client, config: ComputeConfig, service: str, task_queue: str
     ) -> None:
+        # httpx logs request URLs at INFO, and presigned URLs are secrets.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         self._client = client
         self._config = config
         self._service = config.service(service)
@@ -198,20 +203,26 @@ class ComputeActivities:
                 "WrongService",
             )
         calculation, parameters = self._calculation(contract.calculation, contract.parameters)
-        await self._held_record(contract)
-        while True:
-            try:
-                await asyncio.wait_for(
-                    self._run_slots.acquire(), timeout=self._service.heartbeat_seconds
-                )
-                break
-            except TimeoutError:
-                activity.heartbeat(RunProgress(phase=RunPhase.WAITING).model_dump(mode="json"))
+        # The contract book may answer slowly (its worker may just have died): keep beating.
+        await self._heartbeating(self._held_record(contract))
+        await self._heartbeating(self._run_slots.acquire())
         try:
             with tempfile.TemporaryDirectory(prefix="jobsheet-run-") as tmp:
                 return await self._run_in(Path(tmp), request, calculation, parameters)
         finally:
             self._run_slots.release()
+
+    async def _heartbeating(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable``, heartbeating WAITING progress every few seconds meanwhile."""
+        task = asyncio.ensure_future(awaitable)
+        try:
+            while True:
+                activity.heartbeat(RunProgress(phase=RunPhase.WAITING).model_dump(mode="json"))
+                done, _ = await asyncio.wait({task}, timeout=self._service.heartbeat_seconds)
+                if done:
+                    return task.result()
+        finally:
+            task.cancel()
 
     async def _run_in(
         self, root: Path, request: RunRequest, calculation: Calculation, parameters: dict

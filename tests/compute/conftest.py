@@ -92,9 +92,7 @@ class ComputeHarness:
         """Upload the input (unless None) and issue the read and bucket-write PARs for it."""
         key = f"jobs/{contract.job_uid}/input"
         if input_bytes is not None:
-            self.s3.put_object(
-                self.settings.bucket, key, io.BytesIO(input_bytes), len(input_bytes)
-            )
+            self.s3.put_object(self.settings.bucket, key, io.BytesIO(input_bytes), len(input_bytes))
         return RunRequest(
             contract=contract,
             input=issue_read_par(self.settings, key, timedelta(minutes=10)),

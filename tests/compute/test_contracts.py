@@ -1,0 +1,141 @@
+"""Contracting: quote, deadline, run token, capacity, release, and expiry at the deadline."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from jobsheet.compute.models import (
+    ComputeContract,
+    ContractRecord,
+    ContractRequest,
+    ContractState,
+    ReleaseRequest,
+    ReleaseResult,
+)
+from tests.compute.conftest import ComputeHarness
+from tests.compute.test_outcomes import assert_non_retryable
+from workflows.compute_service import ComputeServiceWorkflow, ContractBookInput, contract_book_id
+
+
+async def test_contract_quotes_the_maximum_and_holds_a_slot(compute: ComputeHarness) -> None:
+    contract = await compute.contract("echo", service="test")
+    assert contract.service == "test"
+    assert contract.task_queue == compute.settings.compute_task_queue("test")
+    assert contract.fee == Decimal("0.05") and contract.price_per_second == Decimal("0.01")
+    assert contract.quote == Decimal("0.05") + Decimal("0.01") * 30
+    assert contract.max_runtime_seconds == 30
+    assert contract.deadline > contract.run_by + timedelta(seconds=30)
+    assert len(contract.run_token) >= 43  # 32 random bytes, URL-safe base64
+    book = compute.client.get_workflow_handle(contract_book_id(contract.task_queue))
+    record = await book.query(ComputeServiceWorkflow.contract, contract.contract_id)
+    assert record is not None and record.state == ContractState.HELD
+
+
+async def test_contracting_again_for_the_same_job_returns_the_same_contract(
+    compute: ComputeHarness,
+) -> None:
+    request = ContractRequest(
+        job_uid=f"job-{uuid.uuid4().hex[:8]}",
+        calculation="echo",
+        run_by=datetime.now(UTC) + timedelta(hours=1),
+    )
+    first = await compute.call("contract_calculation", request, service="test")
+    second = await compute.call("contract_calculation", request, service="test")
+    assert first == second
+
+
+async def test_release_twice_is_harmless_and_a_released_contract_cannot_run(
+    compute: ComputeHarness,
+) -> None:
+    contract = await compute.contract("echo", service="test")
+    release = ReleaseRequest(contract_id=contract.contract_id)
+    first = ReleaseResult.model_validate(
+        await compute.call("release_contract", release, service="test")
+    )
+    second = ReleaseResult.model_validate(
+        await compute.call("release_contract", release, service="test")
+    )
+    assert first.released_now and first.state == ContractState.RELEASED
+    assert not second.released_now and second.state == ContractState.RELEASED
+    with pytest.raises(WorkflowFailureError) as failure:
+        await compute.run(compute.run_request(contract))
+    assert_non_retryable(failure.value, "ContractNotHeld")
+
+
+async def test_releasing_on_a_service_that_never_contracted_is_harmless(
+    compute: ComputeHarness,
+) -> None:
+    result = ReleaseResult.model_validate(
+        await compute.call(
+            "release_contract", ReleaseRequest(contract_id="nobody@other"), service="other"
+        )
+    )
+    assert result == ReleaseResult(contract_id="nobody@other", released_now=False, state=None)
+
+
+async def test_capacity_is_bounded_and_release_frees_a_slot(compute: ComputeHarness) -> None:
+    held = [await compute.contract("echo", service="test") for _ in range(3)]
+    with pytest.raises(WorkflowFailureError) as failure:
+        await compute.contract("echo", service="test")
+    assert_non_retryable(failure.value, "ServiceAtCapacity")
+    await compute.call(
+        "release_contract", ReleaseRequest(contract_id=held[0].contract_id), service="test"
+    )
+    assert (await compute.contract("echo", service="test")).service == "test"
+
+
+async def test_a_forged_contract_cannot_run(compute: ComputeHarness) -> None:
+    contract = await compute.contract("echo", service="test")
+    forged = contract.model_copy(update={"run_token": "x" * 43})
+    with pytest.raises(WorkflowFailureError) as failure:
+        await compute.run(compute.run_request(forged))
+    assert_non_retryable(failure.value, "ContractNotHeld")
+
+
+def held_record(deadline: datetime) -> ContractRecord:
+    now = datetime.now(UTC)
+    return ContractRecord(
+        contract=ComputeContract(
+            contract_id="job-1@test",
+            job_uid="job-1",
+            service="test",
+            task_queue="q",
+            calculation="echo",
+            parameters={},
+            price_per_second=Decimal("0.01"),
+            fee=Decimal("0.05"),
+            quote=Decimal("0.35"),
+            max_runtime_seconds=30,
+            max_output_bytes=1000,
+            run_by=now,
+            deadline=deadline,
+            run_token="t" * 43,
+            created_at=now,
+        )
+    )
+
+
+async def test_a_contract_expires_at_its_deadline(time_env: WorkflowEnvironment) -> None:
+    task_queue = f"book-{uuid.uuid4().hex}"
+    record = held_record(datetime.now(UTC) + timedelta(hours=2))
+    async with Worker(time_env.client, task_queue=task_queue, workflows=[ComputeServiceWorkflow]):
+        handle = await time_env.client.start_workflow(
+            ComputeServiceWorkflow.run,
+            ContractBookInput(service="test", max_open_contracts=5, records={"job-1@test": record}),
+            id=contract_book_id(task_queue),
+            task_queue=task_queue,
+        )
+        state = await handle.query(ComputeServiceWorkflow.contract, "job-1@test")
+        assert state is not None and state.state == ContractState.HELD
+        await time_env.sleep(timedelta(hours=3))
+        state = await handle.query(ComputeServiceWorkflow.contract, "job-1@test")
+        assert state is not None and state.state == ContractState.EXPIRED
+        assert await handle.query(ComputeServiceWorkflow.held) == []
+        await handle.terminate()
