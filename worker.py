@@ -36,17 +36,20 @@ log = logging.getLogger("jobsheet.worker")
 def jobs_workers(
     client: Client, settings: Settings, executor: concurrent.futures.Executor
 ) -> list[Worker]:
-    """Workers for the job sheet task queue."""
+    """Workers for the job sheet task queue: job sheet workflows and the storage activities."""
     from activities.smoke import SmokeActivities
+    from activities.storage import StorageActivities
+    from workflows.job_sheet import JobSheetWorkflow
     from workflows.smoke import SmokeWorkflow
 
     smoke = SmokeActivities(internal_client(settings))
+    storage = StorageActivities(settings)
     return [
         Worker(
             client,
             task_queue=settings.task_queue_jobs,
-            workflows=[SmokeWorkflow],
-            activities=[smoke.write_and_read_object],
+            workflows=[JobSheetWorkflow, SmokeWorkflow],
+            activities=[*storage.all(), smoke.write_and_read_object],
             activity_executor=executor,
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         )

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     gateway_public_url: str | None = None
     par_secret: SecretStr | None = None
 
+    provider_account: str = "provider"
+    """The account that cashes users' cheques and is paid for their jobs."""
+    job_expiry_seconds: int = Field(default=3600, gt=0)
+    download_par_seconds: int = Field(default=24 * 3600, gt=0, le=7 * 24 * 3600)
+    retention_seconds: int = Field(default=7 * 24 * 3600, ge=0)
+
     task_queue_jobs: str = "jobsheet-jobs"
     task_queue_ledger: str = "jobsheet-ledger"
     compute_task_queue_prefix: str = "jobsheet-compute-"

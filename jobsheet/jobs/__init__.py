@@ -1,0 +1,1 @@
+"""The job sheet: the complete record of one job, and its lifecycle's shared models."""

@@ -1,0 +1,174 @@
+"""Talking to job sheet workflows from outside: submit, trigger, cancel, download, load.
+
+This is what the SDK, the CLI and the PAR gateway call; none of them touches Temporal directly.
+"""
+
+from __future__ import annotations
+
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from jobsheet import search_attributes
+from jobsheet.authorisation import Authorisation
+from jobsheet.cheque import Cheque
+from jobsheet.compute.models import RunProgress
+from jobsheet.jobs import details
+from jobsheet.jobs.messages import (
+    CancelInput,
+    DownloadPars,
+    DownloadParsInput,
+    JobConfig,
+    JobStart,
+    SubmitInput,
+    SubmitResult,
+    TriggerRunInput,
+    TriggerRunResult,
+)
+from jobsheet.jobs.models import JobRequest, JobSheet, JobState, job_uid_for
+from jobsheet.jobs.models import RunProgress as SheetProgress
+from jobsheet.jobs.store import read_sheet
+from jobsheet.objectstore import internal_client
+from jobsheet.settings import Settings
+from workflows.job_sheet import JobSheetWorkflow
+
+
+def job_config(settings: Settings, request: JobRequest, *, search: bool = True) -> JobConfig:
+    return JobConfig(
+        ledger_task_queue=settings.task_queue_ledger,
+        compute_task_queue=settings.compute_task_queue(request.service),
+        provider_account=settings.provider_account,
+        gateway_url=settings.gateway_url,
+        expiry_seconds=settings.job_expiry_seconds,
+        download_par_seconds=settings.download_par_seconds,
+        retention_seconds=settings.retention_seconds,
+        search_attributes=search,
+    )
+
+
+def job_start(
+    settings: Settings,
+    *,
+    request: JobRequest,
+    authorisation: Authorisation,
+    cheque: Cheque,
+    search: bool = True,
+) -> JobStart:
+    """The workflow input for a submission; the uid comes from the authorisation's signature."""
+    return JobStart(
+        uid=job_uid_for(authorisation.signature),
+        request=request,
+        authorisation=authorisation,
+        cheque=cheque,
+        config=job_config(settings, request, search=search),
+    )
+
+
+def start_options(settings: Settings, start: JobStart) -> dict[str, object]:
+    """How the workflow is started: id = job uid, never reused, findable in the Web UI."""
+    request = start.request
+    options: dict[str, object] = {
+        "id": start.uid,
+        "task_queue": settings.task_queue_jobs,
+        "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        "static_summary": details.static_summary(start.uid, request),
+        "static_details": details.static_details(request),
+    }
+    if start.config.search_attributes:
+        options["search_attributes"] = TypedSearchAttributes(
+            [
+                SearchAttributePair(search_attributes.JOB_STATE, JobState.SUBMITTED.value),
+                SearchAttributePair(search_attributes.JOB_ACCOUNT, request.account),
+                SearchAttributePair(search_attributes.JOB_USER, request.user),
+                SearchAttributePair(search_attributes.JOB_CALCULATION, request.calculation),
+            ]
+        )
+    return options
+
+
+async def submit_job(
+    client: Client,
+    settings: Settings,
+    *,
+    request: JobRequest,
+    authorisation: Authorisation,
+    cheque: Cheque,
+) -> SubmitResult:
+    """Start the job sheet and wait for its PARs (update-with-start): one round trip.
+
+    A replayed authorisation names the same job uid, so it cannot start a second job.
+    """
+    start = job_start(settings, request=request, authorisation=authorisation, cheque=cheque)
+    operation = WithStartWorkflowOperation(  # type: ignore[call-overload]
+        JobSheetWorkflow.run,
+        start,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        **start_options(settings, start),
+    )
+    return await client.execute_update_with_start_workflow(
+        JobSheetWorkflow.submit, SubmitInput(), start_workflow_operation=operation
+    )
+
+
+def job_handle(client: Client, uid: str) -> WorkflowHandle[JobSheetWorkflow, JobSheet]:
+    return client.get_workflow_handle_for(JobSheetWorkflow.run, uid)
+
+
+async def trigger_run(client: Client, uid: str, token: str) -> TriggerRunResult:
+    return await job_handle(client, uid).execute_update(
+        JobSheetWorkflow.trigger_run, TriggerRunInput(token=token)
+    )
+
+
+async def cancel_job(client: Client, uid: str, authorisation: Authorisation) -> JobSheet:
+    return await job_handle(client, uid).execute_update(
+        JobSheetWorkflow.cancel, CancelInput(authorisation=authorisation)
+    )
+
+
+async def download_pars(client: Client, uid: str) -> DownloadPars:
+    return await job_handle(client, uid).execute_update(
+        JobSheetWorkflow.download_pars, DownloadParsInput()
+    )
+
+
+async def load_sheet(client: Client, settings: Settings, uid: str) -> JobSheet:
+    """The job sheet: from the workflow while it runs, else from the object store.
+
+    While the run activity is in flight, its latest heartbeat (elapsed, CPU, bytes written,
+    fraction) is merged in as ``progress``; it costs no workflow history.
+    """
+    handle = job_handle(client, uid)
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        description = None
+    if description is None or description.status != WorkflowExecutionStatus.RUNNING:
+        return read_sheet(internal_client(settings), settings.bucket, uid)
+    sheet = await handle.query(JobSheetWorkflow.get_sheet)
+    if sheet.state == JobState.RUNNING:
+        for pending in description.raw_description.pending_activities:
+            if pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED:
+                continue
+            if not pending.heartbeat_details.payloads:
+                continue
+            values = await client.data_converter.decode(
+                pending.heartbeat_details.payloads, [RunProgress]
+            )
+            progress = values[0]
+            if isinstance(progress, RunProgress):
+                sheet.progress = SheetProgress(**progress.model_dump(exclude={"phase"}))
+    return sheet

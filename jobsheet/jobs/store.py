@@ -1,0 +1,35 @@
+"""Reading persisted job sheets from the object store (``jobsheets/<uid>.json``)."""
+
+from __future__ import annotations
+
+import json
+
+from minio import Minio
+from minio.error import S3Error
+
+from jobsheet.jobs.models import JobSheet, sheet_key
+
+
+def read_sheet(s3: Minio, bucket: str, uid: str) -> JobSheet:
+    """The persisted sheet for ``uid``, or an empty (null) sheet when none was written."""
+    try:
+        response = s3.get_object(bucket, sheet_key(uid))
+    except S3Error as exc:
+        if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+            return JobSheet()
+        raise
+    try:
+        return JobSheet.from_data(json.loads(response.read()))
+    finally:
+        response.close()
+        response.release_conn()
+
+
+def list_sheet_uids(s3: Minio, bucket: str) -> list[str]:
+    """The uids of every persisted sheet."""
+    uids = []
+    for obj in s3.list_objects(bucket, prefix="jobsheets/"):
+        name = obj.object_name or ""
+        if name.endswith(".json"):
+            uids.append(name.removeprefix("jobsheets/").removesuffix(".json"))
+    return uids

@@ -1,0 +1,139 @@
+"""A whole jobsheet deployment for one test: every worker role, the PAR gateway and the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import pytest
+from temporalio.client import Client
+
+from jobsheet.authorisation import sign_authorisation
+from jobsheet.cheque import write_cheque
+from jobsheet.identity import Identity, generate_identity
+from jobsheet.jobs.client import load_sheet, submit_job
+from jobsheet.jobs.messages import SubmitResult
+from jobsheet.jobs.models import JobRequest, JobSheet, JobState
+from jobsheet.ledger import client as ledger
+from jobsheet.settings import Settings
+from tests.gateway_server import GatewayServer, start_gateway
+from worker import build_workers
+
+
+@pytest.fixture
+def gateway(settings: Settings) -> Iterator[GatewayServer]:
+    server = start_gateway(settings)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def job_settings(gateway: GatewayServer) -> Settings:
+    """Settings with task queues of this test's own and the gateway's URL."""
+    suffix = uuid.uuid4().hex[:10]
+    return gateway.settings.model_copy(
+        update={
+            "task_queue_jobs": f"jobs-{suffix}",
+            "task_queue_ledger": f"ledger-{suffix}",
+            "compute_task_queue_prefix": f"compute-{suffix}-",
+        }
+    )
+
+
+@dataclass
+class Deployment:
+    """What a job test uses: the client, the settings, a user, the payer and provider accounts."""
+
+    client: Client
+    settings: Settings
+    user: Identity
+    payer: str
+    provider: str
+    initial_funds: Decimal
+    submitted: list[str] = field(default_factory=list)
+
+    def request(
+        self, data: bytes, calculation: str = "checksum", **parameters: object
+    ) -> JobRequest:
+        return JobRequest(
+            calculation=calculation,
+            service="standard",
+            parameters=dict(parameters),
+            input_size=len(data),
+            input_sha256=hashlib.sha256(data).hexdigest(),
+            account=self.payer,
+            user=self.user.name,
+        )
+
+    async def submit(self, request: JobRequest, *, max_spend: str = "20.00") -> SubmitResult:
+        resource = request.fingerprint()
+        result = await submit_job(
+            self.client,
+            self.settings,
+            request=request,
+            authorisation=sign_authorisation(self.user, resource),
+            cheque=write_cheque(
+                self.user,
+                account=self.payer,
+                recipient=self.provider,
+                resource=resource,
+                max_spend=max_spend,
+            ),
+        )
+        self.submitted.append(result.uid)
+        return result
+
+    async def sheet(self, uid: str) -> JobSheet:
+        return await load_sheet(self.client, self.settings, uid)
+
+    async def wait_for(self, uid: str, *states: JobState, within: float = 90) -> JobSheet:
+        async def poll() -> JobSheet:
+            while True:
+                sheet = await self.sheet(uid)
+                if sheet.state in states:
+                    return sheet
+                await asyncio.sleep(0.2)
+
+        return await asyncio.wait_for(poll(), within)
+
+    async def balances(self) -> tuple[Decimal, Decimal, Decimal]:
+        """(payer balance, payer held, provider balance)."""
+        payer = await ledger.balance(self.client, self.payer)
+        provider = await ledger.balance(self.client, self.provider)
+        return payer.balance, payer.held, provider.balance
+
+
+@contextlib.asynccontextmanager
+async def deployment(
+    client: Client, settings: Settings, *, funds: str = "100.00"
+) -> AsyncIterator[Deployment]:
+    """Run every worker role in-process, with a registered user and funded accounts."""
+    operator = generate_identity(f"operator-{uuid.uuid4().hex[:8]}")
+    user = generate_identity(f"alice-{uuid.uuid4().hex[:8]}")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
+        workers = build_workers(client, settings, role="all", executor=executor)
+        async with contextlib.AsyncExitStack() as stack:
+            for worker in workers:
+                await stack.enter_async_context(worker)
+            queue = settings.task_queue_ledger
+            await ledger.register_user(client, operator, task_queue=queue)
+            await ledger.register_user(client, user, task_queue=queue)
+            provider = await ledger.open_account(client, owner=operator.name, task_queue=queue)
+            payer = await ledger.open_account(client, owner=user.name, task_queue=queue)
+            await ledger.deposit(client, payer, funds)
+            settings = settings.model_copy(update={"provider_account": provider})
+            yield Deployment(client, settings, user, payer, provider, Decimal(funds))
+
+
+@pytest.fixture
+async def deployed(client: Client, job_settings: Settings) -> AsyncIterator[Deployment]:
+    async with deployment(client, job_settings) as env:
+        yield env
