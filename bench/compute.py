@@ -1,0 +1,157 @@
+"""Benchmark: the compute runner's overhead against running the same program directly.
+
+Runs the shipped ``checksum`` calculation (sha256sum + wc) on a small and a 100 MiB input, once
+through the real run activity (contract book check, download through the read PAR, isolated
+run, upload of every output through the bucket-write PAR and the gateway) and once as a plain
+subprocess on a local copy of the same input, and prints the ratios. It starts its own Temporal
+dev server, S3 server and PAR gateway on free 127.0.0.1 ports and stops them at the end.
+
+    .venv/bin/python -m bench.compute [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pydantic import SecretStr
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from jobsheet import processes
+from jobsheet.binaries import find_binary
+from jobsheet.compute.config import load_compute_config
+from jobsheet.compute.models import RunResult, RunStatus
+from jobsheet.objectstore import ensure_bucket, internal_client
+from jobsheet.settings import Settings
+from tests.compute.conftest import ComputeHarness
+from tests.compute.harness import CallComputeWorkflow
+from tests.gateway_server import start_gateway
+from tests.servers import start_s3_server
+from worker import compute_workers
+
+SIZES = {"small (4 KiB)": 4 << 10, "large (100 MiB)": 100 << 20}
+CALCULATION = "checksum"
+SERVICE = "standard"
+
+
+def run_directly(settings: Settings, data: bytes) -> float:
+    """Seconds to run the same argv on a local copy of the input, without the runner."""
+    config = load_compute_config(settings.calculations_file)
+    calculation = config.calculation(CALCULATION, service=SERVICE)
+    with tempfile.TemporaryDirectory() as tmp:
+        input_path, output_dir = Path(tmp) / "input", Path(tmp) / "out"
+        input_path.write_bytes(data)
+        output_dir.mkdir()
+        argv = calculation.render_argv(
+            {}, input_path=input_path, output_dir=output_dir, base_dir=config.base_dir
+        )
+        started = time.perf_counter()
+        subprocess.run(argv, check=True, cwd=tmp, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - started
+
+
+async def run_through_runner(harness: ComputeHarness, data: bytes) -> tuple[float, RunResult]:
+    """Seconds for the run activity (as seen by the calling workflow), input already uploaded."""
+    contract = await harness.contract(CALCULATION, service=SERVICE)
+    request = harness.run_request(contract, None)
+    key = request.input.key
+    harness.s3.put_object(harness.settings.bucket, key, io.BytesIO(data), len(data))
+    started = time.perf_counter()
+    result = await harness.run(request, heartbeat_timeout=30)
+    elapsed = time.perf_counter() - started
+    assert result.status == RunStatus.SUCCEEDED, result.stderr_tail
+    return elapsed, result
+
+
+async def bench(repeat: int) -> None:
+    root = Path(tempfile.mkdtemp(prefix="jobsheet-bench-"))
+    s3_server = start_s3_server(root / "s3")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_binary("temporal"),
+        ip="127.0.0.1",
+        port=processes.free_port(),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    try:
+        queue = f"bench-{uuid.uuid4().hex[:8]}"
+        base = Settings(
+            state_dir=root / "state",
+            temporal_address=env.client.service_client.config.target_host,
+            s3_endpoint=s3_server.endpoint,
+            s3_access_key=SecretStr(s3_server.access_key),
+            s3_secret_key=SecretStr(s3_server.secret_key),
+            bucket="bench",
+            compute_task_queue_prefix=f"{queue}-",
+        )
+        ensure_bucket(internal_client(base), base.bucket)
+        gateway = start_gateway(base)
+        try:
+            settings = gateway.settings
+            with concurrent.futures.ThreadPoolExecutor(max_workers=8) as executor:
+                workers = compute_workers(env.client, settings, executor, [SERVICE])
+                workers.append(
+                    Worker(env.client, task_queue=queue, workflows=[CallComputeWorkflow])
+                )
+                for worker in workers:
+                    await worker.__aenter__()
+                try:
+                    harness = ComputeHarness(
+                        client=env.client,
+                        settings=settings,
+                        s3=internal_client(settings),
+                        task_queue=queue,
+                    )
+                    await report(harness, settings, repeat)
+                finally:
+                    for worker in workers:
+                        await worker.__aexit__(None, None, None)
+        finally:
+            gateway.stop()
+    finally:
+        await env.shutdown()
+        processes.stop_process(s3_server.record)
+
+
+async def report(harness: ComputeHarness, settings: Settings, repeat: int) -> None:
+    print(f"calculation={CALCULATION} repeat={repeat} (median seconds)")
+    print(f"{'input':<18} {'direct':>9} {'runner':>9} {'ratio':>7} {'overhead':>9}")
+    for label, size in SIZES.items():
+        data = os.urandom(size)
+        await run_through_runner(harness, data[:1024])  # warm-up: contract book, connections
+        direct = statistics.median(run_directly(settings, data) for _ in range(repeat))
+        runs = [(await run_through_runner(harness, data))[0] for _ in range(repeat)]
+        runner = statistics.median(runs)
+        print(
+            f"{label:<18} {direct:>9.3f} {runner:>9.3f} {runner / direct:>6.1f}x "
+            f"{runner - direct:>8.3f}s",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    started = datetime.now(UTC)
+    asyncio.run(bench(args.repeat))
+    print(f"finished in {(datetime.now(UTC) - started) / timedelta(seconds=1):.1f}s")
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
