@@ -47,7 +47,7 @@ from jobsheet.compute.models import (
     Usage,
 )
 from jobsheet.compute.runner import Limits, ProcessOutcome, run_isolated
-from jobsheet.write_par import WritePar
+from jobsheet.write_par import BadOutputKey, WritePar, check_relative_key
 from workflows.compute_service import (
     ComputeServiceWorkflow,
     ContractBookInput,
@@ -205,9 +205,18 @@ class ComputeActivities:
         calculation, parameters = self._calculation(contract.calculation, contract.parameters)
         # The contract book may answer slowly (its worker may just have died): keep beating.
         await self._heartbeating(self._held_record(contract))
-        await self._heartbeating(self._run_slots.acquire())
+        slot = asyncio.ensure_future(self._run_slots.acquire())
         try:
-            with tempfile.TemporaryDirectory(prefix="jobsheet-run-") as tmp:
+            await self._heartbeating(slot)
+        except BaseException:
+            # Cancelled just as the slot was granted: give it back.
+            if slot.done() and not slot.cancelled() and slot.exception() is None:
+                self._run_slots.release()
+            raise
+        try:
+            with tempfile.TemporaryDirectory(
+                prefix="jobsheet-run-", ignore_cleanup_errors=True
+            ) as tmp:
                 return await self._run_in(Path(tmp), request, calculation, parameters)
         finally:
             self._run_slots.release()
@@ -222,7 +231,8 @@ class ComputeActivities:
                 if done:
                     return task.result()
         finally:
-            task.cancel()
+            if not task.done():
+                task.cancel()
 
     async def _run_in(
         self, root: Path, request: RunRequest, calculation: Calculation, parameters: dict
@@ -262,12 +272,14 @@ class ComputeActivities:
             )
             status = _status(outcome)
             outputs: list[OutputObject] = []
+            skipped: list[str] = []
             if status != RunStatus.OUTPUT_TOO_LARGE:
                 files = [
                     ("stdout.txt", stdout_path, "stdout"),
                     ("stderr.txt", stderr_path, "stderr"),
                 ]
-                files += [("files/" + rel, path, "file") for rel, path in _output_files(output_dir)]
+                produced, skipped = _output_files(output_dir)
+                files += [("files/" + rel, path, "file") for rel, path in produced]
                 for relative, path, kind in files:
                     outputs.append(
                         await _upload(http, request.output, relative, path, kind, heartbeat)
@@ -283,6 +295,7 @@ class ComputeActivities:
             ),
             stderr_tail=_tail(stderr_path),
             outputs=outputs,
+            skipped_outputs=skipped,
             attempt=activity.info().attempt,
         )
 
@@ -297,16 +310,27 @@ def _status(outcome: ProcessOutcome) -> RunStatus:
     return RunStatus.FAILED
 
 
-def _output_files(output_dir: Path) -> list[tuple[str, Path]]:
-    """Regular files under ``output_dir`` (symlinks and devices are never uploaded), sorted."""
-    found = []
+def _output_files(output_dir: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+    """Regular files under ``output_dir``, sorted, and the names that cannot be object keys.
+
+    Symlinks, devices and sockets are never uploaded; nor are files whose names contain
+    backslashes or control characters, which are listed instead.
+    """
+    found, skipped = [], []
     for root, dirs, files in os.walk(output_dir):
         dirs.sort()
         for name in sorted(files):
             path = Path(root) / name
-            if path.is_file() and not path.is_symlink():
-                found.append((path.relative_to(output_dir).as_posix(), path))
-    return found
+            if path.is_symlink() or not path.is_file():
+                continue
+            relative = path.relative_to(output_dir).as_posix()
+            try:
+                check_relative_key("files/" + relative)
+            except BadOutputKey:
+                skipped.append(relative.encode("unicode_escape").decode())
+                continue
+            found.append((relative, path))
+    return found, skipped
 
 
 def _file_size(path: Path) -> int:

@@ -117,6 +117,8 @@ class RunResult(BaseModel):
     usage: Usage
     stderr_tail: str = ""
     outputs: list[OutputObject] = Field(default_factory=list)
+    skipped_outputs: list[str] = Field(default_factory=list)
+    """Files in the output directory whose names cannot be object keys (not uploaded)."""
     attempt: int = 1
 
 

@@ -173,3 +173,16 @@ def assert_non_retryable(failure: WorkflowFailureError, error_type: str) -> None
     assert cause.type == error_type
     assert cause.non_retryable
     assert cause.message
+
+
+async def test_symlinks_and_unkeyable_names_are_not_uploaded(compute: ComputeHarness) -> None:
+    contract = await compute.contract("odd-outputs", service="test")
+    result = await compute.run(compute.run_request(contract))
+    assert result.status == RunStatus.SUCCEEDED, result.stderr_tail
+    prefix = output_prefix(contract)
+    assert sorted(compute.objects(prefix)) == [
+        prefix + "files/ok.txt",
+        prefix + "stderr.txt",
+        prefix + "stdout.txt",
+    ]
+    assert result.skipped_outputs == ["bad\\\\name"]
