@@ -28,6 +28,8 @@ with workflow.unsafe.imports_passed_through():
     from tests.ledger.conftest import Ledger
 
 RESOURCE = "sha256:" + "34" * 32
+TIMEOUT = timedelta(seconds=30)
+RETRY = RetryPolicy(maximum_attempts=3)
 
 
 class PayInput(BaseModel):
@@ -56,19 +58,23 @@ class PayForJobWorkflow:
 
     @workflow.run
     async def run(self, request: PayInput) -> PayOutcome:
-        options = {
-            "task_queue": request.ledger_task_queue,
-            "start_to_close_timeout": timedelta(seconds=30),
-            "retry_policy": RetryPolicy(maximum_attempts=3),
-        }
+        tq = request.ledger_task_queue
         try:
             note = await workflow.execute_activity_method(
-                LedgerActivities.cash_cheque, request.cash, **options
+                LedgerActivities.cash_cheque,
+                request.cash,
+                task_queue=tq,
+                start_to_close_timeout=TIMEOUT,
+                retry_policy=RETRY,
             )
             if request.recash:
                 second = request.cash.model_copy(update={"idempotency_key": "another"})
                 await workflow.execute_activity_method(
-                    LedgerActivities.cash_cheque, second, **options
+                    LedgerActivities.cash_cheque,
+                    second,
+                    task_queue=tq,
+                    start_to_close_timeout=TIMEOUT,
+                    retry_policy=RETRY,
                 )
             if request.receipt is None:
                 await workflow.execute_activity_method(
@@ -76,7 +82,9 @@ class PayForJobWorkflow:
                     RefundInput(
                         idempotency_key=f"{workflow.info().workflow_id}-r", credit_note=note
                     ),
-                    **options,
+                    task_queue=tq,
+                    start_to_close_timeout=TIMEOUT,
+                    retry_policy=RETRY,
                 )
                 return PayOutcome(paid=Decimal("0.00"))
             result = await workflow.execute_activity_method(
@@ -86,7 +94,9 @@ class PayForJobWorkflow:
                     credit_note=note,
                     amount=Decimal(request.receipt),
                 ),
-                **options,
+                task_queue=tq,
+                start_to_close_timeout=TIMEOUT,
+                retry_policy=RETRY,
             )
             return PayOutcome(paid=result.paid)
         except ActivityError as exc:
