@@ -52,9 +52,19 @@ class Settings(BaseSettings):
     s3_secret_key: SecretStr | None = None
     bucket: str = "jobsheet"
 
+    gateway_host: str = "127.0.0.1"
+    """The address the PAR gateway binds (0.0.0.0 inside a container)."""
     gateway_port: int = 8090
     gateway_public_url: str | None = None
     par_secret: SecretStr | None = None
+    gateway_run_burst: int = Field(default=5, gt=0)
+    """Run PAR calls one job may make at once before the gateway answers 429."""
+    gateway_run_per_minute: float = Field(default=6.0, gt=0)
+    """Run PAR calls per minute one job may make, sustained."""
+    gateway_client_burst: int = Field(default=30, gt=0)
+    """Run PAR calls one client address may make at once before the gateway answers 429."""
+    gateway_client_per_minute: float = Field(default=60.0, gt=0)
+    """Run PAR calls per minute one client address may make, sustained."""
 
     provider_account: str = "provider"
     """The account that cashes users' cheques and is paid for their jobs."""
@@ -73,6 +83,8 @@ class Settings(BaseSettings):
     )
 
     config_dir: Path | None = None
+    user: str | None = None
+    """The user the SDK and CLI act as by default (its key is read from the config dir)."""
     authorisation_max_age_seconds: int = Field(default=7200, gt=0, le=86400)
 
     # --- Temporal -------------------------------------------------------------------------

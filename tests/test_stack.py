@@ -13,10 +13,14 @@ import sys
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from jobsheet import processes
+from jobsheet.identity import load_identity
+from jobsheet.ledger import client as ledger
 from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings
 from jobsheet.stack import Stack
@@ -28,6 +32,7 @@ def _stack_settings(state_dir: Path) -> Settings:
         temporal_port=processes.free_port(),
         temporal_ui_port=processes.free_port(),
         s3_port=processes.free_port(),
+        gateway_port=processes.free_port(),
     )
 
 
@@ -55,36 +60,53 @@ def stack(tmp_path: Path):
         stack.down()
 
 
+SERVICES = ["temporal", "s3", "worker", "gateway"]
+
+
 async def test_up_status_down_and_data_survives(stack: Stack) -> None:
     settings = stack.settings
     statuses = await asyncio.to_thread(stack.up)
-    assert [s.name for s in statuses] == ["temporal", "s3"]
+    assert [s.name for s in statuses] == SERVICES
     assert all(s.running and s.answering for s in statuses)
     first_pids = {s.name: s.pid for s in statuses}
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"{settings.gateway_url}/healthz")).json() == {"ok": True}
 
     creds = settings.state_dir / "s3-credentials.json"
     assert stat.S_IMODE(creds.stat().st_mode) == 0o600
+    operator_key = settings.state_dir / "keys" / "operator.json"
+    assert stat.S_IMODE(operator_key.stat().st_mode) == 0o600
 
-    # A second up is a no-op: same processes.
+    # The operator side exists: the operator user owns the provider account.
+    client = await Client.connect(settings.temporal_target, data_converter=pydantic_data_converter)
+    provider = await ledger.balance(client, settings.provider_account)
+    assert provider.owner == "operator" and provider.balance == 0
+    keys = await ledger.user_keys(client, "operator")
+    assert [key.key_id for key in keys] == [
+        load_identity("operator", config_dir=settings.state_dir).key_id
+    ]
+
+    # A second up is a no-op: same processes, same operator, same account.
     again = await asyncio.to_thread(stack.up)
     assert {s.name: s.pid for s in again} == first_pids
+    assert stack.operator["created_user"] is False
+    assert stack.operator["created_account"] is False
 
     # Leave data in both servers.
     s3 = internal_client(settings)
     assert s3.bucket_exists(settings.bucket)
     s3.put_object(settings.bucket, "kept.txt", io.BytesIO(b"kept"), 4)
-    client = await Client.connect(settings.temporal_target)
     workflow_id = f"kept-{uuid.uuid4()}"
     await client.start_workflow("NoSuchWorkflowType", id=workflow_id, task_queue="nobody-polls")
 
     stopped = await asyncio.to_thread(stack.down)
-    assert sorted(stopped) == ["s3", "temporal"]
+    assert stopped == list(reversed(SERVICES))
     for pid in first_pids.values():
         assert pid is not None
         assert _group_members(pid) == []
     assert not any(s.running for s in stack.status())
-    assert not processes.tcp_answers(settings.temporal_port)
-    assert not processes.tcp_answers(settings.s3_port)
+    for port in (settings.temporal_port, settings.s3_port, settings.gateway_port):
+        assert not processes.tcp_answers(port)
 
     # Up again: the object and the workflow are still there.
     await asyncio.to_thread(stack.up)
@@ -95,14 +117,20 @@ async def test_up_status_down_and_data_survives(stack: Stack) -> None:
     description = await client.get_workflow_handle(workflow_id).describe()
     assert description.status == WorkflowExecutionStatus.RUNNING
     await client.get_workflow_handle(workflow_id).terminate("test over")
+    assert stack.operator["created_account"] is False
+    assert (await ledger.balance(client, settings.provider_account)).owner == "operator"
 
 
-def test_port_in_use_is_named(stack: Stack) -> None:
+@pytest.mark.parametrize("port_name", ["s3_port", "gateway_port"])
+def test_port_in_use_is_named(stack: Stack, port_name: str) -> None:
+    port = getattr(stack.settings, port_name)
     with socket.socket() as holder:
-        holder.bind(("127.0.0.1", stack.settings.s3_port))
+        holder.bind(("127.0.0.1", port))
         holder.listen()
-        with pytest.raises(processes.PortInUse, match=str(stack.settings.s3_port)):
+        with pytest.raises(processes.PortInUse, match=str(port)):
             stack.up()
+    # Nothing was started: the ports are checked before any service starts.
+    assert not any(s.running for s in stack.status())
 
 
 def _cli(state_dir: Path, settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -112,6 +140,7 @@ def _cli(state_dir: Path, settings: Settings, *args: str) -> subprocess.Complete
         "JOBSHEET_TEMPORAL_PORT": str(settings.temporal_port),
         "JOBSHEET_TEMPORAL_UI_PORT": str(settings.temporal_ui_port),
         "JOBSHEET_S3_PORT": str(settings.s3_port),
+        "JOBSHEET_GATEWAY_PORT": str(settings.gateway_port),
     }
     return subprocess.run(
         [sys.executable, "-m", "jobsheet.cli", *args],
@@ -130,19 +159,22 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         up = _cli(state_dir, settings, "stack", "up", "--json")
         assert up.returncode == 0, up.stderr
         services = {s["name"]: s for s in json.loads(up.stdout)}
-        assert services["temporal"]["answering"] and services["s3"]["answering"]
+        assert list(services) == SERVICES
+        assert all(service["answering"] for service in services.values())
         assert "secret" not in up.stdout + up.stderr
         status = _cli(state_dir, settings, "stack", "status", "--json")
         assert status.returncode == 0
         logs = _cli(state_dir, settings, "stack", "logs", "nope")
         assert logs.returncode == 2
         assert logs.stderr.strip().splitlines() == [
-            "error: unknown service 'nope'; choose from temporal, s3"
+            "error: unknown service 'nope'; choose from temporal, s3, worker, gateway"
         ]
+        worker_log = _cli(state_dir, settings, "stack", "logs", "worker")
+        assert worker_log.returncode == 0 and "worker ready:" in worker_log.stdout
     finally:
         down = _cli(state_dir, settings, "stack", "down", "--json")
     assert down.returncode == 0, down.stderr
-    assert sorted(json.loads(down.stdout)["stopped"]) == ["s3", "temporal"]
+    assert json.loads(down.stdout)["stopped"] == list(reversed(SERVICES))
     after = _cli(state_dir, settings, "stack", "status", "--json")
     assert after.returncode == 5
     assert not any(s["running"] for s in json.loads(after.stdout))

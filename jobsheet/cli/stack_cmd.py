@@ -1,4 +1,4 @@
-"""``jobsheet stack up | down | status | logs``: the local Temporal and S3 servers."""
+"""``jobsheet stack up | down | status | logs``: Temporal, S3, the worker and the PAR gateway."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from jobsheet.processes import tail
 from jobsheet.settings import load_settings
 from jobsheet.stack import ServiceStatus, Stack
 
-app = typer.Typer(help="Run the local stack: Temporal dev server and S3, from the state directory.")
+app = typer.Typer(
+    help="Run the local stack: Temporal dev server, S3, the worker and the PAR gateway."
+)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
@@ -39,7 +41,7 @@ def _show(statuses: list[ServiceStatus], as_json: bool) -> None:
 
 @app.command()
 def up(as_json: bool = JSON_OPTION) -> None:
-    """Start the stack (idempotent) and wait until every server answers."""
+    """Start the stack (idempotent), wait until all answer, open the provider account."""
     settings = load_settings()
     stack = Stack(settings)
     began = time.monotonic()
@@ -51,11 +53,12 @@ def up(as_json: bool = JSON_OPTION) -> None:
     _show(statuses, False)
     console.print(f"stack ready in {elapsed:.1f}s; state in {settings.state_dir}")
     console.print(f"Temporal Web UI: [bold]{settings.web_ui_url}[/bold]")
+    console.print(f"PAR gateway:     [bold]{settings.gateway_url}[/bold]")
 
 
 @app.command()
 def down(as_json: bool = JSON_OPTION) -> None:
-    """Stop the servers this stack started; their data stays in the state directory."""
+    """Stop the services this stack started, last first; their data stays."""
     stopped = Stack(load_settings()).down()
     if as_json:
         print_json({"stopped": stopped})
@@ -65,7 +68,7 @@ def down(as_json: bool = JSON_OPTION) -> None:
 
 @app.command()
 def status(as_json: bool = JSON_OPTION) -> None:
-    """Show which servers run, their pids and endpoints. Exits 5 when any is not running."""
+    """Show which services run, their pids and endpoints. Exits 5 when any is not running."""
     statuses = Stack(load_settings()).status()
     _show(statuses, as_json)
     if not all(status.answering for status in statuses):
@@ -74,10 +77,10 @@ def status(as_json: bool = JSON_OPTION) -> None:
 
 @app.command()
 def logs(
-    service: str = typer.Argument(None, help="temporal or s3; default: all"),
+    service: str = typer.Argument(None, help="temporal, s3, worker or gateway; default: all"),
     lines: int = typer.Option(40, "--lines", "-n", help="How many lines from the end."),
 ) -> None:
-    """Print the end of the servers' logs."""
+    """Print the end of the services' logs."""
     stack = Stack(load_settings())
     names = stack.service_names
     if service is not None and service not in names:

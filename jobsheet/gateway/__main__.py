@@ -1,4 +1,4 @@
-"""``python -m jobsheet.gateway``: serve the PAR gateway on 127.0.0.1:settings.gateway_port."""
+"""``python -m jobsheet.gateway``: serve the PAR gateway on settings.gateway_host:gateway_port."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from jobsheet.settings import load_settings
 
 def main() -> None:
     settings = load_settings()
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=settings.gateway_port)
+    uvicorn.run(create_app(settings), host=settings.gateway_host, port=settings.gateway_port)
 
 
 if __name__ == "__main__":

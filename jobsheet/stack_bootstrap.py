@@ -1,0 +1,81 @@
+"""The operator side of the local stack: an operator identity and the provider account.
+
+``jobsheet stack up`` runs this once every server answers, as its own short-lived process
+(``python -m jobsheet.stack_bootstrap``), so the stack code never runs an event loop or a
+Temporal client inside its caller. It is idempotent: a user or account that already exists is
+what we wanted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from temporalio.exceptions import ApplicationError
+
+from jobsheet.identity import Identity, generate_identity, key_path, load_identity, save_identity
+from jobsheet.ledger import client as ledger
+from jobsheet.ledger.errors import ACCOUNT_EXISTS, USER_EXISTS
+from jobsheet.settings import Settings, load_settings
+from jobsheet.temporal import connect
+
+OPERATOR_NAME = "operator"
+
+
+def operator_identity(state_dir: Path) -> Identity:
+    """The operator's key pair, generated once and kept in ``<state dir>/keys`` (mode 0600)."""
+    if key_path(OPERATOR_NAME, state_dir).exists():
+        return load_identity(OPERATOR_NAME, config_dir=state_dir)
+    identity = generate_identity(OPERATOR_NAME)
+    save_identity(identity, config_dir=state_dir)
+    return identity
+
+
+async def bootstrap_operator(settings: Settings) -> dict[str, object]:
+    """Register the operator and open the provider account unless they exist; say what was done."""
+    identity = operator_identity(settings.state_dir)
+    client = await connect(settings)
+    queue = settings.task_queue_ledger
+    created_user = created_account = True
+    try:
+        await ledger.register_user(client, identity, task_queue=queue)
+    except ApplicationError as exc:
+        if exc.type != USER_EXISTS:
+            raise
+        created_user = False
+    try:
+        await ledger.open_account(
+            client, owner=identity.name, task_queue=queue, account=settings.provider_account
+        )
+    except ApplicationError as exc:
+        if exc.type != ACCOUNT_EXISTS:
+            raise
+        created_account = False
+    return {
+        "operator": identity.name,
+        "operator_key": str(key_path(OPERATOR_NAME, settings.state_dir)),
+        "provider_account": settings.provider_account,
+        "created_user": created_user,
+        "created_account": created_account,
+    }
+
+
+def main() -> None:
+    """Print one JSON line of what was done; exit 1 with one line on stderr when it failed."""
+    code = 0
+    try:
+        print(json.dumps(asyncio.run(bootstrap_operator(load_settings()))))
+    except Exception as exc:
+        print(f"operator bootstrap failed: {exc}", file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Leave without interpreter teardown: temporalio's native threads can abort it (sdk-python#300).
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()
