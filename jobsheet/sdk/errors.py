@@ -1,0 +1,61 @@
+"""What the SDK raises: one family of readable errors, grouped by what the caller can do about it.
+
+Each error's message is one readable sentence. The CLI maps the four groups to its exit codes:
+bad input (2), refused by the service (3), not found (4), unavailable (5).
+"""
+
+from __future__ import annotations
+
+
+class JobsheetError(Exception):
+    """Base of every SDK error; ``reason`` is a short machine-readable name (e.g. ``Expired``)."""
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or type(self).__name__
+
+
+class BadInput(JobsheetError):
+    """The caller's input cannot be used: a missing file, an unknown calculation, bad parameters."""
+
+
+class Refused(JobsheetError):
+    """The service refused: insufficient funds, an expired PAR, a job in the wrong state."""
+
+
+class NotFound(JobsheetError):
+    """No such job (or user, account, PAR)."""
+
+
+class Unavailable(JobsheetError):
+    """A server (Temporal, S3, the PAR gateway) could not be reached."""
+
+
+class IntegrityError(JobsheetError):
+    """A downloaded output does not match the size or sha256 its manifest promised."""
+
+
+class RunRefused(JobsheetError):
+    """The PAR gateway refused a run trigger; ``status`` is the HTTP status it answered with."""
+
+    def __init__(self, message: str, *, status: int, reason: str = "") -> None:
+        super().__init__(message, reason=reason)
+        self.status = status
+
+
+# Rejection causes (the ``Type:`` prefix of a rejected job's error) that are the caller's input.
+BAD_INPUT_CAUSES = frozenset({"UnknownCalculation", "BadParameters", "UnknownService"})
+NOT_FOUND_CAUSES = frozenset({"UnknownAccount", "UnknownUser", "UnknownKey"})
+
+
+def from_rejection(message: str) -> JobsheetError:
+    """The SDK error for a job the service rejected with ``message`` (``"Cause: text"``)."""
+    cause, _, text = message.partition(": ")
+    if not text or " " in cause:
+        return Refused(f"the job was rejected: {message}", reason="JobRejected")
+    if cause in BAD_INPUT_CAUSES:
+        return BadInput(f"the job was rejected: {text}", reason=cause)
+    if cause in NOT_FOUND_CAUSES:
+        return NotFound(f"the job was rejected: {text}", reason=cause)
+    return Refused(f"the job was rejected ({cause}): {text}", reason=cause)
