@@ -126,7 +126,8 @@ async def test_progress_is_heartbeated(compute: ComputeHarness, tmp_path: Path) 
     contract = await compute.contract("steps", {"marker": str(marker)}, service="test")
     handle = await compute.start("run_calculation", compute.run_request(contract), service="test")
     seen: list[RunProgress] = []
-    while not seen or seen[-1].fraction is None or seen[-1].fraction < 0.3:
+    result = asyncio.ensure_future(handle.result())
+    while not result.done() and not any((p.fraction or 0) >= 0.3 for p in seen):
         description = await handle.describe()
         for pending in description.raw_description.pending_activities:
             if pending.heartbeat_details.payloads:
@@ -135,9 +136,12 @@ async def test_progress_is_heartbeated(compute: ComputeHarness, tmp_path: Path) 
                 )
                 seen.append(RunProgress.model_validate(details[0]))
         await asyncio.sleep(0.2)
-    await handle.result()
-    assert seen[-1].phase == "running"
-    assert seen[-1].elapsed_seconds > 0
+    await result
+    running = [p for p in seen if p.phase == "running"]
+    assert running, seen
+    assert any(p.fraction is not None and 0 < p.fraction <= 1 for p in running), seen
+    assert all(p.elapsed_seconds >= 0 and p.cpu_seconds >= 0 for p in running)
+    assert [p.fraction or 0 for p in running] == sorted(p.fraction or 0 for p in running)
 
 
 @pytest.mark.parametrize(
