@@ -9,7 +9,7 @@ import traceback
 import click
 import typer
 
-from jobsheet.cli import account_cmd, cheque_cmd, smoke_cmd, stack_cmd, user_cmd
+from jobsheet.cli import account_cmd, cheque_cmd, job_cmds, smoke_cmd, stack_cmd, user_cmd
 from jobsheet.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_UNAVAILABLE, CliError
 from jobsheet.processes import PortInUse, ServerDidNotStart
 
@@ -25,6 +25,7 @@ app.add_typer(user_cmd.app, name="user")
 app.add_typer(account_cmd.app, name="account")
 app.add_typer(cheque_cmd.app, name="cheque")
 app.command("smoke")(smoke_cmd.smoke)
+job_cmds.register(app)
 
 
 @app.callback()

@@ -1,0 +1,145 @@
+"""How the job commands show things: progress bars, tables and a job sheet for people."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from jobsheet.jobs.models import JobSheet, JobState
+from jobsheet.sdk import JobEvent, JobSummary, TransferProgress
+from jobsheet.sdk.transfer import ProgressCallback
+
+STATE_STYLES = {
+    JobState.SUCCEEDED: "green",
+    JobState.FAILED: "red",
+    JobState.TIMED_OUT: "red",
+    JobState.REJECTED: "red",
+    JobState.EXPIRED: "yellow",
+    JobState.CANCELLED: "yellow",
+}
+
+
+def styled(state: JobState | None) -> str:
+    if state is None:
+        return "?"
+    style = STATE_STYLES.get(state, "cyan")
+    return f"[{style}]{state.value}[/{style}]"
+
+
+@contextmanager
+def transfer_bars(console: Console, *, enabled: bool) -> Iterator[ProgressCallback]:
+    """A progress callback that draws one bar per file (on ``console``, usually stderr)."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, disable=not enabled) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def update(step: TransferProgress) -> None:
+            if step.name not in tasks:
+                tasks[step.name] = progress.add_task(step.name, total=step.total or None)
+            progress.update(tasks[step.name], completed=step.done)
+
+        yield update
+
+
+class RunBar:
+    """A progress bar for a running job, fed by watch events."""
+
+    def __init__(self, console: Console, *, enabled: bool) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not enabled,
+        )
+        self.task = self.progress.add_task("waiting", total=1.0)
+
+    def __enter__(self) -> RunBar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.progress.stop()
+
+    def show(self, event: JobEvent) -> None:
+        if event.kind == "state":
+            when = event.at.strftime("%H:%M:%S") if event.at else ""
+            self.progress.console.print(f"{when} {styled(event.state)}  {event.note}")
+            done = 1.0 if event.state.terminal else None
+            self.progress.update(self.task, description=event.state.value, completed=done)
+        elif event.progress is not None and event.progress.fraction is not None:
+            self.progress.update(self.task, completed=event.progress.fraction)
+
+
+def jobs_table(jobs: list[JobSummary]) -> Table:
+    table = Table("uid", "state", "calculation", "account", "user", "submitted", "from")
+    for job in jobs:
+        table.add_row(
+            job.uid,
+            styled(job.state),
+            job.calculation,
+            job.account,
+            job.user,
+            job.submitted_at.isoformat(timespec="seconds") if job.submitted_at else "-",
+            job.source,
+        )
+    return table
+
+
+def sheet_tables(sheet: JobSheet) -> list[Table]:
+    """The sheet for people: a summary, its timeline, and its outputs."""
+    summary = Table.grid(padding=(0, 2))
+    request = sheet.request
+    rows = [
+        ("job", sheet.uid),
+        ("state", styled(sheet.state)),
+        ("calculation", f"{request.calculation} on {request.service}" if request else "-"),
+        ("parameters", str(request.parameters) if request else "-"),
+        ("account / user", f"{request.account} / {request.user}" if request else "-"),
+        ("run by", sheet.expires_at.isoformat(timespec="seconds") if sheet.expires_at else "-"),
+        (
+            "costs",
+            f"quoted {sheet.costs.quoted} · held {sheet.costs.held} · "
+            f"charged {sheet.costs.charged} · refunded {sheet.costs.refunded}",
+        ),
+    ]
+    if sheet.usage is not None:
+        rows.append(
+            ("usage", f"{sheet.usage.wall_seconds:.1f}s wall, {sheet.usage.cpu_seconds:.1f}s CPU")
+        )
+    if sheet.progress is not None and sheet.progress.fraction is not None:
+        rows.append(("progress", f"{sheet.progress.fraction:.0%}"))
+    if sheet.error:
+        rows.append(("error", sheet.error))
+    for name, value in rows:
+        summary.add_row(f"[bold]{name}[/bold]", value)
+    timeline = Table("at", "state", "note", title="timeline")
+    for entry in sheet.timeline:
+        timeline.add_row(entry.at.isoformat(timespec="seconds"), styled(entry.state), entry.note)
+    tables = [summary, timeline]
+    if sheet.outputs:
+        outputs = Table("key", "bytes", "sha256", title="outputs")
+        for output in sheet.outputs:
+            outputs.add_row(output.key, str(output.size), output.sha256)
+        tables.append(outputs)
+    return tables
