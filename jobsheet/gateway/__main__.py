@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+
 import uvicorn
 
 from jobsheet.gateway.app import create_app
+from jobsheet.gateway.log_redaction import RedactParTokens
 from jobsheet.settings import load_settings
 
 
 def main() -> None:
     settings = load_settings()
-    uvicorn.run(create_app(settings), host=settings.gateway_host, port=settings.gateway_port)
+    config = uvicorn.Config(
+        create_app(settings), host=settings.gateway_host, port=settings.gateway_port
+    )
+    # uvicorn configures its loggers when the Config is built; the filter goes on afterwards.
+    logging.getLogger("uvicorn.access").addFilter(RedactParTokens())
+    uvicorn.Server(config).run()
 
 
 if __name__ == "__main__":

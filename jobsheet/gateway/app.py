@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from jobsheet.gateway import write_routes
+from jobsheet.gateway import run_routes, write_routes
 from jobsheet.settings import Settings
 
 
@@ -19,4 +19,5 @@ def create_app(settings: Settings) -> Starlette:
     """The PAR gateway for ``settings``; it holds the S3 credentials so PAR holders need none."""
     routes: list[BaseRoute] = [Route("/healthz", _health, methods=["GET"])]
     routes += write_routes.routes(settings)
+    routes += run_routes.routes(settings)
     return Starlette(routes=routes)

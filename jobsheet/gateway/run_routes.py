@@ -1,0 +1,247 @@
+"""``POST /par/run/{uid}/{token}``: the run PAR, a URL that triggers a job's run for its holder.
+
+The token is the compute contract's run token (``secrets.token_urlsafe(32)``); the job sheet
+workflow's ``trigger_run`` validator compares it in constant time and rejects a wrong one
+before anything is written to history, so a refused call changes nothing. Answers (JSON;
+refusals are ``{"error", "message"}``, see docs/par-gateway.md):
+
+- 202 the run starts: ``{"uid", "state", "started", "message"}``;
+- 404 ``NotFound``: no job has this run PAR (unknown job, or a wrong or altered token; which
+  one is never said);
+- 409 ``WrongState`` / ``AlreadyTriggered``: the job is not waiting for its run (not ready yet,
+  already triggered, running or ended);
+- 410 ``Expired``: the run PAR's deadline passed and the job was undone;
+- 422 ``InputNotReady``: the input is missing or does not match the request (size, checksum);
+- 429 ``TooManyRequests``: too many calls for this job or from this address (``Retry-After``);
+- 503 ``Unavailable`` / 504 ``Timeout``: Temporal did not answer; call again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import weakref
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from jobsheet.compute.models import ComputeContract
+from jobsheet.gateway.rate_limit import TokenBuckets, retry_after_header
+from jobsheet.jobs.client import job_handle, load_sheet, trigger_run
+from jobsheet.jobs.models import JobState
+from jobsheet.settings import Settings
+from jobsheet.temporal import connect
+
+UID_SHAPE = re.compile(r"job-[0-9a-f]{32}")
+# At least 128 bits of URL-safe base64; the contract's tokens are 43 characters (256 bits).
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{22,128}")
+TRIGGER_TIMEOUT_SECONDS = 120.0
+CONTRACT_ACTIVITY = "contract_calculation"
+NOT_FOUND_MESSAGE = "no job has this run PAR: the job is unknown or the token is not its run token"
+HINT = "call the run PAR with POST, e.g. curl -X POST '<run PAR URL>'"
+
+Connect = Callable[[Settings], Coroutine[object, object, Client]]
+
+log = logging.getLogger("jobsheet.gateway")
+
+
+def refusal(
+    status: int, error: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
+
+
+def not_found() -> JSONResponse:
+    return refusal(404, "NotFound", NOT_FOUND_MESSAGE)
+
+
+# The workflow's refusal types and the HTTP status each becomes (WrongToken hides as 404).
+STATUS_FOR_TYPE = {
+    "WrongToken": 404,
+    "WrongState": 409,
+    "AlreadyTriggered": 409,
+    "Expired": 410,
+    "InputNotReady": 422,
+}
+
+
+def answer_for_refusal(error_type: str, message: str) -> JSONResponse:
+    """The HTTP answer for a refusal the job sheet workflow gave to ``trigger_run``."""
+    status = STATUS_FOR_TYPE.get(error_type)
+    if status is None:
+        return refusal(500, "InternalError", "the job refused the run for an unexpected reason")
+    if status == 404:
+        return not_found()
+    return refusal(status, error_type, message)
+
+
+class TemporalClients:
+    """One Temporal client per event loop, connected on first use (uvicorn's loop, or a test's)."""
+
+    def __init__(self, settings: Settings, connector: Connect = connect) -> None:
+        self._settings = settings
+        self._connect = connector
+        self._tasks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[Client]]
+        self._tasks = weakref.WeakKeyDictionary()
+
+    async def get(self) -> Client:
+        loop = asyncio.get_running_loop()
+        task = self._tasks.get(loop)
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = loop.create_task(self._connect(self._settings))
+            self._tasks[loop] = task
+        # Shielded: a caller that goes away does not cancel the connection others wait for.
+        return await asyncio.shield(task)
+
+
+async def issued_run_token(client: Client, uid: str, run_id: str | None) -> str | None:
+    """The run token the job's compute contract issued, read from the job's first run's history.
+
+    Only for jobs whose workflow has closed, where the validator can no longer compare tokens.
+    """
+    handle = client.get_workflow_handle(uid, run_id=run_id)
+    scheduled: set[int] = set()
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attributes = event.activity_task_scheduled_event_attributes
+            if attributes.activity_type.name == CONTRACT_ACTIVITY:
+                scheduled.add(event.event_id)
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            completed = event.activity_task_completed_event_attributes
+            if completed.scheduled_event_id in scheduled:
+                values = await client.data_converter.decode(
+                    completed.result.payloads, [ComputeContract]
+                )
+                contract = values[0]
+                return contract.run_token if isinstance(contract, ComputeContract) else None
+    return None
+
+
+class RunParRoutes:
+    """The run PAR route, bound to one settings object, its rate limits and Temporal clients."""
+
+    def __init__(self, settings: Settings, *, connector: Connect = connect) -> None:
+        self.settings = settings
+        self.clients = TemporalClients(settings, connector)
+        self.per_job = TokenBuckets(
+            burst=settings.gateway_run_burst, per_minute=settings.gateway_run_per_minute
+        )
+        self.per_client = TokenBuckets(
+            burst=settings.gateway_client_burst, per_minute=settings.gateway_client_per_minute
+        )
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/par/run/{uid}/{token}", self.trigger, methods=["POST"]),
+            Route("/par/run/{uid}/{token}", self.hint, methods=["GET", "HEAD"]),
+        ]
+
+    async def hint(self, request: Request) -> JSONResponse:
+        return refusal(405, "MethodNotAllowed", HINT, headers={"Allow": "POST"})
+
+    def _throttled(self, request: Request, uid: str) -> JSONResponse | None:
+        address = request.client.host if request.client else "unknown"
+        for buckets, key, what in (
+            (self.per_client, f"client:{address}", "from this address"),
+            (self.per_job, f"job:{uid[:64]}", "for this job"),
+        ):
+            wait = buckets.take(key)
+            if wait > 0:
+                return refusal(
+                    429,
+                    "TooManyRequests",
+                    f"too many run PAR calls {what}; try again in {retry_after_header(wait)}s",
+                    headers={"Retry-After": retry_after_header(wait)},
+                )
+        return None
+
+    async def trigger(self, request: Request) -> JSONResponse:
+        uid, token = request.path_params["uid"], request.path_params["token"]
+        throttled = self._throttled(request, uid)
+        if throttled is not None:
+            return throttled
+        if not UID_SHAPE.fullmatch(uid) or not TOKEN_SHAPE.fullmatch(token):
+            return not_found()
+        try:
+            client = await self.clients.get()
+        except Exception:
+            return refusal(503, "Unavailable", "the job service is unavailable; call again later")
+        try:
+            async with asyncio.timeout(TRIGGER_TIMEOUT_SECONDS):
+                return await self._trigger(client, uid, token)
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            return refusal(504, "Timeout", "the job did not answer in time; call the run PAR again")
+        except RPCError:
+            return refusal(503, "Unavailable", "the job service is unavailable; call again later")
+        except Exception:
+            log.exception("run PAR call for %s failed", uid)
+            return refusal(500, "InternalError", "the run PAR call failed; see the gateway log")
+
+    async def _trigger(self, client: Client, uid: str, token: str) -> JSONResponse:
+        try:
+            result = await trigger_run(client, uid, token)
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if not isinstance(cause, ApplicationError):
+                raise
+            if cause.type == "AlreadyTriggered":
+                # The token was right (the validator checks it first), so the state may be told.
+                sheet = await load_sheet(client, self.settings, uid)
+                if sheet.state == JobState.EXPIRED:
+                    return self._expired(sheet.expires_at)
+            return answer_for_refusal(cause.type or "", cause.message)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return await self._ended(client, uid, token)
+        if not result.started:
+            return refusal(409, "AlreadyTriggered", result.message)
+        return JSONResponse(result.model_dump(mode="json"), status_code=202)
+
+    async def _ended(self, client: Client, uid: str, token: str) -> JSONResponse:
+        """The workflow is unknown or closed: compare the token with the one its contract issued."""
+        try:
+            description = await job_handle(client, uid).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return not_found()
+            raise
+        if description.status == WorkflowExecutionStatus.RUNNING:
+            return refusal(503, "Unavailable", "the job is busy; call the run PAR again")
+        first_run = description.raw_description.workflow_execution_info.first_run_id or None
+        issued = await issued_run_token(client, uid, first_run)
+        if issued is None or not secrets.compare_digest(issued.encode(), token.encode()):
+            return not_found()
+        sheet = await load_sheet(client, self.settings, uid)
+        if sheet.state == JobState.EXPIRED:
+            return self._expired(sheet.expires_at)
+        return refusal(409, "WrongState", f"the job already ended as {sheet.state.value}")
+
+    @staticmethod
+    def _expired(expires_at: datetime | None) -> JSONResponse:
+        when = f" at {expires_at.isoformat()}" if expires_at else ""
+        return refusal(
+            410,
+            "Expired",
+            f"the run PAR expired{when}: no run was triggered in time, so the job was undone "
+            "and its cheque refunded",
+        )
+
+
+def routes(settings: Settings) -> list[BaseRoute]:
+    """The run PAR routes for ``settings``."""
+    return RunParRoutes(settings).routes()

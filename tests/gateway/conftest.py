@@ -1,0 +1,43 @@
+"""Run PAR tests: a whole deployment (tests/jobs/conftest.py) behind a real PAR gateway.
+
+The gateway here allows more calls than the product default, so that a test making several
+refused calls for one job is not cut short by the rate limit; test_rate_limit.py starts its
+own gateway with tight limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from temporalio.client import Client
+
+from jobsheet.settings import Settings
+from tests.gateway_server import GatewayServer, start_gateway
+from tests.jobs.conftest import Deployment, deployment, job_settings
+
+__all__ = ["Deployment", "job_settings"]
+
+GENEROUS_LIMITS = {"gateway_run_burst": 100, "gateway_client_burst": 1000}
+
+
+@pytest.fixture
+def gateway(settings: Settings) -> Iterator[GatewayServer]:
+    server = start_gateway(settings.model_copy(update=GENEROUS_LIMITS))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def deployed(client: Client, job_settings: Settings) -> AsyncIterator[Deployment]:
+    async with deployment(client, job_settings) as env:
+        yield env
+
+
+@pytest.fixture
+async def short_expiry(client: Client, job_settings: Settings) -> AsyncIterator[Deployment]:
+    """A deployment whose jobs expire four seconds after submission."""
+    async with deployment(client, job_settings.model_copy(update={"job_expiry_seconds": 4})) as env:
+        yield env
