@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,14 +46,25 @@ from jobsheet.ledger.models import (
 )
 from jobsheet.settings import Settings
 
+KEYS_TTL_SECONDS = 1.0
+
 
 class LedgerActivities:
     """Activities bound to one Temporal client, the settings and (for the audit trail) S3."""
 
-    def __init__(self, client: Client, settings: Settings, s3: Minio | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings,
+        s3: Minio | None = None,
+        *,
+        keys_ttl: float = KEYS_TTL_SECONDS,
+    ) -> None:
         self._client = client
         self._settings = settings
         self._s3 = s3
+        self._keys_ttl = keys_ttl
+        self._keys: dict[str, tuple[float, list[PublicKeyRecord]]] = {}
 
     # --- for the job sheet workflow ------------------------------------------------------
 
@@ -105,8 +117,18 @@ class LedgerActivities:
 
     @activity.defn
     async def lookup_user_keys(self, request: KeysLookupInput) -> list[PublicKeyRecord]:
-        """The public keys registered for a user, with their signing periods."""
-        return await ledger.user_keys(self._client, request.user)
+        """The public keys registered for a user, with their signing periods.
+
+        Cached for ``keys_ttl`` seconds per worker, so a burst of cashings asks the registry
+        once; a revocation therefore takes effect for cheques within that time.
+        """
+        now = time.monotonic()
+        cached = self._keys.get(request.user)
+        if cached is not None and now - cached[0] < self._keys_ttl:
+            return cached[1]
+        keys = await ledger.user_keys(self._client, request.user)
+        self._keys[request.user] = (now, keys)
+        return keys
 
     @activity.defn
     async def write_ledger_entries(self, request: AuditInput) -> int:

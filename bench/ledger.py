@@ -1,0 +1,221 @@
+"""Benchmark: cheque cashings per second, against a bare update on an empty workflow.
+
+Cashes pre-signed cheques through the account workflow's ``cash_cheque`` update (validator,
+owner key lookup as a local activity, Ed25519 verification, hold, idempotency record, audit entry
+written to S3 in the background) against one account and spread over ten, and measures a bare
+update on an empty workflow (one and ten workflows) in the same run; the ratios are the ledger's
+overhead. Starts its own Temporal dev server and S3 server on free 127.0.0.1 ports.
+
+    .venv/bin/python -m bench.ledger [--count 600] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import SecretStr
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+    from temporalio.worker import Worker
+
+    from activities.ledger import LedgerActivities
+    from jobsheet import processes
+    from jobsheet.binaries import find_binary
+    from jobsheet.cheque import write_cheque
+    from jobsheet.identity import generate_identity
+    from jobsheet.ledger import client as ledger
+    from jobsheet.ledger.models import CashChequeInput
+    from jobsheet.objectstore import ensure_bucket, internal_client
+    from jobsheet.settings import Settings
+    from tests.servers import start_s3_server
+    from workflows.account import AccountWorkflow
+    from workflows.user import UserWorkflow
+
+
+@workflow.defn
+class EmptyWorkflow:
+    """Nothing but a counter behind an update: the floor any update-based entity pays."""
+
+    def __init__(self) -> None:
+        self._count = 0
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.update
+    def touch(self, key: str) -> int:
+        self._count += 1
+        return self._count
+
+
+async def timed(
+    count: int, per_lane: int, lanes: int, call: Callable[[int], Awaitable[object]]
+) -> float:
+    """Operations per second for ``count`` calls; call ``i`` goes to lane ``i % lanes`` and each
+    lane (one workflow) has at most ``per_lane`` calls in flight."""
+    limits = [asyncio.Semaphore(per_lane) for _ in range(lanes)]
+
+    async def one(index: int) -> None:
+        async with limits[index % lanes]:
+            await call(index)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return count / (time.perf_counter() - began)
+
+
+async def cashings_per_second(
+    client: Client, task_queue: str, *, accounts: int, count: int, concurrency: int
+) -> float:
+    owner = generate_identity(f"bench-{uuid.uuid4().hex[:8]}")
+    await ledger.register_user(client, owner, task_queue=task_queue)
+    payee = await ledger.open_account(client, owner=owner.name, task_queue=task_queue)
+    payers = [
+        await ledger.open_account(
+            client, owner=owner.name, task_queue=task_queue, continue_as_new_after=100_000
+        )
+        for _ in range(accounts)
+    ]
+    for payer in payers:
+        await ledger.deposit(client, payer, "1000000.00")
+    requests = []
+    for index in range(count):
+        cheque = write_cheque(
+            owner,
+            account=payers[index % accounts],
+            recipient=payee,
+            resource="sha256:bench",
+            max_spend="1.00",
+        )
+        requests.append(
+            CashChequeInput(
+                idempotency_key=f"cash-{cheque.uid}",
+                cheque=cheque,
+                spend=Decimal("1.00"),
+                recipient=payee,
+                resource="sha256:bench",
+            )
+        )
+    rate = await timed(
+        count, concurrency, accounts, lambda i: ledger.cash_cheque(client, requests[i])
+    )
+    held = sum([(await ledger.balance(client, payer)).held for payer in payers], Decimal(0))
+    if held != count:
+        raise RuntimeError(f"{count} cheques of 1.00 cashed but {held} held")
+    return rate
+
+
+async def bare_updates_per_second(
+    client: Client, task_queue: str, *, workflows: int, count: int, concurrency: int
+) -> float:
+    handles = [
+        await client.start_workflow(
+            EmptyWorkflow.run, id=f"empty-{uuid.uuid4()}", task_queue=task_queue
+        )
+        for _ in range(workflows)
+    ]
+
+    async def touch(index: int) -> int:
+        key = f"touch-{index}"
+        return await handles[index % workflows].execute_update(EmptyWorkflow.touch, key, id=key)
+
+    return await timed(count, concurrency, workflows, touch)
+
+
+async def main(count: int, concurrency: int) -> None:
+    root = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
+    s3_server = start_s3_server(root / "s3")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_binary("temporal"),
+        ip="127.0.0.1",
+        port=processes.free_port(),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    try:
+        settings = Settings(
+            state_dir=root / "state",
+            s3_endpoint=s3_server.endpoint,
+            s3_access_key=SecretStr(s3_server.access_key),
+            s3_secret_key=SecretStr(s3_server.secret_key),
+            bucket="bench-ledger",
+        )
+        s3 = internal_client(settings)
+        ensure_bucket(s3, settings.bucket)
+        task_queue = f"bench-{uuid.uuid4().hex[:8]}"
+        activities = LedgerActivities(env.client, settings, s3)
+        async with Worker(
+            env.client,
+            task_queue=task_queue,
+            workflows=[AccountWorkflow, UserWorkflow, EmptyWorkflow],
+            activities=activities.all(),
+        ):
+            # The server admits at most 10 in-flight updates per workflow: stay below it.
+            c, per = count, concurrency
+            client = env.client
+            # Warm up the worker (sandbox, connections) before measuring.
+            await bare_updates_per_second(
+                client, task_queue, workflows=1, count=50, concurrency=per
+            )
+            await cashings_per_second(client, task_queue, accounts=1, count=50, concurrency=per)
+            bare_one = await bare_updates_per_second(
+                client, task_queue, workflows=1, count=c, concurrency=per
+            )
+            cash_one = await cashings_per_second(
+                client, task_queue, accounts=1, count=c, concurrency=per
+            )
+            bare_ten = await bare_updates_per_second(
+                client, task_queue, workflows=10, count=c, concurrency=per
+            )
+            cash_ten = await cashings_per_second(
+                client, task_queue, accounts=10, count=c, concurrency=per
+            )
+    finally:
+        await env.shutdown()
+        processes.stop_process(s3_server.record)
+    print(
+        f"{count} operations per figure, {concurrency} in flight per workflow, "
+        f"on {os.cpu_count()} cores"
+    )
+    print(f"{'':24}{'1 workflow':>14}{'10 workflows':>14}")
+    print(f"{'bare update /s':24}{bare_one:14.1f}{bare_ten:14.1f}")
+    print(f"{'cheque cashing /s':24}{cash_one:14.1f}{cash_ten:14.1f}")
+    print(f"{'ratio bare / cashing':24}{bare_one / cash_one:14.2f}{bare_ten / cash_ten:14.2f}")
+
+
+def cli(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--count", type=int, default=600)
+    parser.add_argument("--concurrency", type=int, default=8, help="in flight per workflow (<= 10)")
+    args = parser.parse_args(argv)
+    code = 0
+    try:
+        asyncio.run(main(args.count, args.concurrency))
+    except Exception as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # temporalio's native threads can abort interpreter teardown (sdk-python#300)
+
+
+if __name__ == "__main__":
+    # Run as ``bench.ledger``, not ``__main__``, so the sandbox can import EmptyWorkflow's module
+    # and the bare update pays the same sandbox costs as the account workflow.
+    from bench.ledger import cli as run_cli
+
+    run_cli()
