@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+from minio.error import InvalidResponseError
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
@@ -24,8 +25,20 @@ from jobsheet.settings import Settings
 from workflows.job_sheet import JobSheetWorkflow
 
 
+def _read_stored_sheet(settings: Settings, uid: str) -> JobSheet:
+    try:
+        return read_sheet(internal_client(settings), settings.bucket, uid)
+    except InvalidResponseError as exc:
+        # rclone answers a missing key with a 404 whose XML minio does not recognise
+        # (Content-Type text/xml), which read_sheet does not take for "no such sheet".
+        if getattr(exc, "_code", None) == 404:
+            return JobSheet()
+        raise
+
+
 async def read_stored_sheet(settings: Settings, uid: str) -> JobSheet:
-    return await asyncio.to_thread(read_sheet, internal_client(settings), settings.bucket, uid)
+    """The persisted sheet of ``uid`` (a null sheet when there is none), off the event loop."""
+    return await asyncio.to_thread(_read_stored_sheet, settings, uid)
 
 
 async def fetch_sheet(client: Client, settings: Settings, uid: str) -> JobSheet:
