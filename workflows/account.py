@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     import cryptography.hazmat.bindings._rust  # noqa: F401
 
     from activities.ledger import LedgerActivities
-    from jobsheet.ledger.errors import BAD_SIGNATURE, UNKNOWN_ACCOUNT, Refused, refused
+    from jobsheet.ledger.errors import BAD_SIGNATURE, Refused, refused
     from jobsheet.ledger.models import (
         AuditInput,
         BalanceView,
@@ -155,7 +155,8 @@ class AccountWorkflow:
             )
         except ActivityError as exc:
             cause = exc.cause
-            if isinstance(cause, ApplicationError) and cause.type == UNKNOWN_ACCOUNT:
+            if isinstance(cause, ApplicationError) and cause.non_retryable:
+                # The recipient account does not exist or refuses the money: give it back.
                 self._state.transfer_returned(transfer.transfer_id, workflow.now())
                 return True
             workflow.logger.warning("transfer %s not delivered yet: %s", transfer.transfer_id, exc)
@@ -186,9 +187,12 @@ class AccountWorkflow:
     @workflow.update
     def deposit(self, request: DepositInput) -> BalanceView:
         self._operations += 1
-        return self._state.deposit(
-            request.idempotency_key, request.amount, workflow.now(), request.reference
-        )
+        try:
+            return self._state.deposit(
+                request.idempotency_key, request.amount, workflow.now(), request.reference
+            )
+        except Refused as exc:
+            raise _refusal(exc) from None
 
     @workflow.update
     async def cash_cheque(self, request: CashChequeInput) -> CreditNote:
@@ -268,13 +272,16 @@ class AccountWorkflow:
     def credit(self, request: CreditInput) -> BalanceView:
         """Money from another account's receipt (the idempotency key is the transfer id)."""
         self._operations += 1
-        return self._state.credit(
-            request.idempotency_key,
-            request.from_account,
-            request.amount,
-            request.reference,
-            workflow.now(),
-        )
+        try:
+            return self._state.credit(
+                request.idempotency_key,
+                request.from_account,
+                request.amount,
+                request.reference,
+                workflow.now(),
+            )
+        except Refused as exc:
+            raise _refusal(exc) from None
 
     def _validate_note(self, key: str, note: CreditNote) -> None:
         if self._state.has_seen(key):

@@ -11,11 +11,10 @@ from datetime import timedelta
 
 from pydantic import AwareDatetime, BaseModel, Field
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from jobsheet.identity import PublicKeyRecord
-    from jobsheet.ledger.errors import AUTHORISATION_REUSED, UNKNOWN_KEY, refused
+    from jobsheet.ledger.errors import AUTHORISATION_REUSED, KEY_EXISTS, UNKNOWN_KEY, refused
     from jobsheet.ledger.models import RegisterKeyInput, RevokeKeyInput, UseNonceInput
 
 NONCE_RETENTION = timedelta(days=2)
@@ -103,9 +102,7 @@ class UserWorkflow:
         if request.idempotency_key in self._state.remembered:
             return
         if any(key.key_id == request.key.key_id for key in self._state.keys):
-            raise ApplicationError(
-                f"key {request.key.key_id} is already registered", non_retryable=True
-            )
+            raise refused(KEY_EXISTS, f"key {request.key.key_id} is already registered")
 
     @workflow.update
     def revoke_key(self, request: RevokeKeyInput) -> PublicKeyRecord:

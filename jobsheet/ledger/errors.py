@@ -27,6 +27,7 @@ ACCOUNT_EXISTS = "AccountExists"
 UNKNOWN_USER = "UnknownUser"
 USER_EXISTS = "UserExists"
 UNKNOWN_KEY = "UnknownKey"
+KEY_EXISTS = "KeyExists"
 AUTHORISATION_EXPIRED = "AuthorisationExpired"
 AUTHORISATION_NOT_YET_VALID = "AuthorisationNotYetValid"
 AUTHORISATION_REUSED = "AuthorisationReused"
@@ -51,6 +52,7 @@ ALL = frozenset(
         UNKNOWN_USER,
         USER_EXISTS,
         UNKNOWN_KEY,
+        KEY_EXISTS,
         AUTHORISATION_EXPIRED,
         AUTHORISATION_NOT_YET_VALID,
         AUTHORISATION_REUSED,

@@ -25,6 +25,7 @@ from jobsheet.ledger.errors import (
     CHEQUE_EXPIRED,
     CREDIT_NOTE_CLOSED,
     INSUFFICIENT_FUNDS,
+    INVALID_AMOUNT,
     NOT_ACCOUNT_OWNER,
     OVER_HELD,
     OVER_MAX_SPEND,
@@ -44,7 +45,7 @@ from jobsheet.ledger.models import (
     RefundResult,
     Transfer,
 )
-from jobsheet.money import Money, NonNegativeMoney
+from jobsheet.money import MAX_AMOUNT, Money, NonNegativeMoney
 
 ZERO = Decimal("0.00")
 RECENT_ENTRIES = 200
@@ -124,6 +125,7 @@ class AccountState(BaseModel):
 
     def deposit(self, key: str, amount: Decimal, now: datetime, reference: str = "") -> BalanceView:
         def apply() -> BalanceView:
+            self._check_room(amount)
             self.balance += amount
             self._entry(now, EntryKind.DEPOSIT, amount, key, reference or key, balance=amount)
             return self.view()
@@ -272,6 +274,7 @@ class AccountState(BaseModel):
         """Money arriving from another account's receipt; once per transfer id, for a week."""
         if key in self.credited:
             return self.view()
+        self._check_room(amount)
         self.credited[key] = now
         self.balance += amount
         self._entry(
@@ -350,6 +353,12 @@ class AccountState(BaseModel):
             raise
         self.remembered[key] = Remembered(at=now, payload=result.model_dump(mode="json"))
         return result
+
+    def _check_room(self, amount: Decimal) -> None:
+        if amount <= 0:
+            raise Refused(INVALID_AMOUNT, f"amount must be positive: {amount}")
+        if self.balance + amount > MAX_AMOUNT:
+            raise Refused(INVALID_AMOUNT, f"{self.account} would hold more than {MAX_AMOUNT}")
 
     def _refund(self, hold: Hold, kind: EntryKind, key: str, now: datetime) -> RefundResult:
         amount = hold.note.held

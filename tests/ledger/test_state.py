@@ -190,3 +190,11 @@ def test_credit_once_per_transfer() -> None:
     state.credit("tr-1", "acct-a", Decimal("5.00"), "cn-1", T0)
     state.credit("tr-1", "acct-a", Decimal("5.00"), "cn-1", T0)
     assert state.balance == Decimal("5.00")
+
+
+def test_balances_stay_within_the_money_bound() -> None:
+    state = funded(identity(), "999999990.00")
+    refused(errors.INVALID_AMOUNT, state.deposit, "big", Decimal("10.01"), T0)
+    refused(errors.INVALID_AMOUNT, state.credit, "tr-big", "acct-x", Decimal("10.01"), "", T0)
+    state.deposit("fits", Decimal("10.00"), T0)
+    assert state.view().balance == Decimal("1000000000.00")
