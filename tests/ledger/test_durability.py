@@ -179,3 +179,26 @@ async def test_random_operations_on_real_workflows_conserve_money(
         total += view.available + view.held + view.in_flight
         await check_audit(ledger_env, s3, account)
     assert total == deposited
+
+
+async def test_concurrent_operations_across_continue_as_new_land_exactly_once(
+    ledger_env: Ledger,
+) -> None:
+    client = ledger_env.client
+    alice, shop = await ledger_env.user("alice"), await ledger_env.user("shop")
+    payer = await ledger_env.account(alice, continue_as_new_after=3)
+    payee = await ledger_env.account(shop)
+    handle = client.get_workflow_handle(account_workflow_id(payer))
+    first_run = (await handle.describe()).run_id
+    keys = [ledger.new_key() for _ in range(24)]
+    cheques = [new_cheque(alice, payer, payee, max_spend="1.00") for _ in range(12)]
+    requests = [cash_input(c, "1.00") for c in cheques]
+    deposits = [ledger.deposit(client, payer, "2.00", idempotency_key=k) for k in keys]
+    retried = [ledger.deposit(client, payer, "2.00", idempotency_key=k) for k in keys[:6]]
+    await asyncio.gather(*deposits, *retried)
+    notes = await asyncio.gather(*(ledger.cash_cheque(client, r) for r in requests))
+    again = await asyncio.gather(*(ledger.cash_cheque(client, r) for r in requests))
+    assert notes == again
+    view = await ledger.balance(client, payer)
+    assert (view.balance, view.held, view.open_holds) == (Decimal("48.00"), 12, 12)
+    assert (await handle.describe()).run_id != first_run
