@@ -39,6 +39,7 @@ def test_has_the_services_users_need(compose: dict[str, Any]) -> None:
         "minio",
         "minio-init",
         "worker",
+        "gateway",
     }
 
 
@@ -57,12 +58,14 @@ def test_ports_and_health_checks(compose: dict[str, Any]) -> None:
     assert "8080:8080" in services["temporal-ui"]["ports"]
     assert {"9000:9000", "9001:9001"} <= set(services["minio"]["ports"])
     assert "--console-address" in services["minio"]["command"]
-    for name in ("temporal", "minio", "postgresql"):
+    assert "8090:8090" in services["gateway"]["ports"]
+    for name in ("temporal", "minio", "postgresql", "gateway"):
         assert services[name]["healthcheck"]["test"], f"{name} has no health check"
     assert services["minio-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
-    worker_deps = services["worker"]["depends_on"]
-    assert worker_deps["minio-init"]["condition"] == "service_completed_successfully"
-    assert worker_deps["temporal-init"]["condition"] == "service_completed_successfully"
+    for name in ("worker", "gateway"):
+        deps = services[name]["depends_on"]
+        assert deps["minio-init"]["condition"] == "service_completed_successfully"
+        assert deps["temporal-init"]["condition"] == "service_completed_successfully"
 
 
 def test_worker_is_built_here_and_signs_urls_for_the_published_minio(
@@ -89,3 +92,46 @@ def test_search_attributes_match_the_code(compose: dict[str, Any]) -> None:
     command = " ".join(compose["services"]["temporal-init"]["command"])
     for key in search_attributes.ALL:
         assert key.name in command
+
+
+def test_gateway_is_built_here_and_reachable_at_its_public_url(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    gateway, worker = services["gateway"], services["worker"]
+    # The same image as the worker, running the gateway module, bound to all interfaces.
+    assert gateway["build"] == worker["build"] and gateway["image"] == worker["image"]
+    assert gateway["command"] == ["python", "-m", "jobsheet.gateway"]
+    env = gateway["environment"]
+    assert env["JOBSHEET_GATEWAY_HOST"] == "0.0.0.0"
+    published = {p.split(":")[1]: p.split(":")[0] for p in gateway["ports"]}
+    assert published[env["JOBSHEET_GATEWAY_PORT"]] == "8090"
+    assert env["JOBSHEET_GATEWAY_PUBLIC_URL"] == "http://${JOBSHEET_PUBLIC_HOST:-localhost}:8090"
+    assert "/healthz" in " ".join(gateway["healthcheck"]["test"])
+
+
+def test_worker_and_gateway_share_the_par_secret_and_servers(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    gateway, worker = services["gateway"]["environment"], services["worker"]["environment"]
+    shared = (
+        "JOBSHEET_PAR_SECRET",
+        "JOBSHEET_GATEWAY_PUBLIC_URL",
+        "JOBSHEET_TEMPORAL_ADDRESS",
+        "JOBSHEET_S3_ENDPOINT",
+        "JOBSHEET_S3_PUBLIC_ENDPOINT",
+        "JOBSHEET_S3_ACCESS_KEY",
+        "JOBSHEET_S3_SECRET_KEY",
+        "JOBSHEET_BUCKET",
+    )
+    for key in shared:
+        assert gateway[key] == worker[key], key
+    # No PAR secret is written into the file: compose refuses to start until .env sets one.
+    assert re.fullmatch(r"\$\{JOBSHEET_PAR_SECRET:\?[^}]+\}", worker["JOBSHEET_PAR_SECRET"])
+
+
+def test_every_setting_named_in_compose_exists(compose: dict[str, Any]) -> None:
+    from jobsheet.settings import Settings
+
+    known = {f"JOBSHEET_{name.upper()}" for name in Settings.model_fields}
+    for name, service in compose["services"].items():
+        for key in service.get("environment", {}):
+            if key.startswith("JOBSHEET_"):
+                assert key in known, f"{name} sets {key}, which no setting reads"
