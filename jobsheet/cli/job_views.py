@@ -54,7 +54,7 @@ def transfer_bars(console: Console, *, enabled: bool) -> Iterator[ProgressCallba
 
         def update(step: TransferProgress) -> None:
             if step.name not in tasks:
-                tasks[step.name] = progress.add_task(step.name, total=step.total or None)
+                tasks[step.name] = progress.add_task(step.name, total=step.total)
             progress.update(tasks[step.name], completed=step.done)
 
         yield update
