@@ -30,7 +30,21 @@ def split_run_url(url: str) -> tuple[str, str, str]:
 
 
 async def history_length(env: Deployment, uid: str) -> int:
-    return (await job_handle(env.client, uid).describe()).history_length
+    """The job's history length once the workflow is idle (no activity or task in flight).
+
+    A state change is visible before the activity that persists it has finished, so the history
+    still grows for a moment after it; a comparison is only fair once the workflow waits.
+    """
+
+    async def idle() -> int:
+        while True:
+            description = await job_handle(env.client, uid).describe()
+            raw = description.raw_description
+            if not raw.pending_activities and not raw.HasField("pending_workflow_task"):
+                return description.history_length
+            await asyncio.sleep(0.1)
+
+    return await asyncio.wait_for(idle(), 60)
 
 
 def unchanged(before: JobSheet, after: JobSheet) -> bool:
