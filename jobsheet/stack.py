@@ -114,14 +114,15 @@ class Stack:
                         "start; stop whatever holds it or choose another port (see README)"
                     )
             to_start.append(service)
-        started: list[processes.PidRecord] = []
+        started: list[tuple[Service, processes.PidRecord]] = []
         try:
             for stage in sorted({service.stage for service in self._services}):
                 members = [service for service in self._services if service.stage == stage]
                 for service in members:
                     if service in to_start:
-                        started.append(self._start(service))
-                        on_progress(f"{service.name}: started (pid {started[-1].pid})")
+                        record = self._start(service)
+                        started.append((service, record))
+                        on_progress(f"{service.name}: started (pid {record.pid})")
                 for service in members:
                     self._wait_ready(service)
                     if service.after_start is not None:
@@ -132,8 +133,8 @@ class Stack:
                 f"provider account {self.operator['provider_account']}"
             )
         except BaseException:
-            for record in reversed(started):
-                processes.stop_process(record)
+            for service, record in reversed(started):
+                processes.stop_process(record, timeout=service.stop_timeout)
             raise
         return self.status()
 
@@ -194,7 +195,7 @@ class Stack:
         stopped: list[str] = []
         for service in reversed(self._services):
             record = self._record(service.name)
-            if record is not None and processes.stop_process(record):
+            if record is not None and processes.stop_process(record, timeout=service.stop_timeout):
                 stopped.append(service.name)
             self.pid_file(service.name).unlink(missing_ok=True)
         return stopped

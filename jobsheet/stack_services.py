@@ -68,6 +68,8 @@ class Service:
     endpoints: Callable[[], dict[str, str]]
     cwd: Path | None = None
     after_start: Callable[[], None] | None = None
+    stop_timeout: float = 15.0
+    """Seconds between SIGTERM and SIGKILL when the stack stops it."""
 
 
 # --- readiness --------------------------------------------------------------------------------
@@ -184,9 +186,15 @@ def local_settings(settings: Settings) -> Settings:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a child program build exactly ``settings``.
 
-    Inherited ``JOBSHEET_*`` variables are replaced, so the child sees the stack's choices.
+    Inherited ``JOBSHEET_*`` variables are replaced, so the child sees the stack's choices, and
+    ``TEMPORAL_*`` ones (a profile for another cluster, an API key) are dropped: the child talks
+    to the stack's own dev server.
     """
-    env = {key: value for key, value in os.environ.items() if not key.startswith("JOBSHEET_")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("JOBSHEET_", "TEMPORAL_"))
+    }
     for name in type(settings).model_fields:
         value = getattr(settings, name)
         if value is None:
@@ -290,6 +298,8 @@ def worker_service(settings: Settings, paths: StackPaths) -> Service:
         argv=argv,
         env=lambda: settings_env(local_settings(settings)),
         ready=lambda: log_says(paths, "worker", WORKER_READY_LINE),
+        # The worker gives in-flight activities 30 s to finish after SIGTERM.
+        stop_timeout=40.0,
         endpoints=lambda: {
             "task queues": f"{settings.task_queue_jobs}, {settings.task_queue_ledger}, "
             f"{settings.compute_task_queue_prefix}*",
