@@ -57,7 +57,9 @@ def _job_data(job: Job) -> dict[str, Any]:
 
 
 def submit(
-    calculation: Annotated[str, typer.Argument(help="The calculation, e.g. checksum.")],
+    calculation: Annotated[
+        str, typer.Argument(help="The calculation, e.g. checksum.", metavar="CALCULATION")
+    ],
     input_file: Annotated[Path, typer.Argument(help="The input file.", metavar="INPUT")],
     account: Annotated[str, typer.Option("--account", help="The account that pays.")],
     max_spend: Annotated[str, typer.Option("--max-spend", help="The most the job may cost.")],

@@ -30,7 +30,7 @@ class Client:
     """A user's connection to a jobsheet deployment.
 
     Create it with :meth:`connect`. ``identity`` is the user's signing key, loaded from the
-    config directory; it is needed to submit and cancel jobs, not to read them.
+    config directory when first needed: to submit and cancel jobs, not to read them.
     """
 
     def __init__(
@@ -43,29 +43,32 @@ class Client:
     @classmethod
     async def connect(cls, settings: Settings | None = None, user: str | None = None) -> Client:
         """Connect with ``settings`` (default: from ``JOBSHEET_*``) as ``user`` (default:
-        ``settings.user``), whose key is read from the config directory."""
+        ``settings.user``), whose key is read from the config directory when first needed."""
         settings = settings or load_settings()
-        name = user or settings.user
-        identity = None
-        if name:
-            try:
-                identity = load_identity(name, config_dir=settings.config_dir)
-            except IdentityError as exc:
-                raise BadInput(str(exc), reason="UnknownUser") from None
+        if user:
+            settings = settings.model_copy(update={"user": user})
         try:
             temporal = await connect(settings)
         except RuntimeError as exc:
             raise Unavailable(
                 f"cannot reach Temporal at {settings.temporal_target}: {exc}"
             ) from None
-        return cls(temporal, settings, identity)
+        return cls(temporal, settings)
 
     @property
     def identity(self) -> Identity:
+        """The user's signing key (read from the config directory on first use)."""
         if self._identity is None:
-            raise BadInput(
-                "no user: pass user= to Client.connect or set JOBSHEET_USER", reason="NoUser"
-            )
+            if not self.settings.user:
+                raise BadInput(
+                    "no user: pass user= to Client.connect or set JOBSHEET_USER", reason="NoUser"
+                )
+            try:
+                self._identity = load_identity(
+                    self.settings.user, config_dir=self.settings.config_dir
+                )
+            except IdentityError as exc:
+                raise BadInput(str(exc), reason="UnknownUser") from None
         return self._identity
 
     async def submit(

@@ -25,6 +25,14 @@ async def test_bad_input_and_refusals(cli_env: CliEnv) -> None:
     assert bad_param.code == EXIT_BAD_INPUT
     assert "NAME=VALUE" in bad_param.error_line()
 
+    ghost = await cli_env.run("submit", "checksum", "input.txt", *pay, "--user", "ghost")
+    assert ghost.code == EXIT_BAD_INPUT
+    assert "no key for user 'ghost'" in ghost.error_line()
+
+    bogus = await cli_env.run("list", "--state", "bogus")
+    assert bogus.code == EXIT_BAD_INPUT
+    assert "unknown state 'bogus'" in bogus.error_line()
+
     empty = await ledger.open_account(
         cli_env.deployment.client,
         owner=cli_env.deployment.user.name,
