@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from jobsheet.jobs.models import JobSheet, JobState
+from jobsheet.jobs.models import JobSheet, JobState, output_prefix
 from jobsheet.sdk import JobEvent, JobSummary, TransferProgress
 from jobsheet.sdk.transfer import ProgressCallback
 
@@ -92,7 +92,10 @@ class RunBar:
 
 
 def jobs_table(jobs: list[JobSummary]) -> Table:
-    table = Table("uid", "state", "calculation", "account", "user", "submitted", "from")
+    table = Table()
+    table.add_column("uid", no_wrap=True)
+    for name in ("state", "calculation", "account", "user", "submitted"):
+        table.add_column(name, overflow="fold")
     for job in jobs:
         table.add_row(
             job.uid,
@@ -100,8 +103,7 @@ def jobs_table(jobs: list[JobSummary]) -> Table:
             job.calculation,
             job.account,
             job.user,
-            job.submitted_at.isoformat(timespec="seconds") if job.submitted_at else "-",
-            job.source,
+            job.submitted_at.strftime("%m-%d %H:%M") if job.submitted_at else "-",
         )
     return table
 
@@ -138,8 +140,9 @@ def sheet_tables(sheet: JobSheet) -> list[Table]:
         timeline.add_row(entry.at.isoformat(timespec="seconds"), styled(entry.state), entry.note)
     tables = [summary, timeline]
     if sheet.outputs:
-        outputs = Table("key", "bytes", "sha256", title="outputs")
+        outputs = Table("output", "bytes", "sha256", title="outputs")
         for output in sheet.outputs:
-            outputs.add_row(output.key, str(output.size), output.sha256)
+            name = output.key.removeprefix(output_prefix(sheet.uid))
+            outputs.add_row(name, str(output.size), output.sha256)
         tables.append(outputs)
     return tables
