@@ -417,7 +417,11 @@ class JobSheetWorkflow:
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=f"run {contract.calculation}",
         )
-        await workflow.wait_condition(lambda: run.done() or self._cancel_reason is not None)
+        try:
+            await workflow.wait_condition(lambda: run.done() or self._cancel_reason is not None)
+        except asyncio.CancelledError:
+            # The workflow itself was cancelled mid-run: stop the run, then settle as cancelled.
+            self._cancel_reason = "the workflow was cancelled"
         if not run.done():
             run.cancel()
         result: RunResult | None = None

@@ -5,7 +5,7 @@ This is what the SDK, the CLI and the PAR gateway call; none of them touches Tem
 
 from __future__ import annotations
 
-from temporalio.api.enums.v1 import PendingActivityState
+from pydantic import ValidationError
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -37,7 +37,6 @@ from jobsheet.jobs.messages import (
     TriggerRunResult,
 )
 from jobsheet.jobs.models import JobRequest, JobSheet, JobState, job_uid_for
-from jobsheet.jobs.models import RunProgress as SheetProgress
 from jobsheet.jobs.store import read_sheet
 from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings
@@ -161,14 +160,14 @@ async def load_sheet(client: Client, settings: Settings, uid: str) -> JobSheet:
     sheet = await handle.query(JobSheetWorkflow.get_sheet)
     if sheet.state == JobState.RUNNING:
         for pending in description.raw_description.pending_activities:
-            if pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED:
+            if pending.activity_type.name != "run_calculation":
                 continue
             if not pending.heartbeat_details.payloads:
                 continue
-            values = await client.data_converter.decode(
-                pending.heartbeat_details.payloads, [RunProgress]
-            )
-            progress = values[0]
-            if isinstance(progress, RunProgress):
-                sheet.progress = SheetProgress(**progress.model_dump(exclude={"phase"}))
+            values = await client.data_converter.decode(pending.heartbeat_details.payloads)
+            try:
+                progress = RunProgress.model_validate(values[0])
+            except ValidationError:
+                continue
+            sheet.progress = progress
     return sheet

@@ -21,7 +21,7 @@ class JobConfig(BaseModel):
     expiry_seconds: int = Field(default=3600, gt=0)
     download_par_seconds: int = Field(default=24 * 3600, gt=0, le=7 * 24 * 3600)
     retention_seconds: int = Field(default=7 * 24 * 3600, ge=0)
-    run_heartbeat_seconds: int = Field(default=30, gt=0)
+    run_heartbeat_seconds: int = Field(default=10, gt=0)
     search_attributes: bool = True
     """Upsert the JobState search attribute (off where the server has no such attribute)."""
 

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from temporalio.client import Client
@@ -19,7 +20,7 @@ from jobsheet.cheque import write_cheque
 from jobsheet.identity import Identity, generate_identity
 from jobsheet.jobs.client import load_sheet, submit_job
 from jobsheet.jobs.messages import SubmitResult
-from jobsheet.jobs.models import JobRequest, JobSheet, JobState
+from jobsheet.jobs.models import JobRequest, JobSheet, JobState, job_uid_for
 from jobsheet.ledger import client as ledger
 from jobsheet.settings import Settings
 from tests.gateway_server import GatewayServer, start_gateway
@@ -61,11 +62,16 @@ class Deployment:
     submitted: list[str] = field(default_factory=list)
 
     def request(
-        self, data: bytes, calculation: str = "checksum", **parameters: object
+        self,
+        data: bytes,
+        calculation: str = "checksum",
+        *,
+        service: str = "standard",
+        **parameters: object,
     ) -> JobRequest:
         return JobRequest(
             calculation=calculation,
-            service="standard",
+            service=service,
             parameters=dict(parameters),
             input_size=len(data),
             input_sha256=hashlib.sha256(data).hexdigest(),
@@ -75,11 +81,13 @@ class Deployment:
 
     async def submit(self, request: JobRequest, *, max_spend: str = "20.00") -> SubmitResult:
         resource = request.fingerprint()
-        result = await submit_job(
+        authorisation = sign_authorisation(self.user, resource)
+        self.submitted.append(job_uid_for(authorisation.signature))
+        return await submit_job(
             self.client,
             self.settings,
             request=request,
-            authorisation=sign_authorisation(self.user, resource),
+            authorisation=authorisation,
             cheque=write_cheque(
                 self.user,
                 account=self.payer,
@@ -88,8 +96,6 @@ class Deployment:
                 max_spend=max_spend,
             ),
         )
-        self.submitted.append(result.uid)
-        return result
 
     async def sheet(self, uid: str) -> JobSheet:
         return await load_sheet(self.client, self.settings, uid)
@@ -136,4 +142,23 @@ async def deployment(
 @pytest.fixture
 async def deployed(client: Client, job_settings: Settings) -> AsyncIterator[Deployment]:
     async with deployment(client, job_settings) as env:
+        yield env
+
+
+TEST_CALCULATIONS = Path(__file__).parent.parent / "compute" / "test_calculations.toml"
+
+
+@pytest.fixture
+async def test_calcs(client: Client, job_settings: Settings) -> AsyncIterator[Deployment]:
+    """A deployment whose compute service "test" offers the test calculations (fail, sleepy...)."""
+    settings = job_settings.model_copy(update={"calculations_file": TEST_CALCULATIONS})
+    async with deployment(client, settings) as env:
+        yield env
+
+
+@pytest.fixture
+async def short_expiry(client: Client, job_settings: Settings) -> AsyncIterator[Deployment]:
+    """A deployment whose jobs expire four seconds after submission."""
+    settings = job_settings.model_copy(update={"job_expiry_seconds": 4})
+    async with deployment(client, settings) as env:
         yield env
