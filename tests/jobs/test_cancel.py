@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -101,7 +102,7 @@ async def test_cancel_while_running_pays_for_the_time_used(
     await job_handle(env.client, uids[1]).cancel()
     second = await env.wait_for(uids[1], JobState.CANCELLED)
 
-    total = 0
+    total = Decimal("0.00")
     for sheet in (first, second):
         assert sheet.state == JobState.CANCELLED
         assert sheet.usage is not None and sheet.usage.wall_seconds > 0
