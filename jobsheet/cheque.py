@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from pydantic import AwareDatetime, BaseModel, field_validator, model_validator
 
@@ -73,7 +74,7 @@ def write_cheque(
     account: str,
     recipient: str,
     resource: str,
-    max_spend: str | int | object,
+    max_spend: Decimal | int | str,
     expires_at: datetime | None = None,
     valid_for: timedelta = timedelta(hours=2),
     now: datetime | None = None,
@@ -87,7 +88,7 @@ def write_cheque(
         drawer=identity.name,
         recipient=recipient,
         resource=resource,
-        max_spend=to_money(max_spend),  # type: ignore[arg-type]
+        max_spend=to_money(max_spend),
         expires_at=expires_at or signed_at + valid_for,
         signed_at=signed_at,
         key_id=identity.key_id,

@@ -186,7 +186,7 @@ class VerifyAuthorisationInput(BaseModel):
     idempotency_key: str
     authorisation: Authorisation
     resource: str
-    max_age_seconds: int | None = None
+    max_age_seconds: int | None = Field(default=None, gt=0, le=86400)
 
 
 class AuthorisationVerdict(BaseModel):
