@@ -20,6 +20,7 @@ from minio.error import S3Error
 from pydantic import BaseModel
 from temporalio import activity
 
+from jobsheet.jobs.messages import JobConfig, JobPolicyInput
 from jobsheet.jobs.models import JobSheet, ParKind, ParMetadata, sheet_key
 from jobsheet.objectstore import internal_client, presign_client
 from jobsheet.settings import Settings
@@ -93,6 +94,21 @@ class StorageActivities:
         self._bucket = settings.bucket
         self._s3: Minio = internal_client(settings)
         self._signer: Minio = presign_client(settings)
+
+    @activity.defn
+    def job_policy(self, request: JobPolicyInput) -> JobConfig:
+        """The operator's policy for a new job, from this (trusted) worker's settings."""
+        settings = self._settings
+        return JobConfig(
+            ledger_task_queue=settings.task_queue_ledger,
+            compute_task_queue=settings.compute_task_queue(request.service),
+            provider_account=settings.provider_account,
+            gateway_url=settings.gateway_url,
+            expiry_seconds=settings.job_expiry_seconds,
+            download_par_seconds=settings.download_par_seconds,
+            retention_seconds=settings.retention_seconds,
+            search_attributes=settings.job_search_attributes,
+        )
 
     @activity.defn
     def issue_object_par(self, request: IssueObjectParInput) -> IssuedPar:
@@ -179,6 +195,7 @@ class StorageActivities:
     def all(self) -> list[Callable[..., Any]]:
         """Every storage activity, for a worker's ``activities=``."""
         return [
+            self.job_policy,
             self.issue_object_par,
             self.issue_bucket_write_par,
             self.check_input,

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     job_expiry_seconds: int = Field(default=3600, gt=0)
     download_par_seconds: int = Field(default=24 * 3600, gt=0, le=7 * 24 * 3600)
     retention_seconds: int = Field(default=7 * 24 * 3600, ge=0)
+    job_search_attributes: bool = True
+    """Upsert JobState on job sheets (off only for servers without the search attributes)."""
 
     task_queue_jobs: str = "jobsheet-jobs"
     task_queue_ledger: str = "jobsheet-ledger"

@@ -44,6 +44,8 @@ with workflow.unsafe.imports_passed_through():
         DownloadPar,
         DownloadPars,
         DownloadParsInput,
+        JobConfig,
+        JobPolicyInput,
         JobStart,
         SubmitInput,
         SubmitResult,
@@ -101,7 +103,7 @@ class JobSheetWorkflow:
     @workflow.init
     def __init__(self, start: JobStart) -> None:
         self._start = start
-        self._config = start.config
+        self._policy = start.carried_config
         self.sheet = start.carried or JobSheet(
             uid=start.uid, request=start.request, authorisation=start.authorisation
         )
@@ -115,6 +117,11 @@ class JobSheetWorkflow:
         self._lock = asyncio.Lock()
         self._undo: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         self._download_pars: list[DownloadPar] = []
+
+    @property
+    def _config(self) -> JobConfig:
+        assert self._policy is not None, "the job policy is fetched before anything else"
+        return self._policy
 
     # --- queries and updates ------------------------------------------------------------------
 
@@ -249,6 +256,13 @@ class JobSheetWorkflow:
         if start.carried is not None:
             await self._retain_outputs()
             return self.sheet
+        self._policy = await workflow.execute_activity_method(
+            StorageActivities.job_policy,
+            JobPolicyInput(service=start.request.service),
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=RETRY,
+            summary="the operator's policy for this job",
+        )
         try:
             await self._change(JobState.SUBMITTED, "submitted")
             try:
@@ -595,7 +609,11 @@ class JobSheetWorkflow:
             except TimeoutError:
                 break
             await workflow.wait_condition(workflow.all_handlers_finished)
-            workflow.continue_as_new(self._start.model_copy(update={"carried": self.sheet}))
+            workflow.continue_as_new(
+                self._start.model_copy(
+                    update={"carried": self.sheet, "carried_config": self._policy}
+                )
+            )
         await workflow.execute_activity_method(
             StorageActivities.delete_objects,
             DeleteObjectsInput(prefix=job_prefix(self.sheet.uid)),

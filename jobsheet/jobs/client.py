@@ -29,7 +29,6 @@ from jobsheet.jobs.messages import (
     CancelInput,
     DownloadPars,
     DownloadParsInput,
-    JobConfig,
     JobStart,
     SubmitInput,
     SubmitResult,
@@ -43,38 +42,17 @@ from jobsheet.settings import Settings
 from workflows.job_sheet import JobSheetWorkflow
 
 
-def job_config(settings: Settings, request: JobRequest, *, search: bool = True) -> JobConfig:
-    return JobConfig(
-        ledger_task_queue=settings.task_queue_ledger,
-        compute_task_queue=settings.compute_task_queue(request.service),
-        provider_account=settings.provider_account,
-        gateway_url=settings.gateway_url,
-        expiry_seconds=settings.job_expiry_seconds,
-        download_par_seconds=settings.download_par_seconds,
-        retention_seconds=settings.retention_seconds,
-        search_attributes=search,
-    )
-
-
-def job_start(
-    settings: Settings,
-    *,
-    request: JobRequest,
-    authorisation: Authorisation,
-    cheque: Cheque,
-    search: bool = True,
-) -> JobStart:
+def job_start(*, request: JobRequest, authorisation: Authorisation, cheque: Cheque) -> JobStart:
     """The workflow input for a submission; the uid comes from the authorisation's signature."""
     return JobStart(
         uid=job_uid_for(authorisation.signature),
         request=request,
         authorisation=authorisation,
         cheque=cheque,
-        config=job_config(settings, request, search=search),
     )
 
 
-def start_options(settings: Settings, start: JobStart) -> dict[str, object]:
+def start_options(settings: Settings, start: JobStart, *, search: bool = True) -> dict[str, object]:
     """How the workflow is started: id = job uid, never reused, findable in the Web UI."""
     request = start.request
     options: dict[str, object] = {
@@ -84,7 +62,7 @@ def start_options(settings: Settings, start: JobStart) -> dict[str, object]:
         "static_summary": details.static_summary(start.uid, request),
         "static_details": details.static_details(request),
     }
-    if start.config.search_attributes:
+    if search:
         options["search_attributes"] = TypedSearchAttributes(
             [
                 SearchAttributePair(search_attributes.JOB_STATE, JobState.SUBMITTED.value),
@@ -108,7 +86,7 @@ async def submit_job(
 
     A replayed authorisation names the same job uid, so it cannot start a second job.
     """
-    start = job_start(settings, request=request, authorisation=authorisation, cheque=cheque)
+    start = job_start(request=request, authorisation=authorisation, cheque=cheque)
     operation = WithStartWorkflowOperation(  # type: ignore[call-overload]
         JobSheetWorkflow.run,
         start,

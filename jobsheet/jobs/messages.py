@@ -12,7 +12,12 @@ from jobsheet.jobs.models import JobRequest, JobSheet, JobState
 
 
 class JobConfig(BaseModel):
-    """Deployment choices the workflow needs, fixed at submission."""
+    """The operator's policy for a job, fixed at submission.
+
+    The workflow asks the jobs worker for it (the ``job_policy`` activity) instead of taking it
+    from the submitter, so a user cannot choose who is paid, which ledger or compute queue is
+    used, or how long the job and its outputs live.
+    """
 
     ledger_task_queue: str
     compute_task_queue: str
@@ -33,8 +38,13 @@ class JobStart(BaseModel):
     request: JobRequest
     authorisation: Authorisation
     cheque: Cheque
-    config: JobConfig
     carried: JobSheet | None = None
+    carried_config: JobConfig | None = None
+    """The policy fetched at submission, carried only across continue-as-new."""
+
+
+class JobPolicyInput(BaseModel):
+    service: str
 
 
 class SubmitInput(BaseModel):

@@ -124,6 +124,8 @@ async def deployment(
     """Run every worker role in-process, with a registered user and funded accounts."""
     operator = generate_identity(f"operator-{uuid.uuid4().hex[:8]}")
     user = generate_identity(f"alice-{uuid.uuid4().hex[:8]}")
+    # The jobs worker's settings name the provider account: it is the operator's policy.
+    settings = settings.model_copy(update={"provider_account": f"provider-{uuid.uuid4().hex[:8]}"})
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
         workers = build_workers(client, settings, role="all", executor=executor)
         async with contextlib.AsyncExitStack() as stack:
@@ -132,10 +134,11 @@ async def deployment(
             queue = settings.task_queue_ledger
             await ledger.register_user(client, operator, task_queue=queue)
             await ledger.register_user(client, user, task_queue=queue)
-            provider = await ledger.open_account(client, owner=operator.name, task_queue=queue)
+            provider = await ledger.open_account(
+                client, owner=operator.name, task_queue=queue, account=settings.provider_account
+            )
             payer = await ledger.open_account(client, owner=user.name, task_queue=queue)
             await ledger.deposit(client, payer, funds)
-            settings = settings.model_copy(update={"provider_account": provider})
             yield Deployment(client, settings, user, payer, provider, Decimal(funds))
 
 
