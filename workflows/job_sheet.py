@@ -158,7 +158,7 @@ class JobSheetWorkflow:
                     uid=self.sheet.uid,
                     state=self.sheet.state,
                     started=False,
-                    message=f"the job is already {self.sheet.state.value}; nothing changed",
+                    message=f"the job is now {self.sheet.state.value}; nothing changed",
                 )
             assert self.sheet.request is not None
             check = await workflow.execute_activity_method(
@@ -191,15 +191,20 @@ class JobSheetWorkflow:
             raise ApplicationError(
                 "the run PAR's token is not valid for this job", type="WrongToken"
             )
+        expired = self._deadline is not None and workflow.now() >= self._deadline
+        if self.sheet.state == JobState.EXPIRED or (
+            expired and self.sheet.state == JobState.AWAITING_UPLOAD
+        ):
+            raise ApplicationError(
+                f"the run PAR expired at {self._deadline.isoformat() if self._deadline else '?'}",
+                type="Expired",
+            )
         if self.sheet.state == JobState.SUBMITTED:
             raise ApplicationError("the job is not ready to run yet", type="WrongState")
         if self.sheet.state != JobState.AWAITING_UPLOAD or self._triggered:
             raise ApplicationError(
-                f"the job is already {self.sheet.state.value}", type="AlreadyTriggered"
-            )
-        if self._deadline is not None and workflow.now() >= self._deadline:
-            raise ApplicationError(
-                f"the run PAR expired at {self._deadline.isoformat()}", type="Expired"
+                f"the run was already triggered; the job is now {self.sheet.state.value}",
+                type="AlreadyTriggered",
             )
 
     @workflow.update
