@@ -1,0 +1,213 @@
+"""SIGKILL the jobs worker mid-settlement and mid-compensation: the job still ends once, and
+money is conserved to the last unit.
+
+The jobs worker runs as a real ``worker.py --role jobs`` process. The ledger worker runs in
+this process and is stopped while the crash happens, so the job is caught waiting on its
+receipt (settlement) or its refund (compensation) when the jobs worker is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from jobsheet.authorisation import sign_authorisation
+from jobsheet.cheque import write_cheque
+from jobsheet.identity import generate_identity
+from jobsheet.jobs.client import job_handle, submit_job, trigger_run
+from jobsheet.jobs.models import JobState
+from jobsheet.ledger import client as ledger
+from jobsheet.settings import Settings
+from tests.jobs.conftest import Deployment
+from worker import compute_workers, ledger_workers
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class JobsWorkerProcess:
+    """``worker.py --role jobs`` for the test's settings, killable and restartable."""
+
+    def __init__(self, settings: Settings) -> None:
+        access, secret = settings.s3_credentials()
+        self.env = {
+            **os.environ,
+            "JOBSHEET_TEMPORAL_ADDRESS": settings.temporal_target,
+            "JOBSHEET_S3_ENDPOINT": settings.s3_endpoint_resolved,
+            "JOBSHEET_S3_ACCESS_KEY": access,
+            "JOBSHEET_S3_SECRET_KEY": secret,
+            "JOBSHEET_BUCKET": settings.bucket,
+            "JOBSHEET_STATE_DIR": str(settings.state_dir),
+            "JOBSHEET_GATEWAY_PUBLIC_URL": settings.gateway_url,
+            "JOBSHEET_PROVIDER_ACCOUNT": settings.provider_account,
+            "JOBSHEET_TASK_QUEUE_JOBS": settings.task_queue_jobs,
+            "JOBSHEET_TASK_QUEUE_LEDGER": settings.task_queue_ledger,
+            "JOBSHEET_COMPUTE_TASK_QUEUE_PREFIX": settings.compute_task_queue_prefix,
+        }
+        self.proc: subprocess.Popen[str] | None = None
+
+    async def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "worker.py"), "--role", "jobs"],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), 60)
+        assert line.startswith("worker ready"), line
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+
+class LedgerWorker:
+    """The ledger worker in this process, stoppable to hold a job at a ledger step."""
+
+    def __init__(self, client: Client, settings: Settings, executor: concurrent.futures.Executor):
+        self.client, self.settings, self.executor = client, settings, executor
+        self.worker: Worker | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        (self.worker,) = ledger_workers(self.client, self.settings, self.executor)
+        self.task = asyncio.create_task(self.worker.run())
+
+    async def stop(self) -> None:
+        if self.worker is not None and self.task is not None:
+            await self.worker.shutdown()
+            await self.task
+            self.worker = self.task = None
+
+
+@contextlib.asynccontextmanager
+async def crashable(
+    client: Client, settings: Settings
+) -> AsyncIterator[tuple[Deployment, JobsWorkerProcess, LedgerWorker]]:
+    settings = settings.model_copy(update={"provider_account": f"provider-{uuid.uuid4().hex[:8]}"})
+    operator = generate_identity(f"operator-{uuid.uuid4().hex[:8]}")
+    user = generate_identity(f"alice-{uuid.uuid4().hex[:8]}")
+    jobs = JobsWorkerProcess(settings)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as executor:
+        ledger_worker = LedgerWorker(client, settings, executor)
+        ledger_worker.start()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for worker in compute_workers(client, settings, executor, ["standard"]):
+                    await stack.enter_async_context(worker)
+                queue = settings.task_queue_ledger
+                await ledger.register_user(client, operator, task_queue=queue)
+                await ledger.register_user(client, user, task_queue=queue)
+                await ledger.open_account(
+                    client, owner=operator.name, task_queue=queue, account=settings.provider_account
+                )
+                payer = await ledger.open_account(client, owner=user.name, task_queue=queue)
+                await ledger.deposit(client, payer, "50.00")
+                await jobs.start()
+                env = Deployment(
+                    client, settings, user, payer, settings.provider_account, Decimal("50.00")
+                )
+                yield env, jobs, ledger_worker
+        finally:
+            jobs.stop()
+            await ledger_worker.stop()
+
+
+async def _submit(env: Deployment, data: bytes):
+    request = env.request(data)
+    resource = request.fingerprint()
+    return await submit_job(
+        env.client,
+        env.settings,
+        request=request,
+        authorisation=sign_authorisation(env.user, resource),
+        cheque=write_cheque(
+            env.user, account=env.payer, recipient=env.provider, resource=resource, max_spend="9"
+        ),
+    )
+
+
+async def _pending(env: Deployment, uid: str, activity: str) -> None:
+    handle = job_handle(env.client, uid)
+    while True:
+        description = await handle.describe()
+        names = [p.activity_type.name for p in description.raw_description.pending_activities]
+        if activity in names:
+            return
+        await asyncio.sleep(0.2)
+
+
+async def _total(env: Deployment) -> Decimal:
+    payer = await ledger.balance(env.client, env.payer)
+    provider = await ledger.balance(env.client, env.provider)
+    return payer.balance + payer.held + provider.balance + provider.held + payer.in_flight
+
+
+async def test_sigkill_mid_settlement(client: Client, job_settings: Settings) -> None:
+    async with crashable(client, job_settings) as (env, jobs, ledger_worker):
+        before = await _total(env)
+        data = b"settle me\n" * 50
+        submitted = await _submit(env, data)
+        async with httpx.AsyncClient() as http:
+            await http.put(submitted.upload_url, content=data)
+        await ledger_worker.stop()
+        await trigger_run(env.client, submitted.uid, submitted.run_url.rsplit("/", 1)[1])
+        await asyncio.wait_for(_pending(env, submitted.uid, "receipt_credit_note"), 60)
+
+        jobs.kill()
+        await jobs.start()
+        ledger_worker.start()
+        sheet = await env.wait_for(submitted.uid, *[s for s in JobState if s.terminal])
+
+        assert sheet.state == JobState.SUCCEEDED
+        states = [entry.state for entry in sheet.timeline]
+        assert states.count(JobState.SETTLING) == 1 and states.count(JobState.SUCCEEDED) == 1
+        assert sheet.costs.charged > 0
+        assert sheet.costs.charged + sheet.costs.refunded == sheet.costs.held
+        payer = await ledger.balance(env.client, env.payer)
+        provider = await ledger.balance(env.client, env.provider)
+        assert payer.balance == env.initial_funds - sheet.costs.charged and payer.held == 0
+        assert provider.balance == sheet.costs.charged
+        assert await _total(env) == before
+
+
+async def test_sigkill_mid_compensation(client: Client, job_settings: Settings) -> None:
+    async with crashable(client, job_settings) as (env, jobs, ledger_worker):
+        before = await _total(env)
+        submitted = await _submit(env, b"never run")
+        assert (await ledger.balance(env.client, env.payer)).held > 0
+        await ledger_worker.stop()
+        await job_handle(env.client, submitted.uid).cancel()
+        await asyncio.wait_for(_pending(env, submitted.uid, "refund_credit_note"), 60)
+
+        jobs.kill()
+        await jobs.start()
+        ledger_worker.start()
+        sheet = await env.wait_for(submitted.uid, *[s for s in JobState if s.terminal])
+
+        assert sheet.state == JobState.CANCELLED
+        assert [entry.state for entry in sheet.timeline].count(JobState.CANCELLED) == 1
+        assert sheet.costs.charged == 0 and sheet.costs.refunded == sheet.costs.held
+        payer = await ledger.balance(env.client, env.payer)
+        assert payer.balance == env.initial_funds and payer.held == 0
+        assert await _total(env) == before
