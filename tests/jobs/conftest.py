@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,21 @@ from jobsheet.ledger import client as ledger
 from jobsheet.settings import Settings
 from tests.gateway_server import GatewayServer, start_gateway
 from worker import build_workers
+
+RECORD_ENV = "JOBSHEET_RECORD_HISTORIES"
+HISTORIES = Path(__file__).with_name("histories")
+
+
+async def record_histories(client: Client, uids: list[str]) -> None:
+    """Save the histories of these jobs for the Replayer test (JOBSHEET_RECORD_HISTORIES=1)."""
+    HISTORIES.mkdir(exist_ok=True)
+    test = os.environ.get("PYTEST_CURRENT_TEST", "test").split("::")[-1].split(" ")[0]
+    for n, uid in enumerate(uids):
+        try:
+            history = await client.get_workflow_handle(uid).fetch_history()
+        except Exception:
+            continue
+        (HISTORIES / f"{test}-{n}.json").write_text(history.to_json())
 
 
 @pytest.fixture
@@ -139,7 +155,10 @@ async def deployment(
             )
             payer = await ledger.open_account(client, owner=user.name, task_queue=queue)
             await ledger.deposit(client, payer, funds)
-            yield Deployment(client, settings, user, payer, provider, Decimal(funds))
+            env = Deployment(client, settings, user, payer, provider, Decimal(funds))
+            yield env
+            if os.environ.get(RECORD_ENV):
+                await record_histories(client, env.submitted)
 
 
 @pytest.fixture

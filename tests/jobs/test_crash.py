@@ -58,14 +58,17 @@ class JobsWorkerProcess:
         }
         self.proc: subprocess.Popen[str] | None = None
 
-    async def start(self) -> None:
-        self.proc = subprocess.Popen(
+    def _spawn(self) -> subprocess.Popen[str]:
+        return subprocess.Popen(
             [sys.executable, str(ROOT / "worker.py"), "--role", "jobs"],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
         )
+
+    async def start(self) -> None:
+        self.proc = await asyncio.to_thread(self._spawn)
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), 60)
         assert line.startswith("worker ready"), line

@@ -102,9 +102,10 @@ async def test_no_trigger_for_an_hour_undoes_everything(
             )
 
             async def awaiting_upload() -> None:
-                while (await handle.query(JobSheetWorkflow.get_sheet)).state != (
-                    JobState.AWAITING_UPLOAD
-                ):
+                while True:
+                    sheet = await handle.query(JobSheetWorkflow.get_sheet)
+                    if sheet.state == JobState.AWAITING_UPLOAD:
+                        return
                     await asyncio.sleep(0.2)
 
             await asyncio.wait_for(awaiting_upload(), 60)

@@ -1,0 +1,54 @@
+"""Determinism: recorded histories of every path replay against today's workflow code.
+
+The histories in tests/jobs/histories/ were recorded from the job tests with
+``JOBSHEET_RECORD_HISTORIES=1 .venv/bin/pytest tests/jobs``. A change that makes the workflow
+take a different path for the same history fails here; such a change needs
+``workflow.patched`` (or a new workflow type) before it may land.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.job_sheet import JobSheetWorkflow
+
+HISTORIES = Path(__file__).with_name("histories")
+FILES = sorted(HISTORIES.glob("*.json"))
+
+
+def _history(path: Path) -> WorkflowHistory:
+    data = json.loads(path.read_text())
+    started = data["events"][0]["workflowExecutionStartedEventAttributes"]
+    workflow_id = started.get("workflowId") or path.stem
+    return WorkflowHistory.from_json(workflow_id, data)
+
+
+def persisted_states(path: Path) -> list[str]:
+    """The job states a recorded history persisted, in order (decoded from activity inputs)."""
+    states = []
+    for event in json.loads(path.read_text())["events"]:
+        attributes = event.get("activityTaskScheduledEventAttributes")
+        if not attributes or attributes["activityType"]["name"] != "persist_sheet":
+            continue
+        payload = attributes["input"]["payloads"][0]["data"]
+        states.append(json.loads(base64.b64decode(payload))["sheet"]["state"])
+    return states
+
+
+def test_every_path_is_recorded() -> None:
+    """The fixtures cover each way a job ends."""
+    ends = {states[-1] for states in map(persisted_states, FILES) if states}
+    assert ends >= {"succeeded", "failed", "timed_out", "expired", "cancelled", "rejected"}
+
+
+@pytest.mark.parametrize("path", FILES, ids=[path.stem for path in FILES])
+async def test_history_replays(path: Path) -> None:
+    replayer = Replayer(workflows=[JobSheetWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(_history(path))
