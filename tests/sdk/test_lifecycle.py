@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 from pathlib import Path
 
 import pytest
 
-from jobsheet.jobs.models import JobState
+from jobsheet.jobs.models import JobState, sheet_key
+from jobsheet.objectstore import internal_client
 from jobsheet.sdk import BadInput, Client, TransferProgress
 from tests.sdk.conftest import SdkEnv
 
@@ -65,6 +68,15 @@ async def test_submit_upload_run_watch_download(sdk_env: SdkEnv, tmp_path: Path)
     by_user = await sdk_env.sdk.list_jobs(user=sdk_env.deployment.user.name, state="succeeded")
     assert [s.uid for s in by_user] == [job.uid]
     assert await sdk_env.sdk.list_jobs(account=sdk_env.account, state=JobState.RUNNING) == []
+
+    # A job Temporal no longer has is still found from its persisted sheet.
+    gone = sheet.model_copy(update={"uid": "job-" + "f" * 32})
+    body = json.dumps(gone.to_data()).encode()
+    s3 = internal_client(sdk_env.settings)
+    s3.put_object(sdk_env.settings.bucket, sheet_key(gone.uid), io.BytesIO(body), len(body))
+    listed = await sdk_env.sdk.list_jobs(account=sdk_env.account, state="succeeded")
+    assert {(s.uid, s.source) for s in listed} == {(job.uid, "temporal"), (gone.uid, "store")}
+    assert (await sdk_env.sdk.load(gone.uid)).costs == sheet.costs
 
 
 async def test_missing_input_and_no_user(sdk_env: SdkEnv, tmp_path: Path) -> None:
