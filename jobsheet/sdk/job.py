@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobsheet.authorisation import sign_authorisation
 from jobsheet.jobs.client import download_pars, job_handle
 from jobsheet.jobs.messages import CancelInput, cancel_resource
-from jobsheet.jobs.models import JobSheet, output_prefix
+from jobsheet.jobs.models import JobSheet, JobState, output_prefix
 from jobsheet.sdk.errors import BadInput
 from jobsheet.sdk.events import JobEvent
 from jobsheet.sdk.run_par import RunTriggered, call_run_par
@@ -86,18 +86,19 @@ class Job:
                     state=entry.state,
                     at=entry.at,
                     note=entry.note,
-                    progress=sheet.progress,
                     sheet=sheet,
                 )
             seen = len(sheet.timeline)
             if sheet.terminal:
                 return
-            if sheet.progress is not None and sheet.progress != last_progress:
+            running = sheet.state == JobState.RUNNING
+            if running and sheet.progress is not None and sheet.progress != last_progress:
                 last_progress = sheet.progress
                 yield JobEvent(
                     kind="progress",
                     uid=self.uid,
                     state=sheet.state,
+                    at=datetime.now(UTC),
                     progress=sheet.progress,
                     sheet=sheet,
                 )
