@@ -22,7 +22,7 @@ from temporalio import activity
 
 from jobsheet.jobs.messages import JobConfig, JobPolicyInput
 from jobsheet.jobs.models import JobSheet, ParKind, ParMetadata, sheet_key
-from jobsheet.objectstore import internal_client, presign_client
+from jobsheet.objectstore import compute_presign_client, internal_client, presign_client
 from jobsheet.settings import Settings
 from jobsheet.write_par import WritePar, issue_write_par
 
@@ -94,6 +94,7 @@ class StorageActivities:
         self._bucket = settings.bucket
         self._s3: Minio = internal_client(settings)
         self._signer: Minio = presign_client(settings)
+        self._compute_signer: Minio = compute_presign_client(settings)
 
     @activity.defn
     def job_policy(self, request: JobPolicyInput) -> JobConfig:
@@ -116,8 +117,12 @@ class StorageActivities:
         lifetime = _lifetime(request.now, request.expires_at)
         if request.kind == ParKind.UPLOAD:
             url = self._signer.presigned_put_object(self._bucket, request.key, expires=lifetime)
-        elif request.kind in (ParKind.DOWNLOAD, ParKind.READ_INPUT):
+        elif request.kind == ParKind.DOWNLOAD:
             url = self._signer.presigned_get_object(self._bucket, request.key, expires=lifetime)
+        elif request.kind == ParKind.READ_INPUT:
+            url = self._compute_signer.presigned_get_object(
+                self._bucket, request.key, expires=lifetime
+            )
         else:
             raise ValueError(f"{request.kind} is not a single-object PAR")
         return IssuedPar(

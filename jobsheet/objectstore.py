@@ -36,6 +36,18 @@ def presign_client(settings: Settings) -> Minio:
     )
 
 
+def compute_presign_client(settings: Settings) -> Minio:
+    """A signer for the PARs compute workers use (input reads, output writes), offline."""
+    access, secret = settings.s3_credentials()
+    return Minio(
+        settings.s3_compute_endpoint_resolved,
+        access_key=access,
+        secret_key=secret,
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+    )
+
+
 def ensure_bucket(client: Minio, bucket: str) -> bool:
     """Create ``bucket`` unless it exists; return True when it was created."""
     if client.bucket_exists(bucket):

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     s3_endpoint: str | None = None
     s3_public_endpoint: str | None = None
     s3_port: int = 9000
+    s3_compute_endpoint: str | None = None
+    """host:port compute workers reach S3 at (default: the public endpoint); input read PARs and
+    output PUTs are signed for it, so compute inside a private network needs no public route."""
     s3_region: str = "us-east-1"
     s3_secure: bool = False
     s3_access_key: SecretStr | None = None
@@ -56,6 +59,8 @@ class Settings(BaseSettings):
     """The address the PAR gateway binds (0.0.0.0 inside a container)."""
     gateway_port: int = 8090
     gateway_public_url: str | None = None
+    gateway_compute_url: str | None = None
+    """The URL compute workers reach the gateway at (default: the public URL)."""
     par_secret: SecretStr | None = None
     gateway_run_burst: int = Field(default=5, gt=0)
     """Run PAR calls one job may make at once before the gateway answers 429."""
@@ -125,6 +130,11 @@ class Settings(BaseSettings):
         """host:port presigned URLs are signed for: the address users reach S3 at."""
         return self.s3_public_endpoint or self.s3_endpoint_resolved
 
+    @property
+    def s3_compute_endpoint_resolved(self) -> str:
+        """host:port the PARs handed to compute workers are signed for."""
+        return self.s3_compute_endpoint or self.s3_public_endpoint_resolved
+
     def s3_credentials(self) -> tuple[str, str]:
         """The S3 access key and secret key, from the environment or the stack's state file."""
         if self.s3_access_key and self.s3_secret_key:
@@ -145,6 +155,11 @@ class Settings(BaseSettings):
     def gateway_url(self) -> str:
         """The base URL users and compute workers reach the PAR gateway at."""
         return (self.gateway_public_url or f"http://127.0.0.1:{self.gateway_port}").rstrip("/")
+
+    @property
+    def gateway_compute_url_resolved(self) -> str:
+        """Where bucket-write PARs send compute workers to exchange them."""
+        return (self.gateway_compute_url or self.gateway_url).rstrip("/")
 
     def par_signing_key(self) -> bytes:
         """The secret that signs PAR capabilities: from the environment, or generated once (0600)."""

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from jobsheet.objectstore import presign_client
+from jobsheet.objectstore import compute_presign_client
 from jobsheet.settings import Settings
 from jobsheet.write_par import (
     BadOutputKey,
@@ -37,7 +37,7 @@ def refusal(error: WriteParError) -> JSONResponse:
 def routes(settings: Settings) -> list[BaseRoute]:
     """The bucket-write routes, bound to one settings object and one presign client."""
     signing_key = settings.par_signing_key()
-    presigner = presign_client(settings)
+    presigner = compute_presign_client(settings)
 
     async def exchange_write_par(request: Request) -> JSONResponse:
         now = datetime.now(UTC)
