@@ -135,3 +135,13 @@ def test_every_setting_named_in_compose_exists(compose: dict[str, Any]) -> None:
         for key in service.get("environment", {}):
             if key.startswith("JOBSHEET_"):
                 assert key in known, f"{name} sets {key}, which no setting reads"
+
+
+def test_compute_pars_name_hosts_inside_the_network(compose: dict[str, Any]) -> None:
+    """Compute runs in the worker container: its PARs must not name the users' public host."""
+    services = compose["services"]
+    for name in ("worker", "gateway"):
+        env = services[name]["environment"]
+        assert env["JOBSHEET_S3_COMPUTE_ENDPOINT"] == "minio:9000"
+        assert env["JOBSHEET_GATEWAY_COMPUTE_URL"] == "http://gateway:8090"
+    assert "8090:8090" in services["gateway"]["ports"]

@@ -59,3 +59,25 @@ def test_presigned_urls_name_the_public_endpoint(settings: Settings) -> None:
         public.bucket, "k", expires=timedelta(minutes=1)
     )
     assert url.startswith(f"http://files.example.org:9000/{public.bucket}/k?")
+
+
+def test_compute_pars_are_signed_for_the_compute_endpoint(settings: Settings) -> None:
+    from datetime import UTC, datetime
+
+    from activities.storage import IssueObjectParInput, StorageActivities
+    from jobsheet.jobs.models import ParKind
+
+    split = settings.model_copy(
+        update={"s3_public_endpoint": "files.example.org:9000", "s3_compute_endpoint": "minio:9000"}
+    )
+    storage = StorageActivities(split)
+    now = datetime.now(UTC)
+    later = now + timedelta(minutes=5)
+    read = storage.issue_object_par(
+        IssueObjectParInput(kind=ParKind.READ_INPUT, key="k", now=now, expires_at=later)
+    )
+    upload = storage.issue_object_par(
+        IssueObjectParInput(kind=ParKind.UPLOAD, key="k", now=now, expires_at=later)
+    )
+    assert read.url.startswith("http://minio:9000/")
+    assert upload.url.startswith("http://files.example.org:9000/")
