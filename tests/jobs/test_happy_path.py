@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from decimal import Decimal
 
 import httpx
 
-from jobsheet.jobs.client import download_pars, trigger_run
+from jobsheet.jobs.client import download_pars, job_handle, trigger_run
 from jobsheet.jobs.models import JobSheet, JobState, ParKind
 from jobsheet.jobs.store import read_sheet
 from jobsheet.money import round_cost
@@ -73,6 +74,22 @@ async def test_upload_trigger_run_settle_and_download(deployed: Deployment) -> N
     } <= kinds
     text = sheet.model_dump_json()
     assert token not in text and "X-Amz-Signature" not in text
+
+    # Findable in the Web UI: the search attributes name its state, account, user, calculation.
+    query = (
+        f'JobState="succeeded" AND JobAccount="{deployed.payer}" '
+        f'AND JobUser="{deployed.user.name}" AND JobCalculation="checksum"'
+    )
+    found: list[str] = []
+    for _ in range(50):
+        found = [wf.id async for wf in deployed.client.list_workflows(query)]
+        if found:
+            break
+        await asyncio.sleep(0.2)
+    assert found == [sheet.uid]
+    description = await job_handle(deployed.client, sheet.uid).describe()
+    summary = await description.static_summary()
+    assert summary is not None and "checksum" in summary and sheet.uid in summary
 
     persisted = read_sheet(internal_client(deployed.settings), deployed.settings.bucket, sheet.uid)
     assert persisted.state == JobState.SUCCEEDED
