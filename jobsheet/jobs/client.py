@@ -5,6 +5,8 @@ This is what the SDK, the CLI and the PAR gateway call; none of them touches Tem
 
 from __future__ import annotations
 
+import asyncio
+
 from pydantic import ValidationError
 from temporalio.client import (
     Client,
@@ -108,10 +110,14 @@ async def trigger_run(client: Client, uid: str, token: str) -> TriggerRunResult:
     )
 
 
-async def cancel_job(client: Client, uid: str, authorisation: Authorisation) -> JobSheet:
-    return await job_handle(client, uid).execute_update(
-        JobSheetWorkflow.cancel, CancelInput(authorisation=authorisation)
-    )
+async def cancel_job(
+    client: Client, uid: str, authorisation: Authorisation, *, reason: str | None = None
+) -> JobSheet:
+    """Cancel as the owner (``authorisation`` for ``cancel:<uid>``); returns the ended sheet."""
+    request = CancelInput(authorisation=authorisation)
+    if reason:
+        request = CancelInput(authorisation=authorisation, reason=reason)
+    return await job_handle(client, uid).execute_update(JobSheetWorkflow.cancel, request)
 
 
 async def download_pars(client: Client, uid: str) -> DownloadPars:
@@ -134,7 +140,7 @@ async def load_sheet(client: Client, settings: Settings, uid: str) -> JobSheet:
             raise
         description = None
     if description is None or description.status != WorkflowExecutionStatus.RUNNING:
-        return read_sheet(internal_client(settings), settings.bucket, uid)
+        return await asyncio.to_thread(read_sheet, internal_client(settings), settings.bucket, uid)
     sheet = await handle.query(JobSheetWorkflow.get_sheet)
     if sheet.state == JobState.RUNNING:
         for pending in description.raw_description.pending_activities:

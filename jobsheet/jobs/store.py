@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from minio import Minio
-from minio.error import S3Error
+from minio.error import InvalidResponseError, S3Error
 
 from jobsheet.jobs.models import JobSheet, sheet_key
 
@@ -18,6 +18,10 @@ def read_sheet(s3: Minio, bucket: str, uid: str) -> JobSheet:
         response = s3.get_object(bucket, sheet_key(uid))
     except S3Error as exc:
         if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+            return JobSheet()
+        raise
+    except InvalidResponseError as exc:
+        if getattr(exc, "_code", None) == 404:  # a 404 whose XML minio cannot parse (rclone)
             return JobSheet()
         raise
     try:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobsheet.authorisation import sign_authorisation
-from jobsheet.jobs.client import download_pars, job_handle
-from jobsheet.jobs.messages import CancelInput, cancel_resource
+from jobsheet.jobs.client import cancel_job, download_pars
+from jobsheet.jobs.messages import cancel_resource
 from jobsheet.jobs.models import JobSheet, JobState, output_prefix
 from jobsheet.sdk.errors import BadInput
 from jobsheet.sdk.events import JobEvent
@@ -18,7 +18,6 @@ from jobsheet.sdk.run_par import RunTriggered, call_run_par
 from jobsheet.sdk.service_errors import service_call
 from jobsheet.sdk.sheets import fetch_sheet
 from jobsheet.sdk.transfer import ProgressCallback, download_file, output_path, upload_file
-from workflows.job_sheet import JobSheetWorkflow
 
 if TYPE_CHECKING:
     from jobsheet.sdk.client import Client
@@ -139,6 +138,4 @@ class Job:
         identity = self.client.identity
         authorisation = sign_authorisation(identity, cancel_resource(self.uid))
         with service_call("cancelling the job", uid=self.uid):
-            return await job_handle(self.client.temporal, self.uid).execute_update(
-                JobSheetWorkflow.cancel, CancelInput(authorisation=authorisation, reason=reason)
-            )
+            return await cancel_job(self.client.temporal, self.uid, authorisation, reason=reason)
