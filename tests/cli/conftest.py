@@ -16,10 +16,8 @@ from temporalio.client import Client as TemporalClient
 
 from jobsheet.settings import Settings
 from jobsheet.stack_services import settings_env
-from tests.jobs.conftest import Deployment, deployment, gateway, job_settings
+from tests.jobs.conftest import Deployment, deployment
 from tests.sdk.conftest import sdk_settings
-
-__all__ = ["gateway", "job_settings"]
 
 
 @dataclass

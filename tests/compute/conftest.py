@@ -6,7 +6,7 @@ import concurrent.futures
 import contextlib
 import io
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,20 +23,10 @@ from jobsheet.settings import Settings
 from jobsheet.storage_pars import issue_read_par
 from jobsheet.write_par import issue_write_par
 from tests.compute.harness import CallComputeWorkflow, CallInput
-from tests.gateway_server import GatewayServer, start_gateway
+from tests.gateway_server import GatewayServer
 from worker import compute_workers
 
 TEST_CALCULATIONS = Path(__file__).with_name("test_calculations.toml")
-
-
-@pytest.fixture
-def gateway(settings: Settings) -> Iterator[GatewayServer]:
-    """The PAR gateway for this test's bucket, on a free port; ``gateway.settings`` points at it."""
-    server = start_gateway(settings)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @dataclass

@@ -14,9 +14,7 @@ from temporalio.client import Client
 
 from jobsheet.settings import Settings
 from tests.gateway_server import GatewayServer, start_gateway
-from tests.jobs.conftest import Deployment, deployment, job_settings
-
-__all__ = ["Deployment", "job_settings"]
+from tests.jobs.conftest import Deployment, deployment
 
 GENEROUS_LIMITS = {"gateway_run_burst": 100, "gateway_client_burst": 1000}
 

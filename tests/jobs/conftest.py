@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -24,7 +24,6 @@ from jobsheet.jobs.messages import SubmitResult
 from jobsheet.jobs.models import JobRequest, JobSheet, JobState, job_uid_for
 from jobsheet.ledger import client as ledger
 from jobsheet.settings import Settings
-from tests.gateway_server import GatewayServer, start_gateway
 from worker import build_workers
 
 RECORD_ENV = "JOBSHEET_RECORD_HISTORIES"
@@ -41,28 +40,6 @@ async def record_histories(client: Client, uids: list[str]) -> None:
         except Exception:
             continue
         (HISTORIES / f"{test}-{n}.json").write_text(history.to_json())
-
-
-@pytest.fixture
-def gateway(settings: Settings) -> Iterator[GatewayServer]:
-    server = start_gateway(settings)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def job_settings(gateway: GatewayServer) -> Settings:
-    """Settings with task queues of this test's own and the gateway's URL."""
-    suffix = uuid.uuid4().hex[:10]
-    return gateway.settings.model_copy(
-        update={
-            "task_queue_jobs": f"jobs-{suffix}",
-            "task_queue_ledger": f"ledger-{suffix}",
-            "compute_task_queue_prefix": f"compute-{suffix}-",
-        }
-    )
 
 
 @dataclass

@@ -12,9 +12,7 @@ from temporalio.client import Client as TemporalClient
 from jobsheet.identity import save_identity
 from jobsheet.sdk import Client
 from jobsheet.settings import Settings
-from tests.jobs.conftest import Deployment, deployment, gateway, job_settings
-
-__all__ = ["gateway", "job_settings"]
+from tests.jobs.conftest import Deployment, deployment
 
 
 @dataclass
