@@ -89,7 +89,7 @@ async def cli_env(
 async def short_expiry_cli(
     client: TemporalClient, job_settings: Settings, tmp_path: Path
 ) -> AsyncIterator[CliEnv]:
-    """A deployment whose jobs expire three seconds after submission."""
-    settings = job_settings.model_copy(update={"job_expiry_seconds": 3})
+    """A deployment whose jobs expire ten seconds after submission."""
+    settings = job_settings.model_copy(update={"job_expiry_seconds": 10})
     async with cli_deployment(client, settings, tmp_path) as env:
         yield env

@@ -157,7 +157,7 @@ async def test_calcs(client: Client, job_settings: Settings) -> AsyncIterator[De
 
 @pytest.fixture
 async def short_expiry(client: Client, job_settings: Settings) -> AsyncIterator[Deployment]:
-    """A deployment whose jobs expire four seconds after submission."""
-    settings = job_settings.model_copy(update={"job_expiry_seconds": 4})
+    """A deployment whose jobs expire twelve seconds after submission."""
+    settings = job_settings.model_copy(update={"job_expiry_seconds": 12})
     async with deployment(client, settings) as env:
         yield env

@@ -20,7 +20,7 @@ from workflows.job_sheet import JobSheetWorkflow
 
 @pytest.fixture
 async def short_retention(client: Client, job_settings: Settings) -> AsyncIterator[Deployment]:
-    settings = job_settings.model_copy(update={"retention_seconds": 4})
+    settings = job_settings.model_copy(update={"retention_seconds": 15})
     async with deployment(client, settings) as env:
         yield env
 
