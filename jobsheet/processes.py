@@ -95,8 +95,13 @@ def start_process(
     log_file: Path,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    die_with_parent: bool = False,
 ) -> tuple[PidRecord, subprocess.Popen[bytes]]:
-    """Start ``argv`` in a new session with output to ``log_file`` and record it in ``pid_file``."""
+    """Start ``argv`` in a new session with output to ``log_file`` and record it in ``pid_file``.
+
+    ``die_with_parent`` (for test servers) has the kernel kill the server if the process that
+    started it dies without stopping it, so an interrupted test run leaves no server behind.
+    """
     log_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
@@ -108,6 +113,7 @@ def start_process(
             env=env,
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=_die_with_parent if die_with_parent else None,
         )
     ticks = start_ticks(proc.pid)
     record = PidRecord(pid=proc.pid, start_ticks=ticks if ticks is not None else -1)
@@ -115,6 +121,14 @@ def start_process(
     tmp.write_text(json.dumps({"pid": record.pid, "start_ticks": record.start_ticks}))
     tmp.replace(pid_file)
     return record, proc
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL me when my parent dies (Linux prctl)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
 
 
 def stop_process(record: PidRecord, *, timeout: float = 15.0) -> bool:

@@ -41,6 +41,7 @@ def start_s3_server(root: Path) -> S3Server:
         pid_file=root / "s3.pid",
         log_file=root / "s3.log",
         env={**os.environ, **env},
+        die_with_parent=True,
     )
     deadline = time.monotonic() + 30
     while not s3_answers(port):
