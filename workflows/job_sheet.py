@@ -601,7 +601,8 @@ class JobSheetWorkflow:
         self._download_pars = pars
 
     async def _retain_outputs(self) -> None:
-        """Keep outputs until the retention ends, then delete them and close."""
+        """Keep outputs until the retention ends (or the workflow is cancelled), then delete them
+        and close."""
         until = self.sheet.outputs_retained_until
         assert until is not None
         while workflow.now() < until:
@@ -611,7 +612,7 @@ class JobSheetWorkflow:
                     timeout=until - workflow.now(),
                     timeout_summary="retention of the outputs ends",
                 )
-            except TimeoutError:
+            except (TimeoutError, asyncio.CancelledError):
                 break
             await workflow.wait_condition(workflow.all_handlers_finished)
             workflow.continue_as_new(
