@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -73,8 +74,27 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago, chosen by the kernel."""
+    """A port that was free a moment ago, for a server to listen on.
+
+    It is picked at random *below* the kernel's ephemeral range: a port from that range, once
+    released, can be taken at any moment as the local end of some outgoing connection, and a
+    server restarted on it (stack down, then up) would then fail to bind.
+    """
+    low, high = _ephemeral_range()
+    floor, ceiling = (20000, low - 1) if low > 21000 else (high + 1, 65535)
+    for _ in range(200):
+        port = random.randint(floor, ceiling)
+        if port_is_free(port, host):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

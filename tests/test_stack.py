@@ -113,7 +113,7 @@ async def test_up_status_down_and_data_survives(stack: Stack) -> None:
     response = internal_client(settings).get_object(settings.bucket, "kept.txt")
     assert response.read() == b"kept"
     response.close()
-    client = await Client.connect(settings.temporal_target)
+    client = await Client.connect(settings.temporal_target, data_converter=pydantic_data_converter)
     description = await client.get_workflow_handle(workflow_id).describe()
     assert description.status == WorkflowExecutionStatus.RUNNING
     await client.get_workflow_handle(workflow_id).terminate("test over")
