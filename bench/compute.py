@@ -26,12 +26,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydantic import SecretStr
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from jobsheet import processes
-from jobsheet.binaries import find_binary
 from jobsheet.compute.config import load_compute_config
 from jobsheet.compute.models import RunResult, RunStatus
 from jobsheet.objectstore import ensure_bucket, internal_client
@@ -39,7 +36,7 @@ from jobsheet.settings import Settings
 from tests.compute.conftest import ComputeHarness
 from tests.compute.harness import CallComputeWorkflow
 from tests.gateway_server import start_gateway
-from tests.servers import start_s3_server
+from tests.servers import start_s3_server, start_temporal_dev_server
 from worker import compute_workers
 
 SIZES = {"small (4 KiB)": 4 << 10, "large (100 MiB)": 100 << 20}
@@ -79,13 +76,7 @@ async def run_through_runner(harness: ComputeHarness, data: bytes) -> tuple[floa
 async def bench(repeat: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="jobsheet-bench-"))
     s3_server = start_s3_server(root / "s3")
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find_binary("temporal"),
-        ip="127.0.0.1",
-        port=processes.free_port(),
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
-    )
+    env = await start_temporal_dev_server()
     try:
         queue = f"bench-{uuid.uuid4().hex[:8]}"
         base = Settings(

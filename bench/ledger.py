@@ -27,20 +27,17 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from pydantic import SecretStr
     from temporalio.client import Client
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.testing import WorkflowEnvironment
     from temporalio.worker import Worker
 
     from activities.ledger import LedgerActivities
     from jobsheet import processes
-    from jobsheet.binaries import find_binary
     from jobsheet.cheque import write_cheque
     from jobsheet.identity import generate_identity
     from jobsheet.ledger import client as ledger
     from jobsheet.ledger.models import CashChequeInput
     from jobsheet.objectstore import ensure_bucket, internal_client
     from jobsheet.settings import Settings
-    from tests.servers import start_s3_server
+    from tests.servers import start_s3_server, start_temporal_dev_server
     from workflows.account import AccountWorkflow
     from workflows.user import UserWorkflow
 
@@ -139,13 +136,7 @@ async def bare_updates_per_second(
 async def main(count: int, concurrency: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
     s3_server = start_s3_server(root / "s3")
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find_binary("temporal"),
-        ip="127.0.0.1",
-        port=processes.free_port(),
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
-    )
+    env = await start_temporal_dev_server()
     try:
         settings = Settings(
             state_dir=root / "state",

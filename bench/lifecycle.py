@@ -32,19 +32,16 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import SecretStr
     from temporalio.client import Client, WithStartWorkflowOperation
     from temporalio.common import WorkflowIDConflictPolicy
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.testing import WorkflowEnvironment
     from temporalio.worker import Worker
 
-    from jobsheet import processes, search_attributes
-    from jobsheet.binaries import find_binary
+    from jobsheet import processes
     from jobsheet.jobs.client import job_handle, trigger_run
     from jobsheet.jobs.models import JobState
     from jobsheet.objectstore import ensure_bucket, internal_client
     from jobsheet.settings import Settings
     from tests.gateway_server import start_gateway
     from tests.jobs.conftest import Deployment, deployment
-    from tests.servers import start_s3_server
+    from tests.servers import start_s3_server, start_temporal_dev_server
 
 
 @activity.defn
@@ -152,14 +149,7 @@ async def run_baseline(client: Client, count: int) -> Figures:
 async def main(count: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         s3_server = start_s3_server(Path(tmp) / "s3")
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=find_binary("temporal"),
-            ip="127.0.0.1",
-            port=processes.free_port(),
-            data_converter=pydantic_data_converter,
-            search_attributes=search_attributes.ALL,
-            dev_server_log_level="error",
-        )
+        env = await start_temporal_dev_server()
         try:
             settings = Settings(
                 state_dir=Path(tmp) / "state",

@@ -21,24 +21,17 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from jobsheet import processes, search_attributes
+from jobsheet import processes
 from jobsheet.binaries import find_binary
 from jobsheet.objectstore import ensure_bucket, internal_client
 from jobsheet.settings import Settings
 from tests.gateway_server import GatewayServer, start_gateway
-from tests.servers import S3Server, start_s3_server
+from tests.servers import S3Server, start_s3_server, start_temporal_dev_server
 
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find_binary("temporal"),
-        ip="127.0.0.1",
-        port=processes.free_port(),
-        data_converter=pydantic_data_converter,
-        search_attributes=search_attributes.ALL,
-        dev_server_log_level="error",
-    )
+    env = await start_temporal_dev_server()
     try:
         yield env
     finally:

