@@ -7,6 +7,7 @@ unrelated process after a reboot is never mistaken for ours and never signalled.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import random
@@ -16,6 +17,9 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 class PortInUse(RuntimeError):
@@ -32,24 +36,43 @@ class PidRecord:
     start_ticks: int
 
 
-def _proc_stat(pid: int) -> list[str] | None:
+def die_with_parent_in_child() -> None:
+    """Call in a child between fork and exec: the kernel SIGKILLs it when its parent dies."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """``/proc/PID/stat`` from field 3 (state) on, or None when there is no such process."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            raw = handle.read().decode(errors="replace")
+    except OSError:
         return None
     # The command name (field 2) may contain spaces; everything after the last ')' is fixed.
     return raw[raw.rindex(")") + 2 :].split()
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is ``pgid``, from /proc."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        fields = proc_stat(int(entry.name))
+        if fields and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
 def start_ticks(pid: int) -> int | None:
     """The process start time in clock ticks since boot, or None when it does not exist."""
-    fields = _proc_stat(pid)
+    fields = proc_stat(pid)
     return int(fields[19]) if fields else None
 
 
 def is_alive(record: PidRecord) -> bool:
     """True when the recorded process still runs (and is the same process, not a reused pid)."""
-    fields = _proc_stat(record.pid)
+    fields = proc_stat(record.pid)
     if fields is None or fields[0] in ("Z", "X"):
         return False
     return int(fields[19]) == record.start_ticks
@@ -133,7 +156,7 @@ def start_process(
             env=env,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent if die_with_parent else None,
+            preexec_fn=die_with_parent_in_child if die_with_parent else None,
         )
     ticks = start_ticks(proc.pid)
     record = PidRecord(pid=proc.pid, start_ticks=ticks if ticks is not None else -1)
@@ -141,14 +164,6 @@ def start_process(
     tmp.write_text(json.dumps({"pid": record.pid, "start_ticks": record.start_ticks}))
     tmp.replace(pid_file)
     return record, proc
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL me when my parent dies (Linux prctl)."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
 
 
 def stop_process(record: PidRecord, *, timeout: float = 15.0) -> bool:

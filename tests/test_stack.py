@@ -36,21 +36,6 @@ def _stack_settings(state_dir: Path) -> Settings:
     )
 
 
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = raw[raw.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
-
-
 @pytest.fixture
 def stack(tmp_path: Path):
     stack = Stack(_stack_settings(tmp_path / "state"))
@@ -103,7 +88,7 @@ async def test_up_status_down_and_data_survives(stack: Stack) -> None:
     assert stopped == list(reversed(SERVICES))
     for pid in first_pids.values():
         assert pid is not None
-        assert _group_members(pid) == []
+        assert processes.group_members(pid) == []
     assert not any(s.running for s in stack.status())
     for port in (settings.temporal_port, settings.s3_port, settings.gateway_port):
         assert not processes.tcp_answers(port)

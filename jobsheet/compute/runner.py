@@ -10,7 +10,6 @@ cancellation), every process left in the group is killed before the runner retur
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import re
 import resource
@@ -22,13 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobsheet.compute.models import RunPhase, RunProgress
+from jobsheet.processes import die_with_parent_in_child, proc_stat
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 POLL_SECONDS = 0.05
 SIZE_CHECK_SECONDS = 0.25
-PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(None, use_errno=True)
 PROGRESS_LINE = re.compile(rb"^PROGRESS\s+([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
 
 
@@ -72,30 +70,9 @@ def _apply_limits(limits: Limits) -> Callable[[], None]:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         os.umask(0o077)
         # If the worker dies (SIGKILL), the kernel kills the program's leader too.
-        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        die_with_parent_in_child()
 
     return preexec
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes whose process group is ``pgid``, from /proc."""
-    members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        fields = _stat_fields(int(entry.name))
-        if fields and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            raw = handle.read().decode(errors="replace")
-    except OSError:
-        return None
-    return raw[raw.rindex(")") + 2 :].split()
 
 
 def group_cpu_seconds(pgid: int) -> float:
@@ -103,7 +80,7 @@ def group_cpu_seconds(pgid: int) -> float:
     ticks = 0
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
-            fields = _stat_fields(int(entry.name))
+            fields = proc_stat(int(entry.name))
             if fields and int(fields[2]) == pgid:
                 ticks += sum(int(value) for value in fields[11:15])
     return ticks / CLOCK_TICKS

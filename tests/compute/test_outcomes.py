@@ -10,7 +10,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState
 
 from jobsheet.compute.models import RunProgress, RunStatus
-from jobsheet.compute.runner import group_members
+from jobsheet.processes import group_members
 from tests.compute.conftest import ComputeHarness, output_prefix
 
 

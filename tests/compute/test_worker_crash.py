@@ -17,7 +17,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from jobsheet.compute.models import RunResult, RunStatus
-from jobsheet.compute.runner import group_members, kill_group
+from jobsheet.compute.runner import kill_group
+from jobsheet.processes import group_members
 from jobsheet.settings import Settings
 from tests.compute.conftest import ComputeHarness, output_prefix
 from tests.compute.harness import CallComputeWorkflow
