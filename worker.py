@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import concurrent.futures
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ from temporalio.worker import Worker
 
 from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings, load_settings
-from jobsheet.temporal import connect
+from jobsheet.temporal import connect, exit_without_teardown
 
 ROLES = ("jobs", "ledger", "compute", "all")
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
@@ -195,10 +194,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as exc:
         print(f"worker failed: {exc}", file=sys.stderr)
         code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Leave without interpreter teardown: temporalio's native threads can abort it (sdk-python#300).
-    os._exit(code)
+    exit_without_teardown(code)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import io
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -33,6 +32,7 @@ from jobsheet.compute.config import load_compute_config
 from jobsheet.compute.models import RunResult, RunStatus
 from jobsheet.objectstore import ensure_bucket, internal_client
 from jobsheet.settings import Settings
+from jobsheet.temporal import exit_without_teardown
 from tests.compute.conftest import ComputeHarness
 from tests.compute.harness import CallComputeWorkflow
 from tests.gateway_server import start_gateway
@@ -140,8 +140,7 @@ def main() -> None:
     started = datetime.now(UTC)
     asyncio.run(bench(args.repeat))
     print(f"finished in {(datetime.now(UTC) - started) / timedelta(seconds=1):.1f}s")
-    sys.stdout.flush()
-    os._exit(0)
+    exit_without_teardown(0)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from jobsheet.ledger.models import CashChequeInput
     from jobsheet.objectstore import ensure_bucket, internal_client
     from jobsheet.settings import Settings
+    from jobsheet.temporal import exit_without_teardown
     from tests.servers import start_s3_server, start_temporal_dev_server
     from workflows.account import AccountWorkflow
     from workflows.user import UserWorkflow
@@ -199,9 +200,7 @@ def cli(argv: list[str] | None = None) -> None:
     except Exception as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)  # temporalio's native threads can abort interpreter teardown (sdk-python#300)
+    exit_without_teardown(code)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -39,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from jobsheet.jobs.models import JobState
     from jobsheet.objectstore import ensure_bucket, internal_client
     from jobsheet.settings import Settings
+    from jobsheet.temporal import exit_without_teardown
     from tests.gateway_server import start_gateway
     from tests.jobs.conftest import Deployment, deployment
     from tests.servers import start_s3_server, start_temporal_dev_server
@@ -190,5 +189,4 @@ if __name__ == "__main__":
     parser.add_argument("--jobs", type=int, default=20)
     arguments = parser.parse_args()
     asyncio.run(main(arguments.jobs))
-    sys.stdout.flush()
-    os._exit(0)
+    exit_without_teardown(0)

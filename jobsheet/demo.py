@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import random
 import sys
 import time
@@ -40,6 +39,7 @@ from jobsheet.sdk import Client
 from jobsheet.settings import Settings, load_settings
 from jobsheet.stack import Stack
 from jobsheet.stack_services import local_settings
+from jobsheet.temporal import exit_without_teardown
 
 DEMO_USER = "demo"
 INPUT_BYTES = 32 << 20
@@ -172,6 +172,4 @@ if __name__ == "__main__":
         if "--debug" in sys.argv:
             traceback.print_exc()
         print(f"demo failed: {' '.join(str(exc).split())}", file=sys.stderr)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_without_teardown(code)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from jobsheet.identity import Identity, generate_identity, key_path, load_identi
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger.errors import ACCOUNT_EXISTS, USER_EXISTS
 from jobsheet.settings import Settings, load_settings
-from jobsheet.temporal import connect
+from jobsheet.temporal import connect, exit_without_teardown
 
 OPERATOR_NAME = "operator"
 
@@ -71,10 +70,7 @@ def main() -> None:
     except Exception as exc:
         print(f"operator bootstrap failed: {exc}", file=sys.stderr)
         code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Leave without interpreter teardown: temporalio's native threads can abort it (sdk-python#300).
-    os._exit(code)
+    exit_without_teardown(code)
 
 
 if __name__ == "__main__":

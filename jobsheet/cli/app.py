@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 
@@ -12,6 +11,7 @@ import typer
 from jobsheet.cli import account_cmd, cheque_cmd, job_cmds, smoke_cmd, stack_cmd, user_cmd
 from jobsheet.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_UNAVAILABLE, CliError
 from jobsheet.processes import PortInUse, ServerDidNotStart
+from jobsheet.temporal import exit_without_teardown
 
 app = typer.Typer(
     name="jobsheet",
@@ -77,7 +77,4 @@ def main() -> None:
     temporalio's native threads can abort the interpreter while it finalises (sdk-python#300),
     so a short-lived command exits with ``os._exit`` once its output is flushed.
     """
-    code = run()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_without_teardown(run())
