@@ -11,6 +11,7 @@ import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -74,6 +75,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from jobsheet.storage_pars import ReadPar
     from jobsheet.write_par import WritePar
+
+ParamT = TypeVar("ParamT")
+ResultT = TypeVar("ResultT")
 
 STEP_TIMEOUT = timedelta(seconds=60)
 SUBMIT_STEP_TIMEOUT = timedelta(minutes=2)
@@ -261,12 +265,10 @@ class JobSheetWorkflow:
         if start.carried is not None:
             await self._retain_outputs()
             return self.sheet
-        self._policy = await workflow.execute_activity_method(
+        self._policy = await self._storage(
             StorageActivities.job_policy,
             JobPolicyInput(service=start.request.service),
-            start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=RETRY,
-            summary="the operator's policy for this job",
+            "the operator's policy for this job",
         )
         try:
             await self._change(JobState.SUBMITTED, "submitted")
@@ -359,24 +361,20 @@ class JobSheetWorkflow:
         self._undo.append(("refund the credit note", self._refund))
 
         now = workflow.now()
-        self._write_par = await workflow.execute_activity_method(
+        self._write_par = await self._storage(
             StorageActivities.issue_bucket_write_par,
             IssueWriteParInput(
                 job_uid=uid, prefix=output_prefix(uid), expires_at=contract.deadline
             ),
-            start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=RETRY,
-            summary="issue the bucket-write PAR",
+            "issue the bucket-write PAR",
         )
         self._record_par(ParKind.BUCKET_WRITE, output_prefix(uid), now, contract.deadline)
-        upload = await workflow.execute_activity_method(
+        upload = await self._storage(
             StorageActivities.issue_object_par,
             IssueObjectParInput(
                 kind=ParKind.UPLOAD, key=input_key(uid), now=now, expires_at=self._deadline
             ),
-            start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=RETRY,
-            summary="issue the upload PAR",
+            "issue the upload PAR",
         )
         self._upload_url = upload.url
         self.sheet.pars.append(upload.metadata)
@@ -405,7 +403,7 @@ class JobSheetWorkflow:
         self._run_started = workflow.now()
         self._close_pars(ParKind.UPLOAD, ParKind.RUN)
         await self._change(JobState.RUNNING, "the run was triggered")
-        read = await workflow.execute_activity_method(
+        read = await self._storage(
             StorageActivities.issue_object_par,
             IssueObjectParInput(
                 kind=ParKind.READ_INPUT,
@@ -413,9 +411,7 @@ class JobSheetWorkflow:
                 now=workflow.now(),
                 expires_at=contract.deadline,
             ),
-            start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=RETRY,
-            summary="issue the input read PAR",
+            "issue the input read PAR",
         )
         self.sheet.pars.append(read.metadata)
         run = workflow.start_activity_method(
@@ -495,12 +491,10 @@ class JobSheetWorkflow:
         await self._release_contract()
         if final == JobState.CANCELLED:
             await self._delete_uploads()
-            await workflow.execute_activity_method(
+            await self._storage(
                 StorageActivities.delete_objects,
                 DeleteObjectsInput(prefix=output_prefix(self.sheet.uid)),
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=RETRY,
-                summary="delete the cancelled run's outputs",
+                "delete the cancelled run's outputs",
             )
             self.sheet.outputs = []
             await self._end(final, self._cancel_reason or "cancelled")
@@ -551,12 +545,10 @@ class JobSheetWorkflow:
             self.sheet.costs.refunded += refund.released
 
     async def _delete_uploads(self) -> None:
-        await workflow.execute_activity_method(
+        await self._storage(
             StorageActivities.delete_objects,
             DeleteObjectsInput(prefix=input_key(self.sheet.uid)),
-            start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=RETRY,
-            summary="delete the uploaded input",
+            "delete the uploaded input",
         )
 
     async def _sweep_uploads_after_deadline(self) -> None:
@@ -579,14 +571,12 @@ class JobSheetWorkflow:
         )
         pars: list[DownloadPar] = []
         for output in self.sheet.outputs:
-            issued = await workflow.execute_activity_method(
+            issued = await self._storage(
                 StorageActivities.issue_object_par,
                 IssueObjectParInput(
                     kind=ParKind.DOWNLOAD, key=output.key, now=now, expires_at=expires_at
                 ),
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=RETRY,
-                summary=f"issue a download PAR for {output.key}",
+                f"issue a download PAR for {output.key}",
             )
             pars.append(
                 DownloadPar(
@@ -620,12 +610,10 @@ class JobSheetWorkflow:
                     update={"carried": self.sheet, "carried_config": self._policy}
                 )
             )
-        await workflow.execute_activity_method(
+        await self._storage(
             StorageActivities.delete_objects,
             DeleteObjectsInput(prefix=job_prefix(self.sheet.uid)),
-            start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=RETRY,
-            summary="delete the input and outputs: retention ended",
+            "delete the input and outputs: retention ended",
         )
         self.sheet.outputs_deleted = True
         self._download_pars = []
@@ -648,6 +636,21 @@ class JobSheetWorkflow:
                 retry_policy=RETRY,
                 summary=summary,
             )
+        )
+
+    async def _storage(
+        self,
+        activity: Callable[[StorageActivities, ParamT], ResultT],
+        request: ParamT,
+        summary: str,
+    ) -> ResultT:
+        """Run a storage activity on this workflow's own task queue, retried until it succeeds."""
+        return await workflow.execute_activity_method(
+            activity,
+            request,
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=RETRY,
+            summary=summary,
         )
 
     async def _step(self, call: Awaitable):  # type: ignore[no-untyped-def]
@@ -687,12 +690,10 @@ class JobSheetWorkflow:
 
     async def _persist(self, note: str) -> None:
         workflow.set_current_details(details.current_details(self.sheet))
-        await workflow.execute_activity_method(
+        await self._storage(
             StorageActivities.persist_sheet,
             PersistSheetInput(sheet=self.sheet),
-            start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=RETRY,
-            summary=f"persist the sheet: {note}"[:200],
+            f"persist the sheet: {note}"[:200],
         )
 
 
