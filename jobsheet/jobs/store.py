@@ -13,8 +13,6 @@ from jobsheet.jobs.models import JobSheet, sheet_key
 def read_sheet(s3: Minio, bucket: str, uid: str) -> JobSheet:
     """The persisted sheet for ``uid``, or an empty (null) sheet when none was written."""
     try:
-        # HEAD first: some S3 servers answer a GET of a missing key with XML minio cannot parse.
-        s3.stat_object(bucket, sheet_key(uid))
         response = s3.get_object(bucket, sheet_key(uid))
     except S3Error as exc:
         if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
