@@ -487,7 +487,8 @@ class JobSheetWorkflow:
         )
         self.sheet.costs.charged = receipt.paid
         self.sheet.costs.refunded = receipt.released
-        self._undo = [step for step in self._undo if step[0] != "refund the credit note"]
+        # The receipt closed the credit note: there is nothing left to refund.
+        self._undo = [step for step in self._undo if step[1] != self._refund]
         await self._release_contract()
         if final == JobState.CANCELLED:
             await self._delete_uploads()
