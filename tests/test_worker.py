@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -15,23 +14,17 @@ import pytest
 from temporalio.client import Client
 
 from jobsheet.settings import Settings
+from jobsheet.stack_services import settings_env
 from workflows.smoke import SmokeInput, SmokeWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    access, secret = settings.s3_credentials()
-    return {
-        **os.environ,
-        "JOBSHEET_TEMPORAL_ADDRESS": settings.temporal_target,
-        "JOBSHEET_S3_ENDPOINT": settings.s3_endpoint_resolved,
-        "JOBSHEET_S3_ACCESS_KEY": access,
-        "JOBSHEET_S3_SECRET_KEY": secret,
-        "JOBSHEET_BUCKET": settings.bucket,
-        "JOBSHEET_TASK_QUEUE_JOBS": f"jobs-{uuid.uuid4().hex[:8]}",
-        "JOBSHEET_STATE_DIR": str(settings.state_dir),
-    }
+    """The test's settings, with a jobs task queue of its own, as a worker's environment."""
+    return settings_env(
+        settings.model_copy(update={"task_queue_jobs": f"jobs-{uuid.uuid4().hex[:8]}"})
+    )
 
 
 @pytest.fixture

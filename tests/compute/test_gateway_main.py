@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -13,21 +12,13 @@ import pytest
 
 from jobsheet import processes
 from jobsheet.settings import Settings
+from jobsheet.stack_services import settings_env
 
 
 @pytest.fixture
 def gateway_process(settings: Settings) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = processes.free_port()
-    access, secret = settings.s3_credentials()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("JOBSHEET_")},
-        "JOBSHEET_GATEWAY_PORT": str(port),
-        "JOBSHEET_STATE_DIR": str(settings.state_dir),
-        "JOBSHEET_S3_ENDPOINT": settings.s3_endpoint_resolved,
-        "JOBSHEET_S3_ACCESS_KEY": access,
-        "JOBSHEET_S3_SECRET_KEY": secret,
-        "JOBSHEET_BUCKET": settings.bucket,
-    }
+    env = settings_env(settings.model_copy(update={"gateway_port": port}))
     proc = subprocess.Popen(
         [sys.executable, "-m", "jobsheet.gateway"],
         env=env,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from jobsheet.jobs.client import job_handle, submit_job, trigger_run
 from jobsheet.jobs.models import JobState
 from jobsheet.ledger import client as ledger
 from jobsheet.settings import Settings
+from jobsheet.stack_services import settings_env
 from tests.jobs.conftest import Deployment
 from worker import compute_workers, ledger_workers
 
@@ -41,21 +41,7 @@ class JobsWorkerProcess:
     """``worker.py --role jobs`` for the test's settings, killable and restartable."""
 
     def __init__(self, settings: Settings) -> None:
-        access, secret = settings.s3_credentials()
-        self.env = {
-            **os.environ,
-            "JOBSHEET_TEMPORAL_ADDRESS": settings.temporal_target,
-            "JOBSHEET_S3_ENDPOINT": settings.s3_endpoint_resolved,
-            "JOBSHEET_S3_ACCESS_KEY": access,
-            "JOBSHEET_S3_SECRET_KEY": secret,
-            "JOBSHEET_BUCKET": settings.bucket,
-            "JOBSHEET_STATE_DIR": str(settings.state_dir),
-            "JOBSHEET_GATEWAY_PUBLIC_URL": settings.gateway_url,
-            "JOBSHEET_PROVIDER_ACCOUNT": settings.provider_account,
-            "JOBSHEET_TASK_QUEUE_JOBS": settings.task_queue_jobs,
-            "JOBSHEET_TASK_QUEUE_LEDGER": settings.task_queue_ledger,
-            "JOBSHEET_COMPUTE_TASK_QUEUE_PREFIX": settings.compute_task_queue_prefix,
-        }
+        self.env = settings_env(settings)
         self.proc: subprocess.Popen[str] | None = None
 
     def _spawn(self) -> subprocess.Popen[str]:
