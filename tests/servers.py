@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -38,8 +39,6 @@ def start_s3_server(root: Path) -> S3Server:
     port = processes.free_port()
     access, secret = f"test-{secrets.token_hex(4)}", secrets.token_urlsafe(24)
     kind, argv, env = s3_server_command(data_dir, port, access, secret)
-    import os
-
     record, _ = processes.start_process(
         argv,
         pid_file=root / "s3.pid",
