@@ -104,7 +104,7 @@ class StorageActivities:
             ledger_task_queue=settings.task_queue_ledger,
             compute_task_queue=settings.compute_task_queue(request.service),
             provider_account=settings.provider_account,
-            gateway_url=settings.gateway_url,
+            gateway_url=settings.api_url,
             expiry_seconds=settings.job_expiry_seconds,
             download_par_seconds=settings.download_par_seconds,
             retention_seconds=settings.retention_seconds,

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import AwareDatetime, BaseModel
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+from jobsheet.names import InvalidName, check_name
+
 
 
 class IdentityError(ValueError):
@@ -30,12 +30,11 @@ class IdentityError(ValueError):
 
 
 def check_user_name(name: str) -> str:
-    """``name`` if it is a valid user name (lower-case letters, digits, ``.``, ``_``, ``-``)."""
-    if not NAME_PATTERN.match(name):
-        raise IdentityError(
-            f"invalid user name {name!r}: use 1-63 lower-case letters, digits, '.', '_' or '-'"
-        )
-    return name
+    """``name`` if it is a valid user name (see :mod:`jobsheet.names`)."""
+    try:
+        return check_name(name, what="user name")
+    except InvalidName as exc:
+        raise IdentityError(str(exc)) from None
 
 
 def default_config_dir() -> Path:

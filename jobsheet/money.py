@@ -25,6 +25,8 @@ def to_money(value: Decimal | int | str) -> Decimal:
         raise MoneyError(f"not an amount of money: {value!r}") from None
     if not amount.is_finite():
         raise MoneyError(f"not an amount of money: {value!r}")
+    if abs(amount) > MAX_AMOUNT:
+        raise MoneyError(f"amount {value} exceeds the limit of {MAX_AMOUNT}")
     quantized = amount.quantize(SCALE, rounding=ROUND_HALF_EVEN)
     if quantized != amount:
         raise MoneyError(f"money has at most two decimal places: {value!r}")

@@ -6,17 +6,20 @@ Nothing here is read at import time: call :func:`load_settings` (or construct
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S3_CREDENTIALS_FILE = "s3-credentials.json"
 PAR_SECRET_FILE = "par-secret"
+LEDGER_KEY_FILE = "ledger-key"
 
 
 def default_state_dir() -> Path:
@@ -26,7 +29,7 @@ def default_state_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    """Configuration for every jobsheet program (CLI, worker, gateway, tests).
+    """Configuration for every jobsheet program (CLI, worker, API, tests).
 
     The Temporal connection follows ``temporalio.envconfig`` conventions (``TEMPORAL_ADDRESS``,
     ``TEMPORAL_NAMESPACE``, the ``temporal.toml`` profile) unless ``JOBSHEET_TEMPORAL_ADDRESS``
@@ -55,20 +58,38 @@ class Settings(BaseSettings):
     s3_secret_key: SecretStr | None = None
     bucket: str = "jobsheet"
 
-    gateway_host: str = "127.0.0.1"
-    """The address the PAR gateway binds (0.0.0.0 inside a container)."""
-    gateway_port: int = 8090
-    gateway_public_url: str | None = None
-    gateway_compute_url: str | None = None
-    """The URL compute workers reach the gateway at (default: the public URL)."""
+    api_host: str = "127.0.0.1"
+    """The address the public API binds (0.0.0.0 inside a container)."""
+    api_port: int = 8090
+    api_url: str = ""
+    """The public API as users reach it (``JOBSHEET_API_URL``): the only address a user's SDK and
+    CLI need. Run PAR URLs start with it, and request signatures cover it. Default: the local
+    stack's API, ``http://127.0.0.1:$JOBSHEET_API_PORT``."""
+    api_compute_url: str | None = None
+    """The URL compute workers reach the API at (default: the public URL)."""
+    api_max_body_bytes: int = Field(default=256 * 1024, gt=0)
+    """The largest request body the API reads (413 beyond it)."""
+    api_signature_max_skew_seconds: int = Field(default=300, gt=0, le=3600)
+    """How far a signed request's ``created`` may be from the API's clock (401 beyond it)."""
+    api_key_cache_seconds: float = Field(default=2.0, ge=0)
+    """How long one API process trusts a user's key list before asking the registry again."""
+    signup_burst: int = Field(default=10, gt=0)
+    """Sign-ups one client address may make at once before the API answers 429."""
+    signup_per_minute: float = Field(default=6.0, gt=0)
+    """Sign-ups per minute one client address may make, sustained."""
+    operator_user: str = "operator"
+    """The user whose key signs deposits and may read every job and account."""
     par_secret: SecretStr | None = None
-    gateway_run_burst: int = Field(default=5, gt=0)
-    """Run PAR calls one job may make at once before the gateway answers 429."""
-    gateway_run_per_minute: float = Field(default=6.0, gt=0)
+    ledger_key: SecretStr | None = None
+    """The ledger workers' Ed25519 private key (base64, raw 32 bytes) that signs credits between
+    accounts; default: generated once in the state directory (0600)."""
+    run_par_burst: int = Field(default=5, gt=0)
+    """Run PAR calls one job may make at once before the API answers 429."""
+    run_par_per_minute: float = Field(default=6.0, gt=0)
     """Run PAR calls per minute one job may make, sustained."""
-    gateway_client_burst: int = Field(default=30, gt=0)
-    """Run PAR calls one client address may make at once before the gateway answers 429."""
-    gateway_client_per_minute: float = Field(default=60.0, gt=0)
+    run_par_client_burst: int = Field(default=30, gt=0)
+    """Run PAR calls one client address may make at once before the API answers 429."""
+    run_par_client_per_minute: float = Field(default=60.0, gt=0)
     """Run PAR calls per minute one client address may make, sustained."""
 
     provider_account: str = "provider"
@@ -149,23 +170,36 @@ class Settings(BaseSettings):
             ) from None
         return str(data["access_key"]), str(data["secret_key"])
 
-    # --- PAR gateway ------------------------------------------------------------------------
+    # --- public API ------------------------------------------------------------------------
+
+    @model_validator(mode="after")
+    def _default_api_url(self) -> Settings:
+        self.api_url = (self.api_url or f"http://127.0.0.1:{self.api_port}").rstrip("/")
+        return self
 
     @property
-    def gateway_url(self) -> str:
-        """The base URL users and compute workers reach the PAR gateway at."""
-        return (self.gateway_public_url or f"http://127.0.0.1:{self.gateway_port}").rstrip("/")
-
-    @property
-    def gateway_compute_url_resolved(self) -> str:
+    def api_compute_url_resolved(self) -> str:
         """Where bucket-write PARs send compute workers to exchange them."""
-        return (self.gateway_compute_url or self.gateway_url).rstrip("/")
+        return (self.api_compute_url or self.api_url).rstrip("/")
 
     def par_signing_key(self) -> bytes:
         """The secret that signs PAR capabilities: from the environment, or generated once (0600)."""
         if self.par_secret is not None:
             return self.par_secret.get_secret_value().encode()
-        path = self.state_dir / PAR_SECRET_FILE
+        return self._state_secret(PAR_SECRET_FILE, lambda: secrets.token_urlsafe(48)).encode()
+
+    def ledger_private_key(self) -> str:
+        """The ledger workers' signing key (base64 of 32 raw bytes): from the environment, or
+        generated once in the state directory (0600)."""
+        if self.ledger_key is not None:
+            return self.ledger_key.get_secret_value()
+        return self._state_secret(
+            LEDGER_KEY_FILE, lambda: base64.b64encode(secrets.token_bytes(32)).decode()
+        )
+
+    def _state_secret(self, name: str, make: Callable[[], str]) -> str:
+        """The secret in ``<state dir>/name``, written once (0600) by whoever comes first."""
+        path = self.state_dir / name
         if not path.exists():
             self.state_dir.mkdir(parents=True, exist_ok=True)
             try:
@@ -174,8 +208,8 @@ class Settings(BaseSettings):
                 pass
             else:
                 with os.fdopen(fd, "w") as handle:
-                    handle.write(secrets.token_urlsafe(48))
-        return path.read_text().strip().encode()
+                    handle.write(make())
+        return path.read_text().strip()
 
     def compute_task_queue(self, service: str) -> str:
         """The task queue that serves compute service ``service``."""

@@ -178,7 +178,7 @@ def local_settings(settings: Settings) -> Settings:
             "s3_endpoint": f"127.0.0.1:{settings.s3_port}",
             "s3_access_key": None,
             "s3_secret_key": None,
-            "gateway_host": "127.0.0.1",
+            "api_host": "127.0.0.1",
         }
     )
 
@@ -310,7 +310,7 @@ def worker_service(settings: Settings, paths: StackPaths) -> Service:
 
 def gateway_service(settings: Settings, paths: StackPaths) -> Service:
     """``python -m jobsheet.gateway`` on 127.0.0.1: the URLs PAR holders call."""
-    port = settings.gateway_port
+    port = settings.api_port
     return Service(
         name="gateway",
         stage=1,
@@ -318,7 +318,7 @@ def gateway_service(settings: Settings, paths: StackPaths) -> Service:
         argv=lambda: [sys.executable, "-m", "jobsheet.gateway"],
         env=lambda: settings_env(local_settings(settings)),
         ready=lambda: gateway_answers(port),
-        endpoints=lambda: {"par gateway": settings.gateway_url},
+        endpoints=lambda: {"par gateway": settings.api_url},
         cwd=paths.state_dir,
     )
 

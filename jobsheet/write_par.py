@@ -169,7 +169,7 @@ def issue_write_par(
     )
     token = sign_write_capability(settings.par_signing_key(), capability)
     return WritePar(
-        url=settings.gateway_compute_url_resolved + write_par_path(token),
+        url=settings.api_compute_url_resolved + write_par_path(token),
         job_uid=job_uid,
         prefix=prefix,
         expires_at=capability.expiry(),

@@ -45,7 +45,7 @@ def start_gateway(settings: Settings) -> GatewayServer:
         port=port,
         server=server,
         thread=thread,
-        settings=settings.model_copy(update={"gateway_public_url": f"http://127.0.0.1:{port}"}),
+        settings=settings.model_copy(update={"api_url": f"http://127.0.0.1:{port}"}),
     )
     deadline = time.monotonic() + 20
     while True:

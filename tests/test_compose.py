@@ -101,10 +101,10 @@ def test_gateway_is_built_here_and_reachable_at_its_public_url(compose: dict[str
     assert gateway["build"] == worker["build"] and gateway["image"] == worker["image"]
     assert gateway["command"] == ["python", "-m", "jobsheet.gateway"]
     env = gateway["environment"]
-    assert env["JOBSHEET_GATEWAY_HOST"] == "0.0.0.0"
+    assert env["JOBSHEET_API_HOST"] == "0.0.0.0"
     published = {p.split(":")[1]: p.split(":")[0] for p in gateway["ports"]}
-    assert published[env["JOBSHEET_GATEWAY_PORT"]] == "8090"
-    assert env["JOBSHEET_GATEWAY_PUBLIC_URL"] == "http://${JOBSHEET_PUBLIC_HOST:-localhost}:8090"
+    assert published[env["JOBSHEET_API_PORT"]] == "8090"
+    assert env["JOBSHEET_API_URL"] == "http://${JOBSHEET_PUBLIC_HOST:-localhost}:8090"
     assert "/healthz" in " ".join(gateway["healthcheck"]["test"])
 
 
@@ -113,7 +113,7 @@ def test_worker_and_gateway_share_the_par_secret_and_servers(compose: dict[str, 
     gateway, worker = services["gateway"]["environment"], services["worker"]["environment"]
     shared = (
         "JOBSHEET_PAR_SECRET",
-        "JOBSHEET_GATEWAY_PUBLIC_URL",
+        "JOBSHEET_API_URL",
         "JOBSHEET_TEMPORAL_ADDRESS",
         "JOBSHEET_S3_ENDPOINT",
         "JOBSHEET_S3_PUBLIC_ENDPOINT",
@@ -143,5 +143,5 @@ def test_compute_pars_name_hosts_inside_the_network(compose: dict[str, Any]) -> 
     for name in ("worker", "gateway"):
         env = services[name]["environment"]
         assert env["JOBSHEET_S3_COMPUTE_ENDPOINT"] == "minio:9000"
-        assert env["JOBSHEET_GATEWAY_COMPUTE_URL"] == "http://gateway:8090"
+        assert env["JOBSHEET_API_COMPUTE_URL"] == "http://gateway:8090"
     assert "8090:8090" in services["gateway"]["ports"]

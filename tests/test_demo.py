@@ -28,7 +28,7 @@ def demo_env(tmp_path: Path) -> Iterator[dict[str, str]]:
             "JOBSHEET_TEMPORAL_PORT": str(processes.free_port()),
             "JOBSHEET_TEMPORAL_UI_PORT": str(processes.free_port()),
             "JOBSHEET_S3_PORT": str(processes.free_port()),
-            "JOBSHEET_GATEWAY_PORT": str(processes.free_port()),
+            "JOBSHEET_API_PORT": str(processes.free_port()),
             "COLUMNS": "200",
         }
     )

@@ -32,7 +32,7 @@ def _stack_settings(state_dir: Path) -> Settings:
         temporal_port=processes.free_port(),
         temporal_ui_port=processes.free_port(),
         s3_port=processes.free_port(),
-        gateway_port=processes.free_port(),
+        api_port=processes.free_port(),
     )
 
 
@@ -55,7 +55,7 @@ async def test_up_status_down_and_data_survives(stack: Stack) -> None:
     assert all(s.running and s.answering for s in statuses)
     first_pids = {s.name: s.pid for s in statuses}
     async with httpx.AsyncClient() as http:
-        assert (await http.get(f"{settings.gateway_url}/healthz")).json() == {"ok": True}
+        assert (await http.get(f"{settings.api_url}/healthz")).json() == {"ok": True}
 
     creds = settings.state_dir / "s3-credentials.json"
     assert stat.S_IMODE(creds.stat().st_mode) == 0o600
@@ -90,7 +90,7 @@ async def test_up_status_down_and_data_survives(stack: Stack) -> None:
         assert pid is not None
         assert processes.group_members(pid) == []
     assert not any(s.running for s in stack.status())
-    for port in (settings.temporal_port, settings.s3_port, settings.gateway_port):
+    for port in (settings.temporal_port, settings.s3_port, settings.api_port):
         assert not processes.tcp_answers(port)
 
     # Up again: the object and the workflow are still there.
@@ -106,7 +106,7 @@ async def test_up_status_down_and_data_survives(stack: Stack) -> None:
     assert (await ledger.balance(client, settings.provider_account)).owner == "operator"
 
 
-@pytest.mark.parametrize("port_name", ["s3_port", "gateway_port"])
+@pytest.mark.parametrize("port_name", ["s3_port", "api_port"])
 def test_port_in_use_is_named(stack: Stack, port_name: str) -> None:
     port = getattr(stack.settings, port_name)
     with socket.socket() as holder:
@@ -125,7 +125,7 @@ def _cli(state_dir: Path, settings: Settings, *args: str) -> subprocess.Complete
         "JOBSHEET_TEMPORAL_PORT": str(settings.temporal_port),
         "JOBSHEET_TEMPORAL_UI_PORT": str(settings.temporal_ui_port),
         "JOBSHEET_S3_PORT": str(settings.s3_port),
-        "JOBSHEET_GATEWAY_PORT": str(settings.gateway_port),
+        "JOBSHEET_API_PORT": str(settings.api_port),
     }
     return subprocess.run(
         [sys.executable, "-m", "jobsheet.cli", *args],

@@ -53,7 +53,7 @@ def up(as_json: bool = JSON_OPTION) -> None:
     _show(statuses, False)
     console.print(f"stack ready in {elapsed:.1f}s; state in {settings.state_dir}")
     console.print(f"Temporal Web UI: [bold]{settings.web_ui_url}[/bold]")
-    console.print(f"PAR gateway:     [bold]{settings.gateway_url}[/bold]")
+    console.print(f"PAR gateway:     [bold]{settings.api_url}[/bold]")
 
 
 @app.command()

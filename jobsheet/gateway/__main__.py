@@ -1,4 +1,4 @@
-"""``python -m jobsheet.gateway``: serve the PAR gateway on settings.gateway_host:gateway_port."""
+"""``python -m jobsheet.gateway``: serve the PAR gateway on settings.api_host:api_port."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from jobsheet.settings import load_settings
 def main() -> None:
     settings = load_settings()
     config = uvicorn.Config(
-        create_app(settings), host=settings.gateway_host, port=settings.gateway_port
+        create_app(settings), host=settings.api_host, port=settings.api_port
     )
     # uvicorn configures its loggers when the Config is built; the filter goes on afterwards.
     logging.getLogger("uvicorn.access").addFilter(RedactParTokens())

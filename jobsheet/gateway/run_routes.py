@@ -138,10 +138,10 @@ class RunParRoutes:
         self.settings = settings
         self.clients = TemporalClients(settings, connector)
         self.per_job = TokenBuckets(
-            burst=settings.gateway_run_burst, per_minute=settings.gateway_run_per_minute
+            burst=settings.run_par_burst, per_minute=settings.run_par_per_minute
         )
         self.per_client = TokenBuckets(
-            burst=settings.gateway_client_burst, per_minute=settings.gateway_client_per_minute
+            burst=settings.run_par_client_burst, per_minute=settings.run_par_client_per_minute
         )
 
     def routes(self) -> list[BaseRoute]:

@@ -19,6 +19,7 @@ from jobsheet.canonical import fingerprint
 from jobsheet.compute.models import OutputObject, RunProgress, Usage
 from jobsheet.ledger.models import CreditNote
 from jobsheet.money import NonNegativeMoney
+from jobsheet.names import Name
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -67,8 +68,8 @@ class JobRequest(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     input_size: int = Field(ge=0, le=1 << 40, description="promised size of the input in bytes")
     input_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="promised sha256 of the input")
-    account: str = Field(min_length=1, max_length=200, description="the paying account")
-    user: str = Field(min_length=1, max_length=200, description="who asks and signs")
+    account: Name = Field(description="the paying account")
+    user: Name = Field(description="who asks and signs")
 
     def fingerprint(self) -> str:
         return fingerprint(self)

@@ -25,7 +25,7 @@ async def test_submit_upload_run_watch_show_list_download(cli_env: CliEnv) -> No
     assert job["upload_url"].startswith("http://")
     assert (
         job["run_url"]
-        == f"{cli_env.settings.gateway_url}/par/run/{uid}/" + job["run_url"].rsplit("/", 1)[1]
+        == f"{cli_env.settings.api_url}/par/run/{uid}/" + job["run_url"].rsplit("/", 1)[1]
     )
     assert datetime.fromisoformat(job["expires_at"]) > datetime.now().astimezone()
 

@@ -18,7 +18,7 @@ from jobsheet.stack_services import settings_env
 @pytest.fixture
 def gateway_process(settings: Settings) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = processes.free_port()
-    env = settings_env(settings.model_copy(update={"gateway_port": port}))
+    env = settings_env(settings.model_copy(update={"api_port": port}))
     proc = subprocess.Popen(
         [sys.executable, "-m", "jobsheet.gateway"],
         env=env,

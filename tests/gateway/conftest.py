@@ -16,7 +16,7 @@ from jobsheet.settings import Settings
 from tests.gateway_server import GatewayServer, start_gateway
 from tests.jobs.conftest import Deployment, deployment
 
-GENEROUS_LIMITS = {"gateway_run_burst": 100, "gateway_client_burst": 1000}
+GENEROUS_LIMITS = {"run_par_burst": 100, "run_par_client_burst": 1000}
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from tests.gateway_server import GatewayServer, start_gateway
 @pytest.fixture
 def strict_gateway(settings: Settings) -> Iterator[GatewayServer]:
     limits = {
-        "gateway_run_burst": 2,
-        "gateway_run_per_minute": 0.01,
-        "gateway_client_burst": 4,
-        "gateway_client_per_minute": 0.01,
+        "run_par_burst": 2,
+        "run_par_per_minute": 0.01,
+        "run_par_client_burst": 4,
+        "run_par_client_per_minute": 0.01,
     }
     server = start_gateway(settings.model_copy(update=limits))
     try:

@@ -21,7 +21,7 @@ async def test_upload_trigger_run_settle_and_download(deployed: Deployment) -> N
     before = await deployed.balances()
     submitted = await deployed.submit(deployed.request(data))
     assert submitted.state == JobState.AWAITING_UPLOAD
-    assert submitted.run_url.startswith(deployed.settings.gateway_url + "/par/run/")
+    assert submitted.run_url.startswith(deployed.settings.api_url + "/par/run/")
 
     http = httpx.AsyncClient()
     assert (await http.put(submitted.upload_url, content=data)).status_code == 200

@@ -24,7 +24,7 @@ async def test_submit_upload_run_watch_download(sdk_env: SdkEnv, tmp_path: Path)
     job = await sdk_env.sdk.submit("checksum", {}, source, sdk_env.account, "20.00")
     assert job.uid.startswith("job-")
     assert job.upload_url and job.run_url and job.expires_at
-    assert job.run_url.startswith(sdk_env.settings.gateway_url + "/par/run/")
+    assert job.run_url.startswith(sdk_env.settings.api_url + "/par/run/")
 
     steps: list[TransferProgress] = []
     assert await job.upload(progress=steps.append) == len(data)
