@@ -35,7 +35,7 @@ from jobsheet.settings import Settings
 from jobsheet.temporal import exit_without_teardown
 from tests.compute.conftest import ComputeHarness
 from tests.compute.harness import CallComputeWorkflow
-from tests.gateway_server import start_gateway
+from tests.api_server import start_api
 from tests.servers import start_s3_server, start_temporal_dev_server
 from worker import compute_workers
 
@@ -89,7 +89,7 @@ async def bench(repeat: int) -> None:
             compute_task_queue_prefix=f"{queue}-",
         )
         ensure_bucket(internal_client(base), base.bucket)
-        gateway = start_gateway(base)
+        gateway = start_api(base)
         try:
             settings = gateway.settings
             with concurrent.futures.ThreadPoolExecutor(max_workers=8) as executor:

@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from jobsheet.objectstore import ensure_bucket, internal_client
     from jobsheet.settings import Settings
     from jobsheet.temporal import exit_without_teardown
-    from tests.gateway_server import start_gateway
+    from tests.api_server import start_api
     from tests.jobs.conftest import Deployment, deployment
     from tests.servers import start_s3_server, start_temporal_dev_server
 
@@ -162,7 +162,7 @@ async def main(count: int) -> None:
                 compute_task_queue_prefix="bench-compute-",
             )
             ensure_bucket(internal_client(settings), settings.bucket)
-            gateway = start_gateway(settings)
+            gateway = start_api(settings)
             try:
                 baseline = await run_baseline(env.client, count)
                 async with deployment(env.client, gateway.settings, funds="10000.00") as dep:

@@ -309,13 +309,13 @@ def worker_service(settings: Settings, paths: StackPaths) -> Service:
 
 
 def gateway_service(settings: Settings, paths: StackPaths) -> Service:
-    """``python -m jobsheet.gateway`` on 127.0.0.1: the URLs PAR holders call."""
+    """``python -m jobsheet.api`` on 127.0.0.1: the URLs PAR holders call."""
     port = settings.api_port
     return Service(
         name="gateway",
         stage=1,
         ports=[port],
-        argv=lambda: [sys.executable, "-m", "jobsheet.gateway"],
+        argv=lambda: [sys.executable, "-m", "jobsheet.api"],
         env=lambda: settings_env(local_settings(settings)),
         ready=lambda: gateway_answers(port),
         endpoints=lambda: {"par gateway": settings.api_url},

@@ -25,7 +25,7 @@ from jobsheet import processes
 from jobsheet.binaries import find_binary
 from jobsheet.objectstore import ensure_bucket, internal_client
 from jobsheet.settings import Settings
-from tests.gateway_server import GatewayServer, start_gateway
+from tests.api_server import ApiServer, start_api
 from tests.servers import S3Server, start_s3_server, start_temporal_dev_server
 
 
@@ -93,9 +93,9 @@ def s3(settings: Settings) -> Minio:
 
 
 @pytest.fixture
-def gateway(settings: Settings) -> Iterator[GatewayServer]:
+def gateway(settings: Settings) -> Iterator[ApiServer]:
     """The PAR gateway for this test's bucket, on a free port; ``gateway.settings`` points at it."""
-    server = start_gateway(settings)
+    server = start_api(settings)
     try:
         yield server
     finally:
@@ -103,7 +103,7 @@ def gateway(settings: Settings) -> Iterator[GatewayServer]:
 
 
 @pytest.fixture
-def job_settings(gateway: GatewayServer) -> Settings:
+def job_settings(gateway: ApiServer) -> Settings:
     """The gateway's settings with task queues of this test's own (jobs, ledger, compute)."""
     suffix = uuid.uuid4().hex[:10]
     return gateway.settings.model_copy(

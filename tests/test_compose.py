@@ -99,7 +99,7 @@ def test_gateway_is_built_here_and_reachable_at_its_public_url(compose: dict[str
     gateway, worker = services["gateway"], services["worker"]
     # The same image as the worker, running the gateway module, bound to all interfaces.
     assert gateway["build"] == worker["build"] and gateway["image"] == worker["image"]
-    assert gateway["command"] == ["python", "-m", "jobsheet.gateway"]
+    assert gateway["command"] == ["python", "-m", "jobsheet.api"]
     env = gateway["environment"]
     assert env["JOBSHEET_API_HOST"] == "0.0.0.0"
     published = {p.split(":")[1]: p.split(":")[0] for p in gateway["ports"]}

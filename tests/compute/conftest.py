@@ -23,7 +23,7 @@ from jobsheet.settings import Settings
 from jobsheet.storage_pars import issue_read_par
 from jobsheet.write_par import issue_write_par
 from tests.compute.harness import CallComputeWorkflow, CallInput
-from tests.gateway_server import GatewayServer
+from tests.api_server import ApiServer
 from worker import compute_workers
 
 TEST_CALCULATIONS = Path(__file__).with_name("test_calculations.toml")
@@ -131,7 +131,7 @@ async def running_harness(
 
 
 @pytest.fixture
-def compute_settings(gateway: GatewayServer, task_queue: str) -> Settings:
+def compute_settings(gateway: ApiServer, task_queue: str) -> Settings:
     """Settings with the test calculations and compute task queues of this test's own."""
     return gateway.settings.model_copy(
         update={
@@ -154,7 +154,7 @@ async def compute(
 
 @pytest.fixture
 async def shipped_compute(
-    client: Client, gateway: GatewayServer, s3: Minio, task_queue: str
+    client: Client, gateway: ApiServer, s3: Minio, task_queue: str
 ) -> AsyncIterator[ComputeHarness]:
     """In-process workers for every service in the shipped calculations file."""
     settings = gateway.settings.model_copy(

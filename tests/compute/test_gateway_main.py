@@ -1,4 +1,4 @@
-"""``python -m jobsheet.gateway`` serves the PAR gateway on the configured port."""
+"""``python -m jobsheet.api`` serves the PAR gateway on the configured port."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def gateway_process(settings: Settings) -> Iterator[tuple[subprocess.Popen[bytes
     port = processes.free_port()
     env = settings_env(settings.model_copy(update={"api_port": port}))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jobsheet.gateway"],
+        [sys.executable, "-m", "jobsheet.api"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -23,7 +23,7 @@ from jobsheet.write_par import (
     sign_write_capability,
     verify_write_token,
 )
-from tests.gateway_server import GatewayServer
+from tests.api_server import ApiServer
 
 KEY = b"k" * 32
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -93,7 +93,7 @@ def par_for(settings: Settings, job: str, expires_in: timedelta = timedelta(minu
 
 
 def test_the_gateway_grants_a_presigned_put_inside_the_prefix(
-    gateway: GatewayServer, s3: Minio
+    gateway: ApiServer, s3: Minio
 ) -> None:
     settings = gateway.settings
     url = par_for(settings, "job-a")
@@ -120,13 +120,13 @@ def test_the_gateway_grants_a_presigned_put_inside_the_prefix(
     "key",
     ["../../job-b/outputs/x", "../x", "/jobs/job-b/outputs/x", "", "a\\b", "a/./b", 7, None],
 )
-def test_the_gateway_refuses_keys_outside_the_prefix(gateway: GatewayServer, key: object) -> None:
+def test_the_gateway_refuses_keys_outside_the_prefix(gateway: ApiServer, key: object) -> None:
     response = exchange(par_for(gateway.settings, "job-a"), key)
     assert response.status_code == 400, response.text
     assert response.json()["error"] == "BadOutputKey"
 
 
-def test_the_gateway_refuses_another_jobs_prefix_by_signature(gateway: GatewayServer) -> None:
+def test_the_gateway_refuses_another_jobs_prefix_by_signature(gateway: ApiServer) -> None:
     url = par_for(gateway.settings, "job-a")
     base, token = url.rsplit("/", 1)
     version, _, mac = token.split(".")
@@ -137,14 +137,14 @@ def test_the_gateway_refuses_another_jobs_prefix_by_signature(gateway: GatewaySe
     assert response.json()["error"] == "ForgedWritePar"
 
 
-def test_the_gateway_refuses_an_expired_par(gateway: GatewayServer) -> None:
+def test_the_gateway_refuses_an_expired_par(gateway: ApiServer) -> None:
     url = par_for(gateway.settings, "job-a", expires_in=-timedelta(seconds=1))
     response = exchange(url, "x")
     assert response.status_code == 410
     assert response.json()["error"] == "ExpiredWritePar"
 
 
-def test_the_gateway_refuses_garbage(gateway: GatewayServer) -> None:
+def test_the_gateway_refuses_garbage(gateway: ApiServer) -> None:
     assert exchange(f"{gateway.url}/par/write/{uuid.uuid4().hex}", "x").status_code == 404
     url = par_for(gateway.settings, "job-a")
     assert httpx.post(url, content=b"not json", timeout=10).status_code == 400

@@ -1,4 +1,4 @@
-"""``python -m jobsheet.gateway``: serve the PAR gateway on settings.api_host:api_port."""
+"""``python -m jobsheet.api``: serve the PAR gateway on settings.api_host:api_port."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import logging
 
 import uvicorn
 
-from jobsheet.gateway.app import create_app
-from jobsheet.gateway.log_redaction import RedactParTokens
+from jobsheet.api.app import create_app
+from jobsheet.api.log_redaction import RedactParTokens
 from jobsheet.settings import load_settings
 
 

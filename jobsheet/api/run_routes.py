@@ -40,7 +40,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from jobsheet.compute.models import ComputeContract
-from jobsheet.gateway.rate_limit import TokenBuckets, retry_after_header
+from jobsheet.api.rate_limit import TokenBuckets, retry_after_header
 from jobsheet.jobs.client import job_handle, load_sheet, trigger_run
 from jobsheet.jobs.models import JobState
 from jobsheet.settings import Settings
@@ -56,7 +56,7 @@ HINT = "call the run PAR with POST, e.g. curl -X POST '<run PAR URL>'"
 
 Connect = Callable[[Settings], Coroutine[object, object, Client]]
 
-log = logging.getLogger("jobsheet.gateway")
+log = logging.getLogger("jobsheet.api")
 
 
 def refusal(

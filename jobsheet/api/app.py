@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from jobsheet.gateway import run_routes, write_routes
+from jobsheet.api import run_routes, write_routes
 from jobsheet.settings import Settings
 
 

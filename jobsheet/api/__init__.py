@@ -1,5 +1,5 @@
 """The PAR gateway: the HTTP service that turns pre-authenticated requests into storage access."""
 
-from jobsheet.gateway.app import create_app
+from jobsheet.api.app import create_app
 
 __all__ = ["create_app"]

@@ -13,15 +13,15 @@ import pytest
 from temporalio.client import Client
 
 from jobsheet.settings import Settings
-from tests.gateway_server import GatewayServer, start_gateway
+from tests.api_server import ApiServer, start_api
 from tests.jobs.conftest import Deployment, deployment
 
 GENEROUS_LIMITS = {"run_par_burst": 100, "run_par_client_burst": 1000}
 
 
 @pytest.fixture
-def gateway(settings: Settings) -> Iterator[GatewayServer]:
-    server = start_gateway(settings.model_copy(update=GENEROUS_LIMITS))
+def gateway(settings: Settings) -> Iterator[ApiServer]:
+    server = start_api(settings.model_copy(update=GENEROUS_LIMITS))
     try:
         yield server
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobsheet.gateway.rate_limit import TokenBuckets, retry_after_header
+from jobsheet.api.rate_limit import TokenBuckets, retry_after_header
 
 
 class FakeClock:

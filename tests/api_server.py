@@ -10,12 +10,12 @@ import httpx
 import uvicorn
 
 from jobsheet import processes
-from jobsheet.gateway import create_app
+from jobsheet.api import create_app
 from jobsheet.settings import Settings
 
 
 @dataclass
-class GatewayServer:
+class ApiServer:
     """A running gateway; ``settings`` is the input settings with the gateway's URL filled in."""
 
     port: int
@@ -32,7 +32,7 @@ class GatewayServer:
         self.thread.join(timeout=15)
 
 
-def start_gateway(settings: Settings) -> GatewayServer:
+def start_api(settings: Settings) -> ApiServer:
     """Serve ``create_app(settings)`` and wait until ``/healthz`` answers."""
     port = processes.free_port()
     config = uvicorn.Config(
@@ -41,7 +41,7 @@ def start_gateway(settings: Settings) -> GatewayServer:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"gateway-{port}", daemon=True)
     thread.start()
-    gateway = GatewayServer(
+    gateway = ApiServer(
         port=port,
         server=server,
         thread=thread,

@@ -19,8 +19,8 @@ from starlette.applications import Starlette
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from jobsheet.gateway import run_routes
-from jobsheet.gateway.log_redaction import RedactParTokens, redact_par_tokens
+from jobsheet.api import run_routes
+from jobsheet.api.log_redaction import RedactParTokens, redact_par_tokens
 from jobsheet.jobs.messages import TriggerRunResult
 from jobsheet.jobs.models import JobSheet, JobState
 from jobsheet.settings import Settings

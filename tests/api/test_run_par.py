@@ -11,7 +11,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from jobsheet.jobs.client import job_handle
 from jobsheet.jobs.models import JobSheet, JobState
-from tests.gateway.conftest import Deployment
+from tests.api.conftest import Deployment
 
 DATA = b"pay per job, trigger by URL\n" * 200
 

@@ -9,29 +9,29 @@ import httpx
 import pytest
 
 from jobsheet.settings import Settings
-from tests.gateway_server import GatewayServer, start_gateway
+from tests.api_server import ApiServer, start_api
 
 
 @pytest.fixture
-def strict_gateway(settings: Settings) -> Iterator[GatewayServer]:
+def strict_gateway(settings: Settings) -> Iterator[ApiServer]:
     limits = {
         "run_par_burst": 2,
         "run_par_per_minute": 0.01,
         "run_par_client_burst": 4,
         "run_par_client_per_minute": 0.01,
     }
-    server = start_gateway(settings.model_copy(update=limits))
+    server = start_api(settings.model_copy(update=limits))
     try:
         yield server
     finally:
         server.stop()
 
 
-def run_url(gateway: GatewayServer, uid: str) -> str:
+def run_url(gateway: ApiServer, uid: str) -> str:
     return f"{gateway.url}/par/run/{uid}/{secrets.token_urlsafe(32)}"
 
 
-async def test_too_many_calls_get_429(strict_gateway: GatewayServer) -> None:
+async def test_too_many_calls_get_429(strict_gateway: ApiServer) -> None:
     job = "job-" + secrets.token_hex(16)
     async with httpx.AsyncClient(timeout=60) as http:
         first = [await http.post(run_url(strict_gateway, job)) for _ in range(2)]

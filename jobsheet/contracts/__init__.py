@@ -1,0 +1,1 @@
+"""Models that cross a process boundary: what the public API takes and answers."""

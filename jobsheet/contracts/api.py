@@ -1,0 +1,162 @@
+"""The bodies of the public API (``/v1``): what a user sends and what the API answers.
+
+The SDK sends and parses exactly these models, and FastAPI publishes them in ``/openapi.json``;
+every refusal is an :class:`ApiError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
+
+from jobsheet.authorisation import Authorisation
+from jobsheet.cheque import Cheque
+from jobsheet.compute.models import RunProgress
+from jobsheet.identity import PublicKeyRecord
+from jobsheet.jobs.models import JobRequest, JobState
+from jobsheet.ledger.models import BalanceView, LedgerEntry
+from jobsheet.money import NonNegativeMoney
+from jobsheet.names import Name
+
+API_PREFIX = "/v1"
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+
+
+class ApiError(BaseModel):
+    """Every refusal: ``error`` is a short name to act on, ``message`` one readable sentence."""
+
+    error: str
+    message: str
+
+
+def strict_public_key(value: str) -> str:
+    """A raw Ed25519 public key in canonical base64 (exactly 32 bytes, one spelling)."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("public_key must be base64 of the 32 raw bytes of an Ed25519 key") from None
+    if len(raw) != 32 or base64.b64encode(raw).decode() != value:
+        raise ValueError("public_key must be base64 of the 32 raw bytes of an Ed25519 key")
+    return value
+
+
+class SignupRequest(BaseModel):
+    """Open self-service sign-up: a name and the public half of the user's first key."""
+
+    name: Name
+    public_key: str = Field(description="base64 of the raw 32-byte Ed25519 public key")
+
+    _key = field_validator("public_key")(strict_public_key)
+
+
+class AddKeyRequest(BaseModel):
+    """Register another key; ``retire_others`` makes it a rotation (older keys stop signing)."""
+
+    public_key: str = Field(description="base64 of the raw 32-byte Ed25519 public key")
+    retire_others: bool = True
+
+    _key = field_validator("public_key")(strict_public_key)
+
+
+class UserView(BaseModel):
+    user: str
+    keys: list[PublicKeyRecord]
+
+
+class OpenAccountRequest(BaseModel):
+    """Open an account owned by the caller (a new uid unless ``account`` names one)."""
+
+    account: Name | None = None
+
+
+class CalculationView(BaseModel):
+    """A calculation the operator offers: what it takes and the most it can cost."""
+
+    name: str
+    description: str
+    services: list[str]
+    parameters: dict[str, Any] = Field(description="JSON schema of the parameters")
+    reads_input: bool
+    price_per_second: NonNegativeMoney
+    fee: NonNegativeMoney
+    max_runtime_seconds: int
+    quote: NonNegativeMoney = Field(description="the most one run can cost: the amount held")
+
+
+class CalculationList(BaseModel):
+    calculations: list[CalculationView]
+
+
+class SubmitRequest(BaseModel):
+    """A job request with the caller's authorisation and cheque for its fingerprint."""
+
+    request: JobRequest
+    authorisation: Authorisation
+    cheque: Cheque
+
+
+class SubmitAnswer(BaseModel):
+    """The job's PARs: upload the input, then POST the run PAR, both before ``expires_at``."""
+
+    uid: str
+    state: JobState
+    upload_url: str
+    run_url: str
+    expires_at: AwareDatetime
+    held: NonNegativeMoney = Decimal("0.00")
+
+
+class JobSummary(BaseModel):
+    """One line of a job listing."""
+
+    uid: str
+    state: JobState | None
+    account: str = ""
+    user: str = ""
+    calculation: str = ""
+    submitted_at: datetime | None = None
+    source: str = "temporal"
+    """Where the line came from: ``temporal`` (visibility) or ``store`` (a persisted sheet)."""
+
+
+class JobList(BaseModel):
+    jobs: list[JobSummary]
+
+
+class CancelRequest(BaseModel):
+    """The owner's authorisation for ``cancel:<uid>`` and a reason for the record."""
+
+    authorisation: Authorisation
+    reason: str = Field(default="cancelled by the owner", max_length=500)
+
+
+class WatchEvent(BaseModel):
+    """One Server-Sent Event of ``GET /v1/jobs/{uid}/events``."""
+
+    kind: Literal["state", "progress"]
+    uid: str
+    state: JobState
+    at: datetime | None = None
+    note: str = ""
+    progress: RunProgress | None = None
+
+
+class StatementLine(BaseModel):
+    """One ledger entry, with the job it belongs to (empty for deposits)."""
+
+    entry: LedgerEntry
+    job_uid: str = ""
+
+
+class StatementView(BaseModel):
+    balance: BalanceView
+    lines: list[StatementLine]
+
+
+class Health(BaseModel):
+    ok: bool
