@@ -236,3 +236,50 @@ async def use_nonce(client: Client, name: str, request: UseNonceInput) -> None:
         type(None),
         missing=UNKNOWN_USER,
     )
+
+
+# --- what the public API forwards (keys it never holds: it passes on what users signed) -----
+
+
+async def register_public_key(
+    client: Client, name: str, key: PublicKeyRecord, *, task_queue: str
+) -> None:
+    """Start ``user-<name>`` with ``key`` as its first key; refused if the user exists."""
+    from workflows.user import UserInput, UserWorkflow
+
+    try:
+        await client.start_workflow(
+            UserWorkflow.run,
+            UserInput(name=name, key=key),
+            id=user_workflow_id(name),
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=f"keys and used nonces of user {name}",
+        )
+    except WorkflowAlreadyStartedError:
+        raise refused(USER_EXISTS, f"user {name} already exists") from None
+
+
+async def add_key(
+    client: Client, name: str, key: PublicKeyRecord, *, idempotency_key: str, retire_others: bool
+) -> list[PublicKeyRecord]:
+    """Register ``key`` for ``name`` (a rotation with ``retire_others``), once per key."""
+    request = RegisterKeyInput(
+        idempotency_key=idempotency_key, key=key, retire_others=retire_others
+    )
+    return await _update(
+        user_handle(client, name),
+        "register_key",
+        request,
+        idempotency_key,
+        list[PublicKeyRecord],
+        missing=UNKNOWN_USER,
+    )
+
+
+async def apply_deposit(client: Client, account: str, request: DepositInput) -> BalanceView:
+    """Forward a deposit the operator signed; the account verifies the signature itself."""
+    return await _update(
+        account_handle(client, account), "deposit", request, request.idempotency_key, BalanceView
+    )
