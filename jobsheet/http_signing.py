@@ -115,9 +115,8 @@ def claimed_signer(headers: Mapping[str, str]) -> tuple[str, str, dt.datetime]:
             "RFC 9421; the SDK and CLI do this for you)",
         )
     try:
-        parsed = http_sf.parse(lowered["signature-input"].encode(), tltype="dictionary")
-        member = parsed[SIGNATURE_LABEL]
-        params = member[1]
+        parsed: Any = http_sf.parse(lowered["signature-input"].encode(), tltype="dictionary")
+        params = parsed[SIGNATURE_LABEL][1]
         keyid = params["keyid"]
         created = params["created"]
     except Exception:
@@ -174,8 +173,8 @@ def verify_request(
     except InvalidSignature as exc:
         raise SignatureProblem(
             "SignatureInvalid",
-            f"the signature does not verify ({exc}): the request was changed after it was "
-            "signed, or signed for another URL",
+            "the signature does not verify: the request was changed after it was signed, or "
+            f"signed for another URL{f' ({exc})' if str(exc) else ''}",
         ) from None
     try:
         verifier.verify_body(request, results, body)

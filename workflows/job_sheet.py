@@ -138,7 +138,9 @@ class JobSheetWorkflow:
     async def submit(self, _request: SubmitInput) -> SubmitResult:
         """Wait until the job is paid for and its PARs exist; return them (or the refusal)."""
         await workflow.wait_condition(lambda: self.sheet.state != JobState.SUBMITTED)
-        if self.sheet.state != JobState.AWAITING_UPLOAD or self._contract is None:
+        # A retried submission (the first answer was lost) gets the first answer again, with
+        # the job's state as it is now.
+        if self.sheet.state == JobState.REJECTED or self._contract is None:
             raise ApplicationError(
                 self.sheet.error or f"the job is {self.sheet.state.value}",
                 type="JobRejected",
@@ -151,6 +153,7 @@ class JobSheetWorkflow:
             upload_url=self._upload_url,
             run_url=run_par_url(self._config.gateway_url, self.sheet.uid, self._contract.run_token),
             expires_at=self._deadline,
+            held=self.sheet.costs.held,
         )
 
     @workflow.update
@@ -353,6 +356,7 @@ class JobSheetWorkflow:
                 recipient=self._config.provider_account,
                 resource=resource,
                 receipt_within_seconds=int(receipt_within.total_seconds()),
+                job_uid=uid,
             ),
             f"cash the cheque for {contract.quote}",
         )

@@ -1,4 +1,4 @@
-"""The PAR gateway: the HTTP service that turns pre-authenticated requests into storage access."""
+"""The public API: one stateless HTTP service for users (signed ``/v1`` routes) and PAR holders."""
 
 from jobsheet.api.app import create_app
 

@@ -1,4 +1,4 @@
-"""``python -m jobsheet.api``: serve the PAR gateway on settings.api_host:api_port."""
+"""``python -m jobsheet.api``: serve the public API on settings.api_host:api_port."""
 
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ from jobsheet.settings import load_settings
 
 def main() -> None:
     settings = load_settings()
-    config = uvicorn.Config(
-        create_app(settings), host=settings.api_host, port=settings.api_port
-    )
+    config = uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port)
     # uvicorn configures its loggers when the Config is built; the filter goes on afterwards.
     logging.getLogger("uvicorn.access").addFilter(RedactParTokens())
     uvicorn.Server(config).run()

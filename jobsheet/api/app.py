@@ -1,23 +1,73 @@
-"""The gateway's app factory: each kind of PAR contributes its routes from its own module."""
+"""The public API's app factory: the signed ``/v1`` routes, the PAR routes and the docs.
+
+One stateless service: several replicas behind a load balancer answer alike, since everything
+they know lives in Temporal and S3. ``/openapi.json`` describes it and ``/docs`` lets a person
+try it; every ``/v1`` route but sign-up and the calculations list needs a signed request.
+"""
 
 from __future__ import annotations
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from fastapi import APIRouter, FastAPI
 
-from jobsheet.api import run_routes, write_routes
+from jobsheet import __version__
+from jobsheet.api import accounts, jobs, run_routes, users, write_routes
+from jobsheet.api.body_limit import BodyLimit
+from jobsheet.api.context import build_context
+from jobsheet.api.errors import COMMON_REFUSALS, install_handlers
+from jobsheet.api.temporal_clients import Connect
+from jobsheet.contracts.api import Health
 from jobsheet.settings import Settings
+from jobsheet.temporal import connect
+
+DESCRIPTION = """
+Pay-per-job compute: submit a job with a signed cheque, upload its input and trigger its run
+through the pre-authenticated URLs (PARs) it answers, watch it and download its outputs.
+
+Every `/v1` request except sign-up and the calculations list is signed with the caller's
+Ed25519 key as an HTTP Message Signature (RFC 9421): see the README, "Signing a request by hand".
+"""
+
+PUBLIC_ROUTES = frozenset(
+    {
+        ("GET", "/healthz"),
+        ("POST", "/v1/users"),
+        ("GET", "/v1/calculations"),
+    }
+)
+"""Routes answered without a signature; every other non-PAR route refuses an unsigned request
+(a test holds the app to this list, so a route added later cannot forget its signature)."""
+
+PAR_PREFIX = "/par/"
+"""PAR routes authenticate by the token in their URL alone."""
 
 
-async def _health(request: Request) -> JSONResponse:
-    return JSONResponse({"ok": True})
+def create_app(settings: Settings, *, connector: Connect = connect) -> FastAPI:
+    """The public API for ``settings``; it holds the S3 credentials and reaches Temporal, so
+    users need neither."""
+    app = FastAPI(
+        title="jobsheet",
+        version=__version__,
+        description=DESCRIPTION,
+        responses=COMMON_REFUSALS,
+    )
+    ctx = build_context(settings, connector=connector)
+    app.state.context = ctx
+    install_handlers(app)
+    app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
 
+    health = APIRouter(tags=["service"])
 
-def create_app(settings: Settings) -> Starlette:
-    """The PAR gateway for ``settings``; it holds the S3 credentials so PAR holders need none."""
-    routes: list[BaseRoute] = [Route("/healthz", _health, methods=["GET"])]
-    routes += write_routes.routes(settings)
-    routes += run_routes.routes(settings)
-    return Starlette(routes=routes)
+    @health.get("/healthz", response_model=Health)
+    async def healthz() -> Health:
+        """The API process answers (it does not wait for Temporal)."""
+        return Health(ok=True)
+
+    app.include_router(health)
+    app.include_router(users.public)
+    app.include_router(jobs.public)
+    app.include_router(users.router)
+    app.include_router(accounts.router)
+    app.include_router(jobs.router)
+    app.router.routes.extend(run_routes.routes(settings, ctx.temporal))
+    app.router.routes.extend(write_routes.routes(settings))
+    return app

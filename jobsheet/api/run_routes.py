@@ -22,13 +22,12 @@ import asyncio
 import logging
 import re
 import secrets
-import weakref
-from collections.abc import Callable, Coroutine
 from datetime import datetime
 
+from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
@@ -39,8 +38,10 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from jobsheet.compute.models import ComputeContract
 from jobsheet.api.rate_limit import TokenBuckets, retry_after_header
+from jobsheet.api.temporal_clients import Connect, TemporalClients
+from jobsheet.compute.models import ComputeContract
+from jobsheet.contracts.api import ApiError
 from jobsheet.jobs.client import job_handle, load_sheet, trigger_run
 from jobsheet.jobs.models import JobState
 from jobsheet.settings import Settings
@@ -53,8 +54,6 @@ TRIGGER_TIMEOUT_SECONDS = 120.0
 CONTRACT_ACTIVITY = "contract_calculation"
 NOT_FOUND_MESSAGE = "no job has this run PAR: the job is unknown or the token is not its run token"
 HINT = "call the run PAR with POST, e.g. curl -X POST '<run PAR URL>'"
-
-Connect = Callable[[Settings], Coroutine[object, object, Client]]
 
 log = logging.getLogger("jobsheet.api")
 
@@ -89,25 +88,6 @@ def answer_for_refusal(error_type: str, message: str) -> JSONResponse:
     return refusal(status, error_type, message)
 
 
-class TemporalClients:
-    """One Temporal client per event loop, connected on first use (uvicorn's loop, or a test's)."""
-
-    def __init__(self, settings: Settings, connector: Connect = connect) -> None:
-        self._settings = settings
-        self._connect = connector
-        self._tasks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[Client]]
-        self._tasks = weakref.WeakKeyDictionary()
-
-    async def get(self) -> Client:
-        loop = asyncio.get_running_loop()
-        task = self._tasks.get(loop)
-        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
-            task = loop.create_task(self._connect(self._settings))
-            self._tasks[loop] = task
-        # Shielded: a caller that goes away does not cancel the connection others wait for.
-        return await asyncio.shield(task)
-
-
 async def issued_run_token(client: Client, uid: str, run_id: str | None) -> str | None:
     """The run token the job's compute contract issued, read from the job's first run's history.
 
@@ -134,9 +114,15 @@ async def issued_run_token(client: Client, uid: str, run_id: str | None) -> str 
 class RunParRoutes:
     """The run PAR route, bound to one settings object, its rate limits and Temporal clients."""
 
-    def __init__(self, settings: Settings, *, connector: Connect = connect) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        connector: Connect = connect,
+        clients: TemporalClients | None = None,
+    ) -> None:
         self.settings = settings
-        self.clients = TemporalClients(settings, connector)
+        self.clients = clients or TemporalClients(settings, connector)
         self.per_job = TokenBuckets(
             burst=settings.run_par_burst, per_minute=settings.run_par_per_minute
         )
@@ -145,10 +131,22 @@ class RunParRoutes:
         )
 
     def routes(self) -> list[BaseRoute]:
-        return [
-            Route("/par/run/{uid}/{token}", self.trigger, methods=["POST"]),
-            Route("/par/run/{uid}/{token}", self.hint, methods=["GET", "HEAD"]),
-        ]
+        router = APIRouter(tags=["PARs"])
+        router.add_api_route(
+            "/par/run/{uid}/{token}",
+            self.trigger,
+            methods=["POST"],
+            status_code=202,
+            summary="Trigger a job's run (the run PAR: the URL is the only credential)",
+            responses={code: {"model": ApiError} for code in (404, 409, 410, 422, 429, 503, 504)},
+        )
+        router.add_api_route(
+            "/par/run/{uid}/{token}",
+            self.hint,
+            methods=["GET", "HEAD"],
+            include_in_schema=False,
+        )
+        return list(router.routes)
 
     async def hint(self, request: Request) -> JSONResponse:
         return refusal(405, "MethodNotAllowed", HINT, headers={"Allow": "POST"})
@@ -242,6 +240,6 @@ class RunParRoutes:
         )
 
 
-def routes(settings: Settings) -> list[BaseRoute]:
+def routes(settings: Settings, clients: TemporalClients | None = None) -> list[BaseRoute]:
     """The run PAR routes for ``settings``."""
-    return RunParRoutes(settings).routes()
+    return RunParRoutes(settings, clients=clients).routes()

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
+from jobsheet.contracts.api import ApiError
 from jobsheet.objectstore import compute_presign_client
 from jobsheet.settings import Settings
 from jobsheet.write_par import (
@@ -61,4 +63,12 @@ def routes(settings: Settings) -> list[BaseRoute]:
         expires_at = now.replace(microsecond=0) + lifetime
         return JSONResponse({"url": url, "key": full_key, "expires_at": expires_at.isoformat()})
 
-    return [Route("/par/write/{token}", exchange_write_par, methods=["POST"])]
+    router = APIRouter(tags=["PARs"])
+    router.add_api_route(
+        "/par/write/{token}",
+        exchange_write_par,
+        methods=["POST"],
+        summary="Exchange a bucket-write PAR for a presigned PUT of one output key",
+        responses={code: {"model": ApiError} for code in (400, 403, 404, 410)},
+    )
+    return list(router.routes)

@@ -39,7 +39,9 @@ def strict_public_key(value: str) -> str:
     try:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError("public_key must be base64 of the 32 raw bytes of an Ed25519 key") from None
+        raise ValueError(
+            "public_key must be base64 of the 32 raw bytes of an Ed25519 key"
+        ) from None
     if len(raw) != 32 or base64.b64encode(raw).decode() != value:
         raise ValueError("public_key must be base64 of the 32 raw bytes of an Ed25519 key")
     return value

@@ -86,13 +86,14 @@ async def submit_job(
 ) -> SubmitResult:
     """Start the job sheet and wait for its PARs (update-with-start): one round trip.
 
-    A replayed authorisation names the same job uid, so it cannot start a second job.
+    A replayed authorisation names the same job uid, so it cannot start a second job: sent
+    again, the same submission reaches the running job and gets its PARs back (a safe retry).
     """
     start = job_start(request=request, authorisation=authorisation, cheque=cheque)
     operation = WithStartWorkflowOperation(  # type: ignore[call-overload]
         JobSheetWorkflow.run,
         start,
-        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         **start_options(settings, start),
     )
     return await client.execute_update_with_start_workflow(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
 from jobsheet.authorisation import Authorisation
 from jobsheet.cheque import Cheque
 from jobsheet.jobs.models import JobRequest, JobSheet, JobState
+from jobsheet.money import NonNegativeMoney
 
 
 class JobConfig(BaseModel):
@@ -57,6 +59,7 @@ class SubmitResult(BaseModel):
     upload_url: str
     run_url: str
     expires_at: datetime
+    held: NonNegativeMoney = Decimal("0.00")
 
 
 class TriggerRunInput(BaseModel):

@@ -20,8 +20,8 @@ GENEROUS_LIMITS = {"run_par_burst": 100, "run_par_client_burst": 1000}
 
 
 @pytest.fixture
-def gateway(settings: Settings) -> Iterator[ApiServer]:
-    server = start_api(settings.model_copy(update=GENEROUS_LIMITS))
+def gateway(queued_settings: Settings) -> Iterator[ApiServer]:
+    server = start_api(queued_settings.model_copy(update=GENEROUS_LIMITS))
     try:
         yield server
     finally:
