@@ -1,4 +1,4 @@
-# The jobsheet image: the worker (python worker.py) and the PAR gateway (python -m jobsheet.api).
+# The jobsheet image: the worker (python worker.py) and the public API (python -m jobsheet.api).
 FROM python:3.11.10-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1

@@ -1,7 +1,7 @@
-"""The local stack: Temporal, S3, the worker and the PAR gateway, run from the state directory.
+"""The local stack: Temporal, S3, the worker and the public API, run from the state directory.
 
 ``up`` is idempotent: it starts what is not running, in stages (the servers, then the worker and
-the gateway that connect to them), waits until each answers, and then makes sure the operator
+the API that connect to them), waits until each answers, and then makes sure the operator
 side exists (an operator identity and the provider account). ``down`` stops exactly the
 processes ``up`` started (by pid file), in reverse, and leaves the data in place, so jobs
 survive a restart. The services themselves are described in :mod:`jobsheet.stack_services`.
@@ -25,7 +25,7 @@ from jobsheet.stack_services import (
     StackPaths,
     all_services,
     ensure_s3_credentials,
-    gateway_answers,
+    api_answers,
     local_settings,
     s3_answers,
     s3_server_command,
@@ -40,7 +40,7 @@ __all__ = [
     "ServiceStatus",
     "Stack",
     "ensure_s3_credentials",
-    "gateway_answers",
+    "api_answers",
     "s3_answers",
     "s3_server_command",
     "temporal_answers",
@@ -77,7 +77,7 @@ class Stack:
 
     @property
     def service_names(self) -> list[str]:
-        """The services in start order: temporal, s3, worker, gateway."""
+        """The services in start order: temporal, s3, worker, api."""
         return [service.name for service in self._services]
 
     def pid_file(self, name: str) -> Path:

@@ -1,6 +1,6 @@
 """The services of the local stack: how each starts, when it is ready, where it answers.
 
-Temporal and S3 are servers from the project's wheels; the worker and the PAR gateway are this
+Temporal and S3 are servers from the project's wheels; the worker and the public API are this
 project's own programs, started with the stack's settings passed down as ``JOBSHEET_*``
 variables. Services start in stages: the servers first, then the programs that connect to them.
 """
@@ -90,8 +90,8 @@ def s3_answers(port: int) -> bool:
     return http_answers(f"http://127.0.0.1:{port}/")
 
 
-def gateway_answers(port: int) -> bool:
-    """True when the PAR gateway's ``/healthz`` says 200."""
+def api_answers(port: int) -> bool:
+    """True when the public API's ``/healthz`` says 200."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
             return bool(response.status == 200)
@@ -308,17 +308,17 @@ def worker_service(settings: Settings, paths: StackPaths) -> Service:
     )
 
 
-def gateway_service(settings: Settings, paths: StackPaths) -> Service:
-    """``python -m jobsheet.api`` on 127.0.0.1: the URLs PAR holders call."""
+def api_service(settings: Settings, paths: StackPaths) -> Service:
+    """``python -m jobsheet.api`` on 127.0.0.1: the one door for users, and the PAR URLs."""
     port = settings.api_port
     return Service(
-        name="gateway",
+        name="api",
         stage=1,
         ports=[port],
         argv=lambda: [sys.executable, "-m", "jobsheet.api"],
         env=lambda: settings_env(local_settings(settings)),
-        ready=lambda: gateway_answers(port),
-        endpoints=lambda: {"par gateway": settings.api_url},
+        ready=lambda: api_answers(port),
+        endpoints=lambda: {"api": settings.api_url, "docs": settings.api_url + "/docs"},
         cwd=paths.state_dir,
     )
 
@@ -329,5 +329,5 @@ def all_services(settings: Settings, paths: StackPaths) -> list[Service]:
         temporal_service(settings, paths),
         s3_service(settings, paths),
         worker_service(settings, paths),
-        gateway_service(settings, paths),
+        api_service(settings, paths),
     ]

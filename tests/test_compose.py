@@ -39,7 +39,7 @@ def test_has_the_services_users_need(compose: dict[str, Any]) -> None:
         "minio",
         "minio-init",
         "worker",
-        "gateway",
+        "api",
     }
 
 
@@ -54,15 +54,16 @@ def test_images_are_pinned(compose: dict[str, Any]) -> None:
 
 def test_ports_and_health_checks(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert "7233:7233" in services["temporal"]["ports"]
-    assert "8080:8080" in services["temporal-ui"]["ports"]
+    # Temporal and its Web UI are the operator's: published on the loopback address only.
+    assert services["temporal"]["ports"] == ["127.0.0.1:7233:7233"]
+    assert services["temporal-ui"]["ports"] == ["127.0.0.1:8080:8080"]
     assert {"9000:9000", "9001:9001"} <= set(services["minio"]["ports"])
     assert "--console-address" in services["minio"]["command"]
-    assert "8090:8090" in services["gateway"]["ports"]
-    for name in ("temporal", "minio", "postgresql", "gateway"):
+    assert "8090:8090" in services["api"]["ports"]
+    for name in ("temporal", "minio", "postgresql", "api"):
         assert services[name]["healthcheck"]["test"], f"{name} has no health check"
     assert services["minio-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
-    for name in ("worker", "gateway"):
+    for name in ("worker", "api"):
         deps = services[name]["depends_on"]
         assert deps["minio-init"]["condition"] == "service_completed_successfully"
         assert deps["temporal-init"]["condition"] == "service_completed_successfully"
@@ -94,25 +95,26 @@ def test_search_attributes_match_the_code(compose: dict[str, Any]) -> None:
         assert key.name in command
 
 
-def test_gateway_is_built_here_and_reachable_at_its_public_url(compose: dict[str, Any]) -> None:
+def test_api_is_built_here_and_reachable_at_its_public_url(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    gateway, worker = services["gateway"], services["worker"]
-    # The same image as the worker, running the gateway module, bound to all interfaces.
-    assert gateway["build"] == worker["build"] and gateway["image"] == worker["image"]
-    assert gateway["command"] == ["python", "-m", "jobsheet.api"]
-    env = gateway["environment"]
+    api, worker = services["api"], services["worker"]
+    # The same image as the worker, running the API module, bound to all interfaces.
+    assert api["build"] == worker["build"] and api["image"] == worker["image"]
+    assert api["command"] == ["python", "-m", "jobsheet.api"]
+    env = api["environment"]
     assert env["JOBSHEET_API_HOST"] == "0.0.0.0"
-    published = {p.split(":")[1]: p.split(":")[0] for p in gateway["ports"]}
+    published = {p.split(":")[1]: p.split(":")[0] for p in api["ports"]}
     assert published[env["JOBSHEET_API_PORT"]] == "8090"
     assert env["JOBSHEET_API_URL"] == "http://${JOBSHEET_PUBLIC_HOST:-localhost}:8090"
-    assert "/healthz" in " ".join(gateway["healthcheck"]["test"])
+    assert "/healthz" in " ".join(api["healthcheck"]["test"])
 
 
-def test_worker_and_gateway_share_the_par_secret_and_servers(compose: dict[str, Any]) -> None:
+def test_worker_and_api_share_the_par_secret_and_servers(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    gateway, worker = services["gateway"]["environment"], services["worker"]["environment"]
+    api, worker = services["api"]["environment"], services["worker"]["environment"]
     shared = (
         "JOBSHEET_PAR_SECRET",
+        "JOBSHEET_LEDGER_KEY",
         "JOBSHEET_API_URL",
         "JOBSHEET_TEMPORAL_ADDRESS",
         "JOBSHEET_S3_ENDPOINT",
@@ -122,7 +124,7 @@ def test_worker_and_gateway_share_the_par_secret_and_servers(compose: dict[str, 
         "JOBSHEET_BUCKET",
     )
     for key in shared:
-        assert gateway[key] == worker[key], key
+        assert api[key] == worker[key], key
     # No PAR secret is written into the file: compose refuses to start until .env sets one.
     assert re.fullmatch(r"\$\{JOBSHEET_PAR_SECRET:\?[^}]+\}", worker["JOBSHEET_PAR_SECRET"])
 
@@ -140,8 +142,8 @@ def test_every_setting_named_in_compose_exists(compose: dict[str, Any]) -> None:
 def test_compute_pars_name_hosts_inside_the_network(compose: dict[str, Any]) -> None:
     """Compute runs in the worker container: its PARs must not name the users' public host."""
     services = compose["services"]
-    for name in ("worker", "gateway"):
+    for name in ("worker", "api"):
         env = services[name]["environment"]
         assert env["JOBSHEET_S3_COMPUTE_ENDPOINT"] == "minio:9000"
-        assert env["JOBSHEET_API_COMPUTE_URL"] == "http://gateway:8090"
-    assert "8090:8090" in services["gateway"]["ports"]
+        assert env["JOBSHEET_API_COMPUTE_URL"] == "http://api:8090"
+    assert "8090:8090" in services["api"]["ports"]

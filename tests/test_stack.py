@@ -45,7 +45,7 @@ def stack(tmp_path: Path):
         stack.down()
 
 
-SERVICES = ["temporal", "s3", "worker", "gateway"]
+SERVICES = ["temporal", "s3", "worker", "api"]
 
 
 async def test_up_status_down_and_data_survives(stack: Stack) -> None:
@@ -152,7 +152,7 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         logs = _cli(state_dir, settings, "stack", "logs", "nope")
         assert logs.returncode == 2
         assert logs.stderr.strip().splitlines() == [
-            "error: unknown service 'nope'; choose from temporal, s3, worker, gateway"
+            "error: unknown service 'nope'; choose from temporal, s3, worker, api"
         ]
         worker_log = _cli(state_dir, settings, "stack", "logs", "worker")
         assert worker_log.returncode == 0 and "worker ready:" in worker_log.stdout

@@ -1,4 +1,4 @@
-"""``jobsheet stack up | down | status | logs``: Temporal, S3, the worker and the PAR gateway."""
+"""``jobsheet stack up | down | status | logs``: Temporal, S3, the worker and the public API."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from jobsheet.settings import load_settings
 from jobsheet.stack import ServiceStatus, Stack
 
 app = typer.Typer(
-    help="Run the local stack: Temporal dev server, S3, the worker and the PAR gateway."
+    help="Run the local stack: Temporal dev server, S3, the worker and the public API."
 )
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
@@ -53,7 +53,7 @@ def up(as_json: bool = JSON_OPTION) -> None:
     _show(statuses, False)
     console.print(f"stack ready in {elapsed:.1f}s; state in {settings.state_dir}")
     console.print(f"Temporal Web UI: [bold]{settings.web_ui_url}[/bold]")
-    console.print(f"PAR gateway:     [bold]{settings.api_url}[/bold]")
+    console.print(f"public API:      [bold]{settings.api_url}[/bold] (docs: {settings.api_url}/docs)")
 
 
 @app.command()
@@ -77,7 +77,7 @@ def status(as_json: bool = JSON_OPTION) -> None:
 
 @app.command()
 def logs(
-    service: str = typer.Argument(None, help="temporal, s3, worker or gateway; default: all"),
+    service: str = typer.Argument(None, help="temporal, s3, worker or api; default: all"),
     lines: int = typer.Option(40, "--lines", "-n", help="How many lines from the end."),
 ) -> None:
     """Print the end of the services' logs."""

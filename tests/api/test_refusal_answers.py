@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
+from fastapi import FastAPI
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
@@ -51,8 +51,9 @@ def app_with(
         return JobSheet(uid=uid, state=sheet_state, expires_at=datetime(2026, 1, 1, tzinfo=UTC))
 
     monkeypatch.setattr(run_routes, "load_sheet", load_sheet)
-    routes = run_routes.RunParRoutes(Settings(), connector=connector).routes()
-    transport = httpx.ASGITransport(app=Starlette(routes=routes))
+    app = FastAPI()
+    app.router.routes.extend(run_routes.RunParRoutes(Settings(), connector=connector).routes())
+    transport = httpx.ASGITransport(app=app)
     return httpx.AsyncClient(transport=transport, base_url="http://gateway")
 
 
