@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
 import uvicorn
+from fastapi import APIRouter
 
 from jobsheet import processes
 from jobsheet.api import create_app
@@ -32,13 +34,15 @@ class ApiServer:
         self.thread.join(timeout=15)
 
 
-def start_api(settings: Settings) -> ApiServer:
-    """Serve ``create_app(settings)`` and wait until ``/healthz`` answers."""
+def start_api(settings: Settings, *, routers: Sequence[APIRouter] = ()) -> ApiServer:
+    """Serve ``create_app(settings)`` (with ``routers`` added, for benchmarks) and wait until
+    ``/healthz`` answers."""
     port = processes.free_port()
     settings = settings.model_copy(update={"api_url": f"http://127.0.0.1:{port}"})
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-    )
+    app = create_app(settings)
+    for router in routers:
+        app.include_router(router)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"api-{port}", daemon=True)
     thread.start()
