@@ -70,7 +70,9 @@ async def calculations(request: Request) -> CalculationList:
         )
         for calc in config.calculations.values()
     ]
-    return CalculationList(calculations=sorted(views, key=lambda view: view.name))
+    return CalculationList(
+        calculations=sorted(views, key=lambda view: view.name), payee=settings.provider_account
+    )
 
 
 def _job_refusal(exc: WorkflowUpdateFailedError) -> ApiRefusal:

@@ -92,6 +92,7 @@ class CalculationView(BaseModel):
 
 class CalculationList(BaseModel):
     calculations: list[CalculationView]
+    payee: str = Field(description="the account every cheque must name as its recipient")
 
 
 class SubmitRequest(BaseModel):
