@@ -27,6 +27,7 @@ class ApiServer:
 
     @property
     def url(self) -> str:
+        """Where this process listens (which is not its public URL behind a balancer)."""
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
@@ -34,11 +35,14 @@ class ApiServer:
         self.thread.join(timeout=15)
 
 
-def start_api(settings: Settings, *, routers: Sequence[APIRouter] = ()) -> ApiServer:
+def start_api(
+    settings: Settings, *, routers: Sequence[APIRouter] = (), public_url: str | None = None
+) -> ApiServer:
     """Serve ``create_app(settings)`` (with ``routers`` added, for benchmarks) and wait until
-    ``/healthz`` answers."""
+    ``/healthz`` answers. The API's public URL is its own address unless ``public_url`` names
+    another (a replica behind a load balancer answers for the balancer's URL)."""
     port = processes.free_port()
-    settings = settings.model_copy(update={"api_url": f"http://127.0.0.1:{port}"})
+    settings = settings.model_copy(update={"api_url": public_url or f"http://127.0.0.1:{port}"})
     app = create_app(settings)
     for router in routers:
         app.include_router(router)
