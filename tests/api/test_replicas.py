@@ -66,12 +66,11 @@ async def test_a_job_submitted_on_one_replica_is_read_and_cancelled_on_another(
     retried = await alice.post(f"/v1/jobs/{uid}/cancel", cancel, tamper=to(gateway))
     assert retried.status_code == 200 and retried.json()["state"] == "cancelled"
 
-    opened = (
-        await alice.post("/v1/accounts", {}, headers={"Idempotency-Key": key}, tamper=to(gateway))
-        if (key := uuid.uuid4().hex)
-        else None
+    key = uuid.uuid4().hex
+    opened = await alice.post(
+        "/v1/accounts", {}, headers={"Idempotency-Key": key}, tamper=to(gateway)
     )
-    assert opened is not None and opened.status_code == 201, opened.text if opened else ""
+    assert opened.status_code == 201, opened.text
     reopened = await alice.post(
         "/v1/accounts", {}, headers={"Idempotency-Key": key}, tamper=to(second_replica)
     )
