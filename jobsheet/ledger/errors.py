@@ -23,6 +23,9 @@ CREDIT_NOTE_CLOSED = "CreditNoteClosed"
 OVER_HELD = "ReceiptOverHeld"
 INVALID_AMOUNT = "InvalidAmount"
 ACCOUNT_EXISTS = "AccountExists"
+UNSIGNED = "Unsigned"
+NOT_OPERATOR = "NotOperator"
+STALE_SIGNATURE = "StaleSignature"
 
 UNKNOWN_USER = "UnknownUser"
 USER_EXISTS = "UserExists"
@@ -49,6 +52,9 @@ ALL = frozenset(
         OVER_HELD,
         INVALID_AMOUNT,
         ACCOUNT_EXISTS,
+        UNSIGNED,
+        NOT_OPERATOR,
+        STALE_SIGNATURE,
         UNKNOWN_USER,
         USER_EXISTS,
         UNKNOWN_KEY,

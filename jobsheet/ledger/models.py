@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from jobsheet.authorisation import Authorisation
-from jobsheet.cheque import Cheque
+from jobsheet.cheque import Cheque, as_utc
 from jobsheet.identity import PublicKeyRecord
 from jobsheet.money import Money, NonNegativeMoney, PositiveMoney
 
@@ -41,6 +41,8 @@ class CreditNote(BaseModel):
     held: PositiveMoney
     issued_at: AwareDatetime
     receipt_by: AwareDatetime
+    job_uid: str = ""
+    """The job sheet this hold pays for ("" when the cashing named no job)."""
 
 
 class HoldStatus(StrEnum):
@@ -88,6 +90,8 @@ class LedgerEntry(BaseModel):
     in_flight_delta: Money
     reference: str
     idempotency_key: str
+    job_uid: str = ""
+    """The job a hold, receipt, release, refund or credit was for ("" for deposits)."""
 
     @property
     def object_key(self) -> str:
@@ -109,15 +113,32 @@ class Transfer(BaseModel):
     amount: PositiveMoney
     credit_note_uid: str
     created_at: AwareDatetime
+    job_uid: str = ""
 
 
 # --- Update inputs and results --------------------------------------------------------------
 
 
 class DepositInput(BaseModel):
+    """Add ``amount`` to ``account``: an order the operator signs (see ``jobsheet.ledger.orders``).
+
+    ``signature`` covers every other field. The signer's fields default to empty only so that
+    histories recorded before deposits were signed still decode; an account refuses them now.
+    """
+
     idempotency_key: str
     amount: PositiveMoney
     reference: str = ""
+    account: str = ""
+    signed_by: str = ""
+    key_id: str = ""
+    signed_at: AwareDatetime | None = None
+    signature: str = ""
+
+    @field_validator("signed_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
 
 
 class CashChequeInput(BaseModel):
@@ -131,6 +152,8 @@ class CashChequeInput(BaseModel):
     receipt_within_seconds: int = Field(
         default=DEFAULT_RECEIPT_WITHIN_SECONDS, gt=0, le=MAX_RECEIPT_WITHIN_SECONDS
     )
+    job_uid: str = ""
+    """The job sheet the hold pays for: its credit note and statement lines name it."""
 
 
 class ReceiptInput(BaseModel):
@@ -159,12 +182,18 @@ class RefundResult(BaseModel):
 
 
 class CreditInput(BaseModel):
-    """A transfer arriving from another account (idempotency key = the transfer id)."""
+    """A transfer arriving from another account (idempotency key = the transfer id).
+
+    ``signature`` is the ledger workers' (see ``jobsheet.ledger.orders.sign_credit``); it also
+    covers the account credited, so a signed credit cannot be replayed to another account.
+    """
 
     idempotency_key: str
     from_account: str
     amount: PositiveMoney
     reference: str
+    job_uid: str = ""
+    signature: str = ""
 
 
 class TransferOutcome(BaseModel):
@@ -178,6 +207,13 @@ class AuditInput(BaseModel):
 
 class KeysLookupInput(BaseModel):
     user: str
+
+
+class OperatorKeys(BaseModel):
+    """The user the ledger workers trust to sign deposits, and that user's registered keys."""
+
+    user: str
+    keys: list[PublicKeyRecord]
 
 
 class VerifyAuthorisationInput(BaseModel):

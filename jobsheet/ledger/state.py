@@ -121,9 +121,28 @@ class AccountState(BaseModel):
     def has_seen(self, idempotency_key: str) -> bool:
         return idempotency_key in self.remembered
 
+    def has_credited(self, transfer_id: str) -> bool:
+        return transfer_id in self.credited
+
     # --- operations ------------------------------------------------------------------------
 
-    def deposit(self, key: str, amount: Decimal, now: datetime, reference: str = "") -> BalanceView:
+    def deposit(
+        self,
+        key: str,
+        amount: Decimal,
+        now: datetime,
+        reference: str = "",
+        *,
+        verify: Callable[[], None] | None = None,
+    ) -> BalanceView:
+        """Add ``amount`` to the balance, once per key.
+
+        ``verify`` (the operator's signature check) runs only for a key not seen before, and its
+        refusal is not remembered: a forged order must not use up a key a real one may carry.
+        """
+        if verify is not None and not self.has_seen(key):
+            verify()
+
         def apply() -> BalanceView:
             self._check_room(amount)
             self.balance += amount
@@ -178,6 +197,7 @@ class AccountState(BaseModel):
         receipt_within: timedelta,
         keys: Sequence[PublicKeyRecord],
         now: datetime,
+        job_uid: str = "",
     ) -> CreditNote:
         def apply() -> CreditNote:
             self.check_cheque(
@@ -192,11 +212,12 @@ class AccountState(BaseModel):
                 held=spend,
                 issued_at=now,
                 receipt_by=now + receipt_within,
+                job_uid=job_uid,
             )
             self.cashed[cheque.uid] = cheque.expires_at
             self.holds[note.uid] = Hold(note=note)
             self.held += spend
-            self._entry(now, EntryKind.HOLD, spend, key, note.uid, held=spend)
+            self._entry(now, EntryKind.HOLD, spend, key, note.uid, held=spend, job_uid=job_uid)
             return note
 
         return self._once(key, now, apply, CreditNote)
@@ -228,6 +249,7 @@ class AccountState(BaseModel):
                     amount=amount,
                     credit_note_uid=note.uid,
                     created_at=now,
+                    job_uid=hold.note.job_uid,
                 )
                 transfer_id = transfer.transfer_id
                 self.transfers.append(transfer)
@@ -243,10 +265,19 @@ class AccountState(BaseModel):
                     balance=-amount,
                     held=-amount,
                     in_flight=amount,
+                    job_uid=hold.note.job_uid,
                 )
             if released > 0:
                 self.held -= released
-                self._entry(now, EntryKind.RELEASE, released, key, note.uid, held=-released)
+                self._entry(
+                    now,
+                    EntryKind.RELEASE,
+                    released,
+                    key,
+                    note.uid,
+                    held=-released,
+                    job_uid=hold.note.job_uid,
+                )
             return ReceiptResult(
                 credit_note_uid=note.uid, paid=amount, released=released, transfer_id=transfer_id
             )
@@ -269,16 +300,35 @@ class AccountState(BaseModel):
         ]
 
     def credit(
-        self, key: str, from_account: str, amount: Decimal, reference: str, now: datetime
+        self,
+        key: str,
+        from_account: str,
+        amount: Decimal,
+        reference: str,
+        now: datetime,
+        *,
+        job_uid: str = "",
+        verify: Callable[[], None] | None = None,
     ) -> BalanceView:
-        """Money arriving from another account's receipt; once per transfer id, for a week."""
-        if key in self.credited:
+        """Money arriving from another account's receipt; once per transfer id, for a week.
+
+        ``verify`` (the ledger's signature check) runs only for a transfer not credited yet.
+        """
+        if self.has_credited(key):
             return self.view()
+        if verify is not None:
+            verify()
         self._check_room(amount)
         self.credited[key] = now
         self.balance += amount
         self._entry(
-            now, EntryKind.CREDIT, amount, key, f"{from_account}:{reference}", balance=amount
+            now,
+            EntryKind.CREDIT,
+            amount,
+            key,
+            f"{from_account}:{reference}",
+            balance=amount,
+            job_uid=job_uid,
         )
         return self.view()
 
@@ -293,6 +343,7 @@ class AccountState(BaseModel):
                 f"delivered-{transfer_id}",
                 transfer.to_account,
                 in_flight=-transfer.amount,
+                job_uid=transfer.job_uid,
             )
 
     def transfer_returned(self, transfer_id: str, now: datetime) -> None:
@@ -309,6 +360,7 @@ class AccountState(BaseModel):
                 transfer.to_account,
                 balance=transfer.amount,
                 in_flight=-transfer.amount,
+                job_uid=transfer.job_uid,
             )
 
     def take_unaudited(self) -> list[LedgerEntry]:
@@ -364,7 +416,7 @@ class AccountState(BaseModel):
         amount = hold.note.held
         self._close(hold, HoldStatus.REFUNDED, now)
         self.held -= amount
-        self._entry(now, kind, amount, key, hold.note.uid, held=-amount)
+        self._entry(now, kind, amount, key, hold.note.uid, held=-amount, job_uid=hold.note.job_uid)
         return RefundResult(credit_note_uid=hold.note.uid, released=amount)
 
     def _close(self, hold: Hold, status: HoldStatus, now: datetime, paid: Decimal = ZERO) -> None:
@@ -391,6 +443,7 @@ class AccountState(BaseModel):
         balance: Decimal = ZERO,
         held: Decimal = ZERO,
         in_flight: Decimal = ZERO,
+        job_uid: str = "",
     ) -> None:
         self.seq += 1
         digest = hashlib.sha256(f"{self.account}/{self.seq}/{kind}/{key}".encode()).hexdigest()
@@ -406,6 +459,7 @@ class AccountState(BaseModel):
             in_flight_delta=in_flight,
             reference=reference,
             idempotency_key=key,
+            job_uid=job_uid,
         )
         self.recent = [*self.recent[-(RECENT_ENTRIES - 1) :], entry]
         self.unaudited.append(entry)

@@ -1,0 +1,126 @@
+"""Signed ledger orders, pure: deposits the operator signs and credits the ledger workers sign."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from jobsheet.identity import IdentityError, save_identity
+from jobsheet.ledger import errors
+from jobsheet.ledger.errors import Refused
+from jobsheet.ledger.models import CreditInput, OperatorKeys
+from jobsheet.ledger.orders import (
+    check_credit,
+    check_deposit,
+    ledger_signer,
+    load_operator,
+    sign_credit,
+    sign_deposit,
+)
+from jobsheet.ledger.state import AccountState
+from tests.ledger.factories import T0, identity
+
+OPERATOR = identity("operator-a1b2c3d4")
+MALLORY = identity("mallory")
+TRUSTED = OperatorKeys(user=OPERATOR.name, keys=[OPERATOR.public_record()])
+LEDGER = ledger_signer(base64.b64encode(b"k" * 32).decode())
+
+
+def order(amount: str = "25.00", *, account: str = "acct-a", signer=OPERATOR, now=T0):
+    return sign_deposit(signer, account=account, amount=amount, idempotency_key="dep-1", now=now)
+
+
+def refused(type_: str, check) -> None:
+    with pytest.raises(Refused) as caught:
+        check()
+    assert caught.value.type == type_, caught.value.message
+
+
+def test_a_deposit_signed_by_the_operator_passes() -> None:
+    check_deposit(order(), account="acct-a", now=T0, operator=TRUSTED)
+    check_deposit(order(), account="acct-a", now=T0 + timedelta(minutes=9), operator=TRUSTED)
+
+
+def test_deposits_not_signed_by_the_operator_are_refused() -> None:
+    def check(o, *, account: str = "acct-a", now=T0, operator=TRUSTED):
+        return lambda: check_deposit(o, account=account, now=now, operator=operator)
+
+    unsigned = order().model_copy(update={"signature": ""})
+    refused(errors.UNSIGNED, check(unsigned))
+    refused(errors.UNSIGNED, check(unsigned, operator=None))
+    refused(errors.NOT_OPERATOR, check(order(signer=MALLORY)))
+    # Mallory claims to be the operator: her key is not one of the operator's.
+    posing = order(signer=MALLORY).model_copy(update={"signed_by": OPERATOR.name})
+    refused(errors.BAD_SIGNATURE, check(posing))
+    refused(errors.BAD_SIGNATURE, check(order().model_copy(update={"amount": Decimal("99.00")})))
+    refused(errors.WRONG_ACCOUNT, check(order(), account="acct-b"))
+    moved = order().model_copy(update={"account": "acct-b"})
+    refused(errors.BAD_SIGNATURE, check(moved, account="acct-b"))
+    refused(errors.STALE_SIGNATURE, check(order(), now=T0 + timedelta(minutes=11)))
+    refused(errors.STALE_SIGNATURE, check(order(), now=T0 - timedelta(minutes=2)))
+    revoked = OPERATOR.public_record().model_copy(update={"revoked_at": T0 - timedelta(hours=1)})
+    refused(
+        errors.BAD_SIGNATURE,
+        check(order(), operator=TRUSTED.model_copy(update={"keys": [revoked]})),
+    )
+
+
+def test_the_state_machine_verifies_a_deposit_once_and_forgets_a_forgery() -> None:
+    state = AccountState(account="acct-a", owner="alice")
+    forged = order().model_copy(update={"amount": Decimal("99.00")})
+
+    def verify(o):
+        return lambda: check_deposit(o, account="acct-a", now=T0, operator=TRUSTED)
+
+    with pytest.raises(Refused):
+        state.deposit("dep-1", forged.amount, T0, verify=verify(forged))
+    assert state.balance == 0 and not state.has_seen("dep-1")
+    good = order()
+    assert state.deposit("dep-1", good.amount, T0, verify=verify(good)).balance == 25
+    # Already applied: the first answer, without verifying again.
+    later = T0 + timedelta(hours=1)
+    assert state.deposit("dep-1", good.amount, later, verify=verify(forged)).balance == 25
+    assert state.balance == Decimal("25.00")
+
+
+def test_credits_verify_only_with_the_ledger_key_for_their_account() -> None:
+    key = LEDGER.public_record()
+    request = CreditInput(
+        idempotency_key="tr-cn-1",
+        from_account="acct-a",
+        amount=Decimal("3.00"),
+        reference="cn-1",
+        job_uid="job-1",
+    )
+    signed = sign_credit(LEDGER, request, account="acct-b")
+    check_credit(signed, account="acct-b", key=key)
+    refused(errors.UNSIGNED, lambda: check_credit(request, account="acct-b", key=key))
+    refused(errors.UNSIGNED, lambda: check_credit(request, account="acct-b", key=None))
+    refused(errors.BAD_SIGNATURE, lambda: check_credit(signed, account="acct-c", key=key))
+    for field, value in [("amount", Decimal("30.00")), ("job_uid", "job-2"), ("from_account", "x")]:
+        tampered = signed.model_copy(update={field: value})
+        refused(errors.BAD_SIGNATURE, lambda t=tampered: check_credit(t, account="acct-b", key=key))
+    mallory = sign_credit(MALLORY, request, account="acct-b")
+    refused(errors.BAD_SIGNATURE, lambda: check_credit(mallory, account="acct-b", key=key))
+
+
+def test_a_bad_ledger_key_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="JOBSHEET_LEDGER_KEY"):
+        ledger_signer("not base64!")
+    with pytest.raises(ValueError, match="32 raw"):
+        ledger_signer(base64.b64encode(b"short").decode())
+
+
+def test_the_operator_key_is_read_from_the_config_dir_then_the_state_dir(tmp_path) -> None:
+    config, state = tmp_path / "config", tmp_path / "state"
+    with pytest.raises(IdentityError, match="operator"):
+        load_operator(OPERATOR.name, config_dir=config, state_dir=state)
+    save_identity(OPERATOR, config_dir=state)
+    found = load_operator(OPERATOR.name, config_dir=config, state_dir=state)
+    assert found.key_id == OPERATOR.key_id
+    other = identity(OPERATOR.name)
+    save_identity(other, config_dir=config)
+    assert load_operator(OPERATOR.name, config_dir=config, state_dir=state).key_id == other.key_id
