@@ -5,9 +5,10 @@ For the job sheet (task queue ``settings.task_queue_ledger``): ``cash_cheque``,
 idempotency key, so a retried activity changes nothing twice; business refusals are raised as
 non-retryable ``ApplicationError`` with the ``type`` names of ``jobsheet.ledger.errors``.
 
-For account workflows: ``lookup_user_keys`` (a local activity while cashing),
-``write_ledger_entries`` (the audit trail) and ``deliver_transfer`` (a receipt's payment to the
-recipient's account).
+For account workflows: ``lookup_user_keys`` (a local activity while cashing), ``operator_keys``
+(a local activity while depositing), ``ledger_public_key`` (a local activity, once per account
+run, to check credits), ``write_ledger_entries`` (the audit trail) and ``deliver_transfer`` (a
+receipt's payment to the recipient's account, signed with the ledger workers' key).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from jobsheet.authorisation import check_authorisation
-from jobsheet.identity import PublicKeyRecord
+from jobsheet.identity import Identity, PublicKeyRecord
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger.errors import Refused
 from jobsheet.ledger.models import (
@@ -35,6 +36,7 @@ from jobsheet.ledger.models import (
     CreditInput,
     CreditNote,
     KeysLookupInput,
+    OperatorKeys,
     ReceiptInput,
     ReceiptResult,
     RefundInput,
@@ -44,6 +46,7 @@ from jobsheet.ledger.models import (
     UseNonceInput,
     VerifyAuthorisationInput,
 )
+from jobsheet.ledger.orders import ledger_signer, sign_credit
 from jobsheet.settings import Settings
 
 KEYS_TTL_SECONDS = 1.0
@@ -65,6 +68,22 @@ class LedgerActivities:
         self._s3 = s3
         self._keys_ttl = keys_ttl
         self._keys: dict[str, tuple[float, list[PublicKeyRecord]]] = {}
+        self._ledger_signer: Identity | None = None
+
+    def _signer(self) -> Identity:
+        """The ledger workers' key (read once; generated in the state dir when first needed)."""
+        if self._ledger_signer is None:
+            self._ledger_signer = ledger_signer(self._settings.ledger_private_key())
+        return self._ledger_signer
+
+    async def _keys_of(self, user: str) -> list[PublicKeyRecord]:
+        now = time.monotonic()
+        cached = self._keys.get(user)
+        if cached is not None and now - cached[0] < self._keys_ttl:
+            return cached[1]
+        keys = await ledger.user_keys(self._client, user)
+        self._keys[user] = (now, keys)
+        return keys
 
     # --- for the job sheet workflow ------------------------------------------------------
 
@@ -122,13 +141,21 @@ class LedgerActivities:
         Cached for ``keys_ttl`` seconds per worker, so a burst of cashings asks the registry
         once; a revocation therefore takes effect for cheques within that time.
         """
-        now = time.monotonic()
-        cached = self._keys.get(request.user)
-        if cached is not None and now - cached[0] < self._keys_ttl:
-            return cached[1]
-        keys = await ledger.user_keys(self._client, request.user)
-        self._keys[request.user] = (now, keys)
-        return keys
+        return await self._keys_of(request.user)
+
+    @activity.defn
+    async def operator_keys(self) -> OperatorKeys:
+        """The operator this worker trusts to sign deposits (its own settings), and their keys.
+
+        Cached like ``lookup_user_keys``.
+        """
+        user = self._settings.operator_user
+        return OperatorKeys(user=user, keys=await self._keys_of(user))
+
+    @activity.defn
+    async def ledger_public_key(self) -> PublicKeyRecord:
+        """The public half of the key that signs credits, for accounts to verify them with."""
+        return self._signer().public_record()
 
     @activity.defn
     async def write_ledger_entries(self, request: AuditInput) -> int:
@@ -161,17 +188,17 @@ class LedgerActivities:
 
     @activity.defn
     async def deliver_transfer(self, transfer: Transfer) -> TransferOutcome:
-        """Credit the recipient's account with a receipt's payment (once per transfer id)."""
-        await ledger.credit(
-            self._client,
-            transfer.to_account,
-            CreditInput(
-                idempotency_key=transfer.transfer_id,
-                from_account=transfer.from_account,
-                amount=transfer.amount,
-                reference=transfer.credit_note_uid,
-            ),
+        """Credit the recipient's account with a receipt's payment (once per transfer id),
+        signed with the ledger workers' key so that the recipient accepts it."""
+        request = CreditInput(
+            idempotency_key=transfer.transfer_id,
+            from_account=transfer.from_account,
+            amount=transfer.amount,
+            reference=transfer.credit_note_uid,
+            job_uid=transfer.job_uid,
         )
+        signed = sign_credit(self._signer(), request, account=transfer.to_account)
+        await ledger.credit(self._client, transfer.to_account, signed)
         return TransferOutcome(delivered=True)
 
     def all(self) -> list[Callable[..., Any]]:
@@ -182,6 +209,8 @@ class LedgerActivities:
             self.refund_credit_note,
             self.verify_authorisation,
             self.lookup_user_keys,
+            self.operator_keys,
+            self.ledger_public_key,
             self.write_ledger_entries,
             self.deliver_transfer,
         ]

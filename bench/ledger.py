@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import sys
 import tempfile
@@ -32,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.ledger import LedgerActivities
     from jobsheet import processes
     from jobsheet.cheque import write_cheque
-    from jobsheet.identity import generate_identity
+    from jobsheet.identity import Identity, generate_identity
     from jobsheet.ledger import client as ledger
     from jobsheet.ledger.models import CashChequeInput
     from jobsheet.objectstore import ensure_bucket, internal_client
@@ -77,7 +78,13 @@ async def timed(
 
 
 async def cashings_per_second(
-    client: Client, task_queue: str, *, accounts: int, count: int, concurrency: int
+    client: Client,
+    task_queue: str,
+    *,
+    operator: Identity,
+    accounts: int,
+    count: int,
+    concurrency: int,
 ) -> float:
     owner = generate_identity(f"bench-{uuid.uuid4().hex[:8]}")
     await ledger.register_user(client, owner, task_queue=task_queue)
@@ -89,7 +96,7 @@ async def cashings_per_second(
         for _ in range(accounts)
     ]
     for payer in payers:
-        await ledger.deposit(client, payer, "1000000.00")
+        await ledger.deposit(client, payer, "1000000.00", operator=operator)
     requests = []
     for index in range(count):
         cheque = write_cheque(
@@ -138,9 +145,11 @@ async def main(count: int, concurrency: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
     s3_server = start_s3_server(root / "s3")
     env = await start_temporal_dev_server()
+    operator = generate_identity(f"operator-{uuid.uuid4().hex[:8]}")
     try:
         settings = Settings(
             state_dir=root / "state",
+            operator_user=operator.name,
             s3_endpoint=s3_server.endpoint,
             s3_access_key=SecretStr(s3_server.access_key),
             s3_secret_key=SecretStr(s3_server.secret_key),
@@ -156,6 +165,7 @@ async def main(count: int, concurrency: int) -> None:
             workflows=[AccountWorkflow, UserWorkflow, EmptyWorkflow],
             activities=activities.all(),
         ):
+            await ledger.register_user(env.client, operator, task_queue=task_queue)
             # The server admits at most 10 in-flight updates per workflow: stay below it.
             c, per = count, concurrency
             client = env.client
@@ -163,19 +173,16 @@ async def main(count: int, concurrency: int) -> None:
             await bare_updates_per_second(
                 client, task_queue, workflows=1, count=50, concurrency=per
             )
-            await cashings_per_second(client, task_queue, accounts=1, count=50, concurrency=per)
+            cash = functools.partial(cashings_per_second, client, task_queue, operator=operator)
+            await cash(accounts=1, count=50, concurrency=per)
             bare_one = await bare_updates_per_second(
                 client, task_queue, workflows=1, count=c, concurrency=per
             )
-            cash_one = await cashings_per_second(
-                client, task_queue, accounts=1, count=c, concurrency=per
-            )
+            cash_one = await cash(accounts=1, count=c, concurrency=per)
             bare_ten = await bare_updates_per_second(
                 client, task_queue, workflows=10, count=c, concurrency=per
             )
-            cash_ten = await cashings_per_second(
-                client, task_queue, accounts=10, count=c, concurrency=per
-            )
+            cash_ten = await cash(accounts=10, count=c, concurrency=per)
     finally:
         await env.shutdown()
         processes.stop_process(s3_server.record)

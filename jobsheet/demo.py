@@ -35,6 +35,7 @@ from jobsheet.identity import (
 from jobsheet.jobs.models import JobState
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger.errors import ACCOUNT_EXISTS, USER_EXISTS
+from jobsheet.ledger.orders import load_operator
 from jobsheet.sdk import Client
 from jobsheet.settings import Settings, load_settings
 from jobsheet.stack import Stack
@@ -104,7 +105,11 @@ async def run_job(settings: Settings) -> None:
     identity = await demo_user(temporal, settings, user)
     sdk = Client(temporal, settings, identity)
     account = await demo_account(temporal, settings, user)
-    await ledger.deposit(temporal, account, DEPOSIT)
+    # The local stack's bootstrap keeps the operator's key in the state dir; it signs deposits.
+    operator = load_operator(
+        settings.operator_user, config_dir=settings.config_dir, state_dir=settings.state_dir
+    )
+    await ledger.deposit(temporal, account, DEPOSIT, operator=operator)
     provider = settings.provider_account
     before = await balances(temporal, account, provider)
     console.print(f"deposited {DEPOSIT}; balances: {account} {before[0]}, {provider} {before[1]}")

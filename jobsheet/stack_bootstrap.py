@@ -1,5 +1,8 @@
 """The operator side of the local stack: an operator identity and the provider account.
 
+The operator is ``settings.operator_user`` (``operator`` unless set): the user whose key signs
+deposits, so the workers, which trust that name, accept the deposits this key signs.
+
 ``jobsheet stack up`` runs this once every server answers, as its own short-lived process
 (``python -m jobsheet.stack_bootstrap``), so the stack code never runs an event loop or a
 Temporal client inside its caller. It is idempotent: a user or account that already exists is
@@ -21,21 +24,19 @@ from jobsheet.ledger.errors import ACCOUNT_EXISTS, USER_EXISTS
 from jobsheet.settings import Settings, load_settings
 from jobsheet.temporal import connect, exit_without_teardown
 
-OPERATOR_NAME = "operator"
 
-
-def operator_identity(state_dir: Path) -> Identity:
+def operator_identity(state_dir: Path, name: str) -> Identity:
     """The operator's key pair, generated once and kept in ``<state dir>/keys`` (mode 0600)."""
-    if key_path(OPERATOR_NAME, state_dir).exists():
-        return load_identity(OPERATOR_NAME, config_dir=state_dir)
-    identity = generate_identity(OPERATOR_NAME)
+    if key_path(name, state_dir).exists():
+        return load_identity(name, config_dir=state_dir)
+    identity = generate_identity(name)
     save_identity(identity, config_dir=state_dir)
     return identity
 
 
 async def bootstrap_operator(settings: Settings) -> dict[str, object]:
     """Register the operator and open the provider account unless they exist; say what was done."""
-    identity = operator_identity(settings.state_dir)
+    identity = operator_identity(settings.state_dir, settings.operator_user)
     client = await connect(settings)
     queue = settings.task_queue_ledger
     created_user = created_account = True
@@ -55,7 +56,7 @@ async def bootstrap_operator(settings: Settings) -> dict[str, object]:
         created_account = False
     return {
         "operator": identity.name,
-        "operator_key": str(key_path(OPERATOR_NAME, settings.state_dir)),
+        "operator_key": str(key_path(identity.name, settings.state_dir)),
         "provider_account": settings.provider_account,
         "created_user": created_user,
         "created_account": created_account,

@@ -1,7 +1,10 @@
 """One account's ledger as an entity workflow (``account-<uid>``), wrapping the pure state machine.
 
 Updates (each with a validator that sheds doomed requests before they reach history) deposit,
-cash cheques into holds, receipt and refund credit notes, and credit incoming transfers.
+cash cheques into holds, receipt and refund credit notes, and credit incoming transfers. The two
+that add money check a signature a bare Temporal client cannot make: a deposit must be signed by
+the operator the worker trusts (its keys from the registry, by a local activity), a credit by
+the ledger workers' key (its public half fetched once and carried across continue-as-new).
 Two background loops keep the promises that outlive a request: the expiry loop refunds every hold
 still open at its ``receipt_by`` (a durable timer), and the delivery loop writes each ledger entry
 to the object store once and carries receipted money to the recipient's account. The workflow
@@ -11,6 +14,8 @@ continues-as-new after a bounded number of operations, carrying its whole state.
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from datetime import timedelta
 
 from pydantic import BaseModel, Field
@@ -25,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     import cryptography.hazmat.bindings._rust  # noqa: F401
 
     from activities.ledger import LedgerActivities
+    from jobsheet.identity import PublicKeyRecord
     from jobsheet.ledger.errors import BAD_SIGNATURE, Refused, refused
     from jobsheet.ledger.models import (
         AuditInput,
@@ -41,23 +47,41 @@ with workflow.unsafe.imports_passed_through():
         Statement,
         Transfer,
     )
+    from jobsheet.ledger.orders import check_credit, check_deposit, credit_verifies
     from jobsheet.ledger.state import ZERO, AccountState
     from jobsheet.money import NonNegativeMoney
+    from jobsheet.names import Name
 
 AUDIT_BATCH = 100
 DELIVERY_BATCH = 20
 RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 DELIVERY_BACKOFF = timedelta(seconds=30)
+KEY_LOOKUP_TIMEOUT = timedelta(seconds=10)
+SIGNED_ORDERS_PATCH = "ledger-signed-orders"
+"""Deposits and credits are checked for signatures from this patch on (older histories: not)."""
+
+
+def _orders_are_signed() -> bool:
+    """Whether the deposit or credit being handled must be signed: yes on every run that meets
+    the patch live. ``patched`` is fixed for a whole run once asked, and a run that began before
+    the patch answers no while it replays its old updates, so there each update newer than the
+    patch asks again under its own id (one marker each, until that run continues as new)."""
+    if workflow.patched(SIGNED_ORDERS_PATCH):
+        return True
+    update = workflow.current_update_info()
+    return update is None or workflow.patched(f"{SIGNED_ORDERS_PATCH}/{update.id}")
 
 
 class OpenAccountInput(BaseModel):
     """Start input of an account workflow (``state`` is set only by continue-as-new)."""
 
-    account: str
-    owner: str
+    account: Name
+    owner: Name
     overdraft_limit: NonNegativeMoney = ZERO
     continue_as_new_after: int = Field(default=1000, ge=1)
     state: AccountState | None = None
+    ledger_key: PublicKeyRecord | None = None
+    """The ledger workers' public key once an earlier run fetched it (set by continue-as-new)."""
 
 
 def _refusal(exc: Refused) -> ApplicationError:
@@ -78,6 +102,7 @@ class AccountWorkflow:
         self._timer_target = self._state.next_receipt_by()
         self._holds_changed = 0
         self._stopping = False
+        self._ledger_key = request.ledger_key
 
     @workflow.run
     async def run(self, request: OpenAccountInput) -> None:
@@ -92,7 +117,9 @@ class AccountWorkflow:
         now = workflow.now()
         self._state.expire_holds(now)
         self._state.prune(now)
-        workflow.continue_as_new(request.model_copy(update={"state": self._state}))
+        workflow.continue_as_new(
+            request.model_copy(update={"state": self._state, "ledger_key": self._ledger_key})
+        )
 
     def _continue_due(self) -> bool:
         return self._operations >= self._limit or workflow.info().is_continue_as_new_suggested()
@@ -185,12 +212,43 @@ class AccountWorkflow:
     # --- updates -----------------------------------------------------------------------------
 
     @workflow.update
-    def deposit(self, request: DepositInput) -> BalanceView:
+    async def deposit(self, request: DepositInput) -> BalanceView:
+        """Add money on an order signed by the operator this worker trusts (once per key)."""
+        verify: Callable[[], None] | None = None
+        if _orders_are_signed() and not self._state.has_seen(request.idempotency_key):
+            try:
+                operator = await workflow.execute_local_activity_method(
+                    LedgerActivities.operator_keys, start_to_close_timeout=KEY_LOOKUP_TIMEOUT
+                )
+            except ActivityError as exc:
+                raise refused(
+                    BAD_SIGNATURE, f"cannot verify a deposit: no operator keys ({exc})"
+                ) from None
+            verify = functools.partial(
+                check_deposit,
+                request,
+                account=self._state.account,
+                now=workflow.now(),
+                operator=operator,
+            )
         self._operations += 1
         try:
             return self._state.deposit(
-                request.idempotency_key, request.amount, workflow.now(), request.reference
+                request.idempotency_key,
+                request.amount,
+                workflow.now(),
+                request.reference,
+                verify=verify,
             )
+        except Refused as exc:
+            raise _refusal(exc) from None
+
+    @deposit.validator
+    def _validate_deposit(self, request: DepositInput) -> None:
+        if self._state.has_seen(request.idempotency_key):
+            return
+        try:
+            check_deposit(request, account=self._state.account, now=workflow.now(), operator=None)
         except Refused as exc:
             raise _refusal(exc) from None
 
@@ -220,6 +278,7 @@ class AccountWorkflow:
                 receipt_within=timedelta(seconds=request.receipt_within_seconds),
                 keys=keys,
                 now=workflow.now(),
+                job_uid=request.job_uid,
             )
         except Refused as exc:
             raise _refusal(exc) from None
@@ -269,8 +328,13 @@ class AccountWorkflow:
         self._validate_note(request.idempotency_key, request.credit_note)
 
     @workflow.update
-    def credit(self, request: CreditInput) -> BalanceView:
-        """Money from another account's receipt (the idempotency key is the transfer id)."""
+    async def credit(self, request: CreditInput) -> BalanceView:
+        """Money from another account's receipt (the idempotency key is the transfer id),
+        signed by the ledger workers."""
+        verify: Callable[[], None] | None = None
+        if _orders_are_signed() and not self._state.has_credited(request.idempotency_key):
+            key = await self._key_for(request)
+            verify = functools.partial(check_credit, request, account=self._state.account, key=key)
         self._operations += 1
         try:
             return self._state.credit(
@@ -279,9 +343,37 @@ class AccountWorkflow:
                 request.amount,
                 request.reference,
                 workflow.now(),
+                job_uid=request.job_uid,
+                verify=verify,
             )
         except Refused as exc:
             raise _refusal(exc) from None
+
+    @credit.validator
+    def _validate_credit(self, request: CreditInput) -> None:
+        if self._state.has_credited(request.idempotency_key):
+            return
+        try:
+            check_credit(request, account=self._state.account, key=None)
+        except Refused as exc:
+            raise _refusal(exc) from None
+
+    async def _key_for(self, request: CreditInput) -> PublicKeyRecord:
+        """The ledger workers' public key: fetched for the first credit, then carried; fetched
+        again only when a credit does not verify with it (the ledger key may have been replaced)."""
+        key = self._ledger_key
+        if key is not None and credit_verifies(request, account=self._state.account, key=key):
+            return key
+        try:
+            key = await workflow.execute_local_activity_method(
+                LedgerActivities.ledger_public_key, start_to_close_timeout=KEY_LOOKUP_TIMEOUT
+            )
+        except ActivityError as exc:
+            raise refused(
+                BAD_SIGNATURE, f"cannot verify credit {request.idempotency_key}: {exc}"
+            ) from None
+        self._ledger_key = key
+        return key
 
     def _validate_note(self, key: str, note: CreditNote) -> None:
         if self._state.has_seen(key):

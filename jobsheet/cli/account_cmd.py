@@ -16,6 +16,7 @@ from jobsheet.cli.output import console, print_json
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger.errors import UNKNOWN_ACCOUNT, UNKNOWN_KEY, UNKNOWN_USER
 from jobsheet.ledger.models import BalanceView
+from jobsheet.ledger.orders import load_operator
 from jobsheet.settings import Settings, load_settings
 from jobsheet.temporal import connect
 
@@ -108,9 +109,16 @@ def deposit(
     key: str = typer.Option(None, "--idempotency-key", help="Repeat safely with the same key."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Add money to an account (once per idempotency key)."""
+    """Add money to an account (once per idempotency key), signed with the operator's key."""
+    settings = load_settings()
+    operator = load_operator(
+        settings.operator_user, config_dir=settings.config_dir, state_dir=settings.state_dir
+    )
     view = call_service(
-        load_settings(), lambda client: ledger.deposit(client, account, amount, idempotency_key=key)
+        settings,
+        lambda client: ledger.deposit(
+            client, account, amount, operator=operator, idempotency_key=key
+        ),
     )
     if as_json:
         print_json(view.model_dump(mode="json"))

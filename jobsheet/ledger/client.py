@@ -41,7 +41,9 @@ from jobsheet.ledger.models import (
     account_workflow_id,
     user_workflow_id,
 )
+from jobsheet.ledger.orders import sign_deposit
 from jobsheet.money import to_money
+from jobsheet.names import check_name
 
 T = TypeVar("T")
 
@@ -60,10 +62,15 @@ async def open_account(
     overdraft_limit: Decimal | int | str = 0,
     continue_as_new_after: int = 1000,
 ) -> str:
-    """Start the account workflow for a new account and return the account uid."""
+    """Start the account workflow for a new account and return the account uid.
+
+    A name that breaks the rule of :mod:`jobsheet.names` is refused (``InvalidName``, a
+    ``ValueError``) before any workflow starts.
+    """
     from workflows.account import AccountWorkflow, OpenAccountInput
 
-    uid = account or f"acct-{uuid.uuid4().hex[:12]}"
+    uid = check_name(account or f"acct-{uuid.uuid4().hex[:12]}", what="account name")
+    check_name(owner, what="owner name")
     try:
         await client.start_workflow(
             AccountWorkflow.run,
@@ -127,12 +134,16 @@ async def deposit(
     account: str,
     amount: Decimal | int | str,
     *,
+    operator: Identity,
     idempotency_key: str | None = None,
     reference: str = "",
 ) -> BalanceView:
-    """Add ``amount`` to ``account``'s balance (once per idempotency key)."""
+    """Add ``amount`` to ``account``'s balance (once per idempotency key), on an order signed by
+    ``operator``: accounts accept deposits only from the operator their workers trust."""
     key = idempotency_key or new_key("deposit")
-    request = DepositInput(idempotency_key=key, amount=to_money(amount), reference=reference)
+    request = sign_deposit(
+        operator, account=account, amount=amount, idempotency_key=key, reference=reference
+    )
     return await _update(account_handle(client, account), "deposit", request, key, BalanceView)
 
 

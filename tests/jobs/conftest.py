@@ -44,7 +44,8 @@ async def record_histories(client: Client, uids: list[str]) -> None:
 
 @dataclass
 class Deployment:
-    """What a job test uses: the client, the settings, a user, the payer and provider accounts."""
+    """What a job test uses: the client, the settings, a user, the payer and provider accounts,
+    and the operator whose key signs deposits."""
 
     client: Client
     settings: Settings
@@ -52,6 +53,7 @@ class Deployment:
     payer: str
     provider: str
     initial_funds: Decimal
+    operator: Identity
     submitted: list[str] = field(default_factory=list)
 
     def request(
@@ -115,10 +117,18 @@ async def deployment(
     client: Client, settings: Settings, *, funds: str = "100.00"
 ) -> AsyncIterator[Deployment]:
     """Run every worker role in-process, with a registered user and funded accounts."""
-    operator = generate_identity(f"operator-{uuid.uuid4().hex[:8]}")
+    # The settings name the operator (whose key signs deposits) and the provider account: both
+    # are the operator's policy, shared by the workers and the API. The test fixtures give
+    # each test its own (tests/conftest.py, queued_settings); other callers get fresh ones.
+    if settings.operator_user == "operator":
+        settings = settings.model_copy(
+            update={
+                "provider_account": f"provider-{uuid.uuid4().hex[:8]}",
+                "operator_user": f"operator-{uuid.uuid4().hex[:8]}",
+            }
+        )
+    operator = generate_identity(settings.operator_user)
     user = generate_identity(f"alice-{uuid.uuid4().hex[:8]}")
-    # The jobs worker's settings name the provider account: it is the operator's policy.
-    settings = settings.model_copy(update={"provider_account": f"provider-{uuid.uuid4().hex[:8]}"})
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
         workers = build_workers(client, settings, role="all", executor=executor)
         async with contextlib.AsyncExitStack() as stack:
@@ -131,8 +141,8 @@ async def deployment(
                 client, owner=operator.name, task_queue=queue, account=settings.provider_account
             )
             payer = await ledger.open_account(client, owner=user.name, task_queue=queue)
-            await ledger.deposit(client, payer, funds)
-            env = Deployment(client, settings, user, payer, provider, Decimal(funds))
+            await ledger.deposit(client, payer, funds, operator=operator)
+            env = Deployment(client, settings, user, payer, provider, Decimal(funds), operator)
             yield env
             if os.environ.get(RECORD_ENV):
                 await record_histories(client, env.submitted)

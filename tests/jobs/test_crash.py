@@ -93,8 +93,13 @@ class LedgerWorker:
 async def crashable(
     client: Client, settings: Settings
 ) -> AsyncIterator[tuple[Deployment, JobsWorkerProcess, LedgerWorker]]:
-    settings = settings.model_copy(update={"provider_account": f"provider-{uuid.uuid4().hex[:8]}"})
     operator = generate_identity(f"operator-{uuid.uuid4().hex[:8]}")
+    settings = settings.model_copy(
+        update={
+            "provider_account": f"provider-{uuid.uuid4().hex[:8]}",
+            "operator_user": operator.name,
+        }
+    )
     user = generate_identity(f"alice-{uuid.uuid4().hex[:8]}")
     jobs = JobsWorkerProcess(settings)
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as executor:
@@ -111,10 +116,16 @@ async def crashable(
                     client, owner=operator.name, task_queue=queue, account=settings.provider_account
                 )
                 payer = await ledger.open_account(client, owner=user.name, task_queue=queue)
-                await ledger.deposit(client, payer, "50.00")
+                await ledger.deposit(client, payer, "50.00", operator=operator)
                 await jobs.start()
                 env = Deployment(
-                    client, settings, user, payer, settings.provider_account, Decimal("50.00")
+                    client,
+                    settings,
+                    user,
+                    payer,
+                    settings.provider_account,
+                    Decimal("50.00"),
+                    operator,
                 )
                 yield env, jobs, ledger_worker
         finally:

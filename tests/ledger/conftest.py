@@ -1,4 +1,8 @@
-"""A ledger worker on the dev server and helpers that open funded accounts for one test."""
+"""A ledger worker on the dev server and helpers that open funded accounts for one test.
+
+Each test has an operator of its own (``operator-<hex>``): the worker's settings trust it, so
+its key signs the test's deposits.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from temporalio.worker import Worker
 from activities.ledger import LedgerActivities
 from jobsheet.identity import Identity, generate_identity
 from jobsheet.ledger import client as ledger
+from jobsheet.ledger.models import BalanceView
 from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings
 from workflows.account import AccountWorkflow
@@ -22,11 +27,13 @@ from workflows.user import UserWorkflow
 
 @dataclass
 class Ledger:
-    """What a ledger test needs: a client, the worker's task queue and the settings."""
+    """What a ledger test needs: a client, the worker's task queue, the settings and the
+    operator the worker trusts to sign deposits."""
 
     client: Client
     task_queue: str
     settings: Settings
+    operator: Identity
 
     async def user(self, prefix: str = "user") -> Identity:
         identity = generate_identity(f"{prefix}-{uuid.uuid4().hex[:10]}")
@@ -49,12 +56,22 @@ class Ledger:
             continue_as_new_after=continue_as_new_after,
         )
         if Decimal(funds) > 0:
-            await ledger.deposit(self.client, account, funds)
+            await self.deposit(account, funds)
         return account
+
+    async def deposit(
+        self, account: str, amount: Decimal | str | int, *, idempotency_key: str | None = None
+    ) -> BalanceView:
+        """A deposit signed by this test's operator."""
+        return await ledger.deposit(
+            self.client, account, amount, operator=self.operator, idempotency_key=idempotency_key
+        )
 
 
 @pytest.fixture
 async def ledger_env(client: Client, settings: Settings, task_queue: str) -> AsyncIterator[Ledger]:
+    operator = generate_identity(f"operator-{uuid.uuid4().hex[:8]}")
+    settings = settings.model_copy(update={"operator_user": operator.name})
     activities = LedgerActivities(client, settings, internal_client(settings))
     async with Worker(
         client,
@@ -63,4 +80,5 @@ async def ledger_env(client: Client, settings: Settings, task_queue: str) -> Asy
         activities=activities.all(),
         max_concurrent_workflow_tasks=8,
     ):
-        yield Ledger(client, task_queue, settings)
+        await ledger.register_user(client, operator, task_queue=task_queue)
+        yield Ledger(client, task_queue, settings, operator)

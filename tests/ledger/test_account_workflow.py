@@ -142,8 +142,8 @@ async def test_retried_operations_change_nothing_twice(
     alice, payer, payee = parties
     client = ledger_env.client
     key = ledger.new_key("deposit")
-    await ledger.deposit(client, payer, "5.00", idempotency_key=key)
-    await ledger.deposit(client, payer, "5.00", idempotency_key=key)
+    await ledger_env.deposit(payer, "5.00", idempotency_key=key)
+    await ledger_env.deposit(payer, "5.00", idempotency_key=key)
     request = cash_input(new_cheque(alice, payer, payee))
     first, again = await asyncio.gather(
         ledger.cash_cheque(client, request), ledger.cash_cheque(client, request)

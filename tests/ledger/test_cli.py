@@ -13,7 +13,7 @@ import pytest
 from jobsheet.cheque import Cheque
 from jobsheet.cli.app import run
 from jobsheet.cli.errors import EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_REFUSED
-from jobsheet.identity import key_path
+from jobsheet.identity import key_path, save_identity
 from jobsheet.ledger import client as ledger
 from tests.ledger.conftest import Ledger
 
@@ -26,6 +26,10 @@ def cli_env(
     monkeypatch.setenv("JOBSHEET_TEMPORAL_NAMESPACE", ledger_env.client.namespace)
     monkeypatch.setenv("JOBSHEET_TASK_QUEUE_LEDGER", ledger_env.task_queue)
     monkeypatch.setenv("JOBSHEET_CONFIG_DIR", str(tmp_path / "config"))
+    # As on the local stack: the operator's key in the state dir, its name in the settings.
+    monkeypatch.setenv("JOBSHEET_STATE_DIR", str(ledger_env.settings.state_dir))
+    monkeypatch.setenv("JOBSHEET_OPERATOR_USER", ledger_env.operator.name)
+    save_identity(ledger_env.operator, config_dir=ledger_env.settings.state_dir)
     return ledger_env, tmp_path / "config"
 
 

@@ -139,7 +139,7 @@ async def test_random_operations_on_real_workflows_conserve_money(
             key = ledger.new_key()
             await asyncio.gather(
                 *(
-                    ledger.deposit(client, accounts[which], amount, idempotency_key=key)
+                    ledger_env.deposit(accounts[which], amount, idempotency_key=key)
                     for _ in range(retries)
                 )
             )
@@ -193,8 +193,8 @@ async def test_concurrent_operations_across_continue_as_new_land_exactly_once(
     keys = [ledger.new_key() for _ in range(24)]
     cheques = [new_cheque(alice, payer, payee, max_spend="1.00") for _ in range(12)]
     requests = [cash_input(c, "1.00") for c in cheques]
-    deposits = [ledger.deposit(client, payer, "2.00", idempotency_key=k) for k in keys]
-    retried = [ledger.deposit(client, payer, "2.00", idempotency_key=k) for k in keys[:6]]
+    deposits = [ledger_env.deposit(payer, "2.00", idempotency_key=k) for k in keys]
+    retried = [ledger_env.deposit(payer, "2.00", idempotency_key=k) for k in keys[:6]]
     await asyncio.gather(*deposits, *retried)
     notes = await asyncio.gather(*(ledger.cash_cheque(client, r) for r in requests))
     again = await asyncio.gather(*(ledger.cash_cheque(client, r) for r in requests))
