@@ -23,6 +23,7 @@ from jobsheet.ledger.errors import (
     WRONG_RESOURCE,
     Refused,
 )
+from jobsheet.names import Name
 
 DEFAULT_MAX_AGE = timedelta(hours=2)
 CLOCK_SKEW = timedelta(seconds=60)
@@ -31,7 +32,7 @@ CLOCK_SKEW = timedelta(seconds=60)
 class Authorisation(BaseModel):
     """``user`` authorises ``resource``; ``signature`` covers every other field."""
 
-    user: str
+    user: Name
     resource: str
     issued_at: AwareDatetime
     nonce: str

@@ -18,6 +18,7 @@ from jobsheet.canonical import canonical_json
 from jobsheet.identity import Identity, PublicKeyRecord
 from jobsheet.ledger.errors import BAD_SIGNATURE, Refused
 from jobsheet.money import PositiveMoney, to_money
+from jobsheet.names import Name
 
 
 def as_utc(value: datetime) -> datetime:
@@ -28,9 +29,9 @@ class Cheque(BaseModel):
     """A signed cheque; ``signature`` covers every other field."""
 
     uid: str
-    account: str
-    drawer: str
-    recipient: str
+    account: Name
+    drawer: Name
+    recipient: Name
     resource: str
     max_spend: PositiveMoney
     expires_at: AwareDatetime
