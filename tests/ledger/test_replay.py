@@ -1,15 +1,21 @@
 """Account workflow histories replay deterministically with the current code.
 
-``histories/account.json`` was recorded from a run of :func:`scenario`; set
-``JOBSHEET_RECORD_HISTORIES=1`` to record it again after an intended change of behaviour.
+``histories/account.json`` was recorded from a run of :func:`scenario` before deposits and
+credits were signed; it is kept as it is, to prove the ``ledger-signed-orders`` patch leaves old
+histories on their old path. ``histories/account-signed.json`` is a run of
+:func:`signed_scenario`; set ``JOBSHEET_RECORD_HISTORIES=1`` to record it again after an
+intended change of behaviour.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
@@ -27,7 +33,8 @@ from tests.ledger.test_account_workflow import (
 from workflows.account import AccountWorkflow
 from workflows.user import UserWorkflow
 
-HISTORY = Path(__file__).parent / "histories" / "account.json"
+HISTORIES = Path(__file__).parent / "histories"
+SIGNED_HISTORY = HISTORIES / "account-signed.json"
 
 
 async def scenario(env: Ledger) -> str:
@@ -53,20 +60,89 @@ async def scenario(env: Ledger) -> str:
     return payer
 
 
-async def test_recorded_account_history_replays() -> None:
-    history = WorkflowHistory.from_json(account_workflow_id("recorded"), HISTORY.read_text())
+async def signed_scenario(env: Ledger) -> str:
+    """A signed deposit, a cheque cashed and receipted (its payment delivered to the payee), and
+    a credit the payee's own receipt delivers back: all on the payer's history."""
+    alice, shop = await env.user("alice"), await env.user("shop")
+    payer = await env.account(alice, funds="30.00")
+    payee = await env.account(shop, funds="30.00")
+    paying = cash_input(new_cheque(alice, payer, payee)).model_copy(update={"job_uid": "job-out"})
+    out = await ledger.cash_cheque(env.client, paying)
+    await ledger.receipt(
+        env.client, ReceiptInput(idempotency_key="p1", credit_note=out, amount=Decimal("5.00"))
+    )
+    paid = cash_input(new_cheque(shop, payee, payer)).model_copy(update={"job_uid": "job-in"})
+    back = await ledger.cash_cheque(env.client, paid)
+    await ledger.receipt(
+        env.client, ReceiptInput(idempotency_key="p2", credit_note=back, amount=Decimal("2.00"))
+    )
+
+    async def done() -> bool:
+        states = [await state_of(env, account) for account in (payer, payee)]
+        settled = all(not s.transfers and not s.unaudited for s in states)
+        return settled and states[0].balance == Decimal("27.00")
+
+    await wait_for(done)
+    return payer
+
+
+def _covered(path: Path) -> str:
+    """Marker names and details (decoded) and accepted update names of a recorded history."""
+    found = []
+    for event in json.loads(path.read_text())["events"]:
+        marker = event.get("markerRecordedEventAttributes")
+        if marker:
+            found.append(marker["markerName"])
+            for detail in marker.get("details", {}).values():
+                for payload in detail.get("payloads", []):
+                    found.append(base64.b64decode(payload.get("data", "")).decode(errors="replace"))
+        accepted = event.get("workflowExecutionUpdateAcceptedEventAttributes")
+        if accepted:
+            found.append(f"update:{accepted['acceptedRequest']['input']['name']}")
+    return "\n".join(found)
+
+
+def _history(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(account_workflow_id(path.stem), path.read_text())
+
+
+@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
+async def test_recorded_account_history_replays(path: Path) -> None:
+    history = _history(path)
     replayer = Replayer(workflows=[AccountWorkflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(history)
 
 
-async def test_fresh_account_history_replays(ledger_env: Ledger) -> None:
-    payer = await scenario(ledger_env)
-    handle = ledger_env.client.get_workflow_handle(account_workflow_id(payer))
-    history = await handle.fetch_history()
+def test_the_signed_history_covers_signed_deposits_and_credits() -> None:
+    covered = _covered(SIGNED_HISTORY)
+    for what in (
+        "ledger-signed-orders",
+        "operator_keys",
+        "ledger_public_key",
+        "update:deposit",
+        "update:cash_cheque",
+        "update:receipt",
+        "update:credit",
+    ):
+        assert what in covered, what
+    assert "ledger-signed-orders" not in _covered(HISTORIES / "account.json")
+
+
+async def _replay_fresh(env: Ledger, account: str) -> WorkflowHistory:
+    history = await env.client.get_workflow_handle(account_workflow_id(account)).fetch_history()
     replayer = Replayer(
         workflows=[AccountWorkflow, UserWorkflow], data_converter=pydantic_data_converter
     )
     await replayer.replay_workflow(history)
+    return history
+
+
+async def test_fresh_account_history_replays(ledger_env: Ledger) -> None:
+    await _replay_fresh(ledger_env, await scenario(ledger_env))
+
+
+async def test_fresh_signed_account_history_replays(ledger_env: Ledger) -> None:
+    history = await _replay_fresh(ledger_env, await signed_scenario(ledger_env))
     if os.environ.get("JOBSHEET_RECORD_HISTORIES") == "1":
-        HISTORY.parent.mkdir(exist_ok=True)
-        HISTORY.write_text(history.to_json())
+        HISTORIES.mkdir(exist_ok=True)
+        SIGNED_HISTORY.write_text(history.to_json())
