@@ -239,6 +239,7 @@ class AccountWorkflow:
                 workflow.now(),
                 request.reference,
                 verify=verify,
+                signed_at=request.signed_at,
             )
         except Refused as exc:
             raise _refusal(exc) from None

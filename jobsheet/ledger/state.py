@@ -55,6 +55,9 @@ CREDIT_RETENTION = timedelta(days=7)
 CLOSED_HOLD_RETENTION = timedelta(days=1)
 MAX_CLOSED_HOLDS = 500
 CHEQUE_GRACE = timedelta(minutes=5)
+DEPOSIT_ORDER_RETENTION = timedelta(hours=1)
+"""How long an account keeps a signed deposit's key, by its ``signed_at``: longer than an order
+stays fresh, so an order read from history cannot be applied twice once its answer is pruned."""
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -88,6 +91,7 @@ class AccountState(BaseModel):
     holds: dict[str, Hold] = Field(default_factory=dict)
     cashed: dict[str, AwareDatetime] = Field(default_factory=dict)
     credited: dict[str, AwareDatetime] = Field(default_factory=dict)
+    deposited: dict[str, AwareDatetime] = Field(default_factory=dict)
     transfers: list[Transfer] = Field(default_factory=list)
     remembered: dict[str, Remembered] = Field(default_factory=dict)
     recent: list[LedgerEntry] = Field(default_factory=list)
@@ -134,18 +138,24 @@ class AccountState(BaseModel):
         reference: str = "",
         *,
         verify: Callable[[], None] | None = None,
+        signed_at: datetime | None = None,
     ) -> BalanceView:
         """Add ``amount`` to the balance, once per key.
 
         ``verify`` (the operator's signature check) runs only for a key not seen before, and its
         refusal is not remembered: a forged order must not use up a key a real one may carry.
+        A signed order's key is also kept by ``signed_at`` until the order is long stale.
         """
+        if key in self.deposited and not self.has_seen(key):
+            return self.view()
         if verify is not None and not self.has_seen(key):
             verify()
 
         def apply() -> BalanceView:
             self._check_room(amount)
             self.balance += amount
+            if signed_at is not None:
+                self.deposited[key] = signed_at
             self._entry(now, EntryKind.DEPOSIT, amount, key, reference or key, balance=amount)
             return self.view()
 
@@ -374,6 +384,9 @@ class AccountState(BaseModel):
         """Forget what can no longer matter, so that the carried state stays small."""
         self.cashed = {uid: exp for uid, exp in self.cashed.items() if exp + CHEQUE_GRACE > now}
         self.credited = {k: at for k, at in self.credited.items() if at + CREDIT_RETENTION > now}
+        self.deposited = {
+            k: at for k, at in self.deposited.items() if at + DEPOSIT_ORDER_RETENTION > now
+        }
         recent = sorted(self.remembered.items(), key=lambda item: item[1].at)[-MAX_REMEMBERED:]
         self.remembered = {k: v for k, v in recent if v.at + KEY_RETENTION > now}
         closed = sorted(

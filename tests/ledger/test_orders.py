@@ -86,6 +86,25 @@ def test_the_state_machine_verifies_a_deposit_once_and_forgets_a_forgery() -> No
     assert state.balance == Decimal("25.00")
 
 
+def test_a_signed_deposit_is_applied_once_even_after_its_answer_is_forgotten() -> None:
+    state = AccountState(account="acct-a", owner="alice")
+    good = order()
+
+    def deposit(now):
+        def verify() -> None:
+            check_deposit(good, account="acct-a", now=now, operator=TRUSTED)
+
+        return state.deposit("dep-1", good.amount, now, verify=verify, signed_at=good.signed_at)
+
+    deposit(T0)
+    state.remembered.clear()  # as after continue-as-new on a very busy account
+    assert deposit(T0 + timedelta(minutes=5)).balance == Decimal("25.00")
+    state.prune(T0 + timedelta(minutes=30))
+    assert "dep-1" in state.deposited
+    state.prune(T0 + timedelta(hours=2))
+    assert not state.deposited
+
+
 def test_credits_verify_only_with_the_ledger_key_for_their_account() -> None:
     key = LEDGER.public_record()
     request = CreditInput(
