@@ -24,7 +24,6 @@ from pydantic import AwareDatetime, BaseModel
 from jobsheet.names import InvalidName, check_name
 
 
-
 class IdentityError(ValueError):
     """A user name or key file that cannot be used."""
 
