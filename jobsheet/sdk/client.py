@@ -1,59 +1,104 @@
-"""``jobsheet.Client``: submit paid jobs and follow them, without touching Temporal's API."""
+"""``jobsheet.Client``: a user's jobs, keys and accounts, through the public HTTP API only.
+
+The one address a user needs is ``JOBSHEET_API_URL``; the one secret is their Ed25519 key in the
+config directory. Every call is a signed request (see :mod:`jobsheet.sdk.session`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pydantic import ValidationError
-from temporalio.client import Client as TemporalClient
 
 from jobsheet.authorisation import sign_authorisation
 from jobsheet.cheque import write_cheque
-from jobsheet.identity import Identity, IdentityError, load_identity
-from jobsheet.jobs.client import submit_job
+from jobsheet.contracts.api import (
+    AddKeyRequest,
+    CalculationList,
+    JobList,
+    JobSummary,
+    OpenAccountRequest,
+    SignupRequest,
+    StatementView,
+    SubmitAnswer,
+    SubmitRequest,
+    UserView,
+)
+from jobsheet.identity import (
+    Identity,
+    IdentityError,
+    PublicKeyRecord,
+    b64,
+    generate_identity,
+    key_path,
+    load_identity,
+    save_identity,
+)
 from jobsheet.jobs.models import JobRequest, JobSheet, JobState
-from jobsheet.sdk.errors import BadInput, Unavailable
+from jobsheet.ledger.models import BalanceView
+from jobsheet.ledger.orders import sign_deposit
+from jobsheet.names import InvalidName, check_name
+from jobsheet.sdk.errors import BadInput, Refused
 from jobsheet.sdk.job import Job
-from jobsheet.sdk.listing import JobSummary, list_jobs
 from jobsheet.sdk.local_pars import LocalPars, load_pars, save_pars
-from jobsheet.sdk.service_errors import service_call
-from jobsheet.sdk.sheets import fetch_sheet
+from jobsheet.sdk.session import ApiSession, RetryPolicy
 from jobsheet.sdk.transfer import file_digest
 from jobsheet.settings import Settings, load_settings
-from jobsheet.temporal import connect
 
 
 class Client:
-    """A user's connection to a jobsheet deployment.
+    """A user's connection to a jobsheet deployment's public API.
 
-    Create it with :meth:`connect`. ``identity`` is the user's signing key, loaded from the
-    config directory when first needed: to submit and cancel jobs, not to read them.
+    Create it with :meth:`connect` (or directly). ``identity`` is the user's signing key, read
+    from the config directory when a signed call first needs it. Close it with :meth:`aclose`
+    (or ``async with``) to release its HTTP connections.
     """
 
     def __init__(
-        self, temporal: TemporalClient, settings: Settings, identity: Identity | None = None
+        self,
+        settings: Settings,
+        identity: Identity | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.temporal = temporal
         self.settings = settings
         self._identity = identity
+        self._payee: str | None = None
+        self.api = ApiSession(
+            settings.api_url, lambda: self.identity, retry=retry, transport=transport
+        )
 
     @classmethod
-    async def connect(cls, settings: Settings | None = None, user: str | None = None) -> Client:
-        """Connect with ``settings`` (default: from ``JOBSHEET_*``) as ``user`` (default:
-        ``settings.user``), whose key is read from the config directory when first needed."""
+    async def connect(
+        cls,
+        settings: Settings | None = None,
+        user: str | None = None,
+        *,
+        identity: Identity | None = None,
+    ) -> Client:
+        """A client for ``settings`` (default: from ``JOBSHEET_*``) acting as ``user`` (default:
+        ``settings.user``, or ``identity``'s name), whose key is read when first needed."""
         settings = settings or load_settings()
-        if user:
-            settings = settings.model_copy(update={"user": user})
-        try:
-            temporal = await connect(settings)
-        except RuntimeError as exc:
-            raise Unavailable(
-                f"cannot reach Temporal at {settings.temporal_target}: {exc}"
-            ) from None
-        return cls(temporal, settings)
+        name = user or (identity.name if identity else None)
+        if name:
+            settings = settings.model_copy(update={"user": name})
+        return cls(settings, identity)
+
+    async def aclose(self) -> None:
+        await self.api.aclose()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
 
     @property
     def identity(self) -> Identity:
@@ -71,6 +116,178 @@ class Client:
                 raise BadInput(str(exc), reason="UnknownUser") from None
         return self._identity
 
+    @property
+    def user(self) -> str:
+        return self._identity.name if self._identity else self.identity.name
+
+    # --- users and keys ---------------------------------------------------------------------
+
+    async def signup(
+        self, name: str | None = None, *, identity: Identity | None = None
+    ) -> UserView:
+        """Create user ``name`` (default: ``settings.user``): make a key pair, register its public
+        half, and only then keep the private key (mode 0600) in the config directory.
+
+        ``identity`` registers that key instead (one already kept, e.g. for a deployment that
+        was reset); it is saved if the config directory does not hold it yet.
+        """
+        name = (identity.name if identity else name) or self.settings.user
+        if not name:
+            raise BadInput("name the user to create, or set JOBSHEET_USER", reason="NoUser")
+        path = key_path(name, self.settings.config_dir)
+        if identity is None:
+            try:
+                identity = generate_identity(name)
+            except IdentityError as exc:
+                raise BadInput(str(exc), reason="InvalidName") from None
+            if path.exists():
+                raise BadInput(
+                    f"{path} already holds a key for {name}; use `jobsheet user rotate {name}`",
+                    reason="KeyExists",
+                )
+        body = SignupRequest(name=name, public_key=b64(identity.public_raw))
+        answer = await self.api.call(
+            "POST", "/v1/users", body=body, signed=False, what=f"creating user {name}"
+        )
+        view = answer.parse(UserView)
+        if not path.exists():
+            save_identity(identity, config_dir=self.settings.config_dir)
+        self.settings = self.settings.model_copy(update={"user": name})
+        self._identity = identity
+        return view
+
+    async def keys(self, name: str | None = None) -> UserView:
+        """The registered public keys of ``name`` (default: this user), with their periods."""
+        name = self._name(name, what="user name")
+        answer = await self.api.call(
+            "GET",
+            f"/v1/users/{name}",
+            what=f"reading the keys of {name}",
+            missing=f"user {name} does not exist",
+        )
+        return answer.parse(UserView)
+
+    async def rotate_key(self) -> UserView:
+        """Register a new key and retire the older ones (their past signatures stay valid); the
+        new private key replaces the current one in the config directory (the old file is kept
+        beside it)."""
+        current = self.identity
+        fresh = generate_identity(current.name)
+        answer = await self.api.call(
+            "POST",
+            f"/v1/users/{current.name}/keys",
+            body=AddKeyRequest(public_key=b64(fresh.public_raw), retire_others=True),
+            idempotency_key=str(uuid.uuid4()),
+            what=f"rotating the key of {current.name}",
+            missing=f"user {current.name} does not exist",
+        )
+        view = answer.parse(UserView)
+        save_identity(fresh, config_dir=self.settings.config_dir)
+        self._identity = fresh
+        return view
+
+    async def revoke_key(self, key_id: str, *, user: str | None = None) -> PublicKeyRecord:
+        """Revoke key ``key_id`` of ``user`` (default: this user): from now on it signs nothing."""
+        name = self._name(user, what="user name")
+        answer = await self.api.call(
+            "DELETE",
+            f"/v1/users/{name}/keys/{key_id}",
+            what=f"revoking key {key_id} of {name}",
+            missing=f"user {name} has no key {key_id}",
+        )
+        return answer.parse(PublicKeyRecord)
+
+    # --- accounts ---------------------------------------------------------------------------
+
+    async def open_account(self, account: str | None = None) -> BalanceView:
+        """Open an account owned by this user (a new uid unless ``account`` names one)."""
+        if account is not None:
+            self._name(account, what="account name")
+        answer = await self.api.call(
+            "POST",
+            "/v1/accounts",
+            body=OpenAccountRequest(account=account),
+            idempotency_key=str(uuid.uuid4()),
+            what="opening the account",
+        )
+        return answer.parse(BalanceView)
+
+    async def balance(self, account: str) -> BalanceView:
+        """Balance, held, available and in-flight money of ``account`` (yours, or any for the
+        operator)."""
+        account = self._name(account, what="account name")
+        answer = await self.api.call(
+            "GET",
+            f"/v1/accounts/{account}",
+            what=f"reading account {account}",
+            missing=f"account {account} does not exist",
+        )
+        return answer.parse(BalanceView)
+
+    async def statement(self, account: str, *, limit: int = 50) -> StatementView:
+        """The most recent ``limit`` ledger entries of ``account`` and its balance."""
+        account = self._name(account, what="account name")
+        answer = await self.api.call(
+            "GET",
+            f"/v1/accounts/{account}/statement",
+            params={"limit": str(limit)},
+            what=f"reading the statement of {account}",
+            missing=f"account {account} does not exist",
+        )
+        return answer.parse(StatementView)
+
+    async def deposit(
+        self,
+        account: str,
+        amount: Decimal | int | str,
+        *,
+        idempotency_key: str | None = None,
+        reference: str = "",
+    ) -> BalanceView:
+        """Add ``amount`` to ``account``: the operator's call, signed with the operator's key
+        (see :func:`jobsheet.ledger.orders.load_operator`). The same ``idempotency_key`` (default:
+        a new one) deposits once; its answer is the first one."""
+        account = self._name(account, what="account name")
+        try:
+            order = sign_deposit(
+                self.identity,
+                account=account,
+                amount=amount,
+                idempotency_key=idempotency_key or f"dep-{uuid.uuid4()}",
+                reference=reference,
+            )
+        except (ValidationError, ValueError) as exc:
+            raise BadInput(
+                f"invalid deposit: {_first_error(exc)}", reason="InvalidAmount"
+            ) from None
+        answer = await self.api.call(
+            "POST",
+            f"/v1/accounts/{account}/deposits",
+            body=order,
+            what=f"depositing into {account}",
+            missing=f"account {account} does not exist",
+        )
+        return answer.parse(BalanceView)
+
+    # --- calculations and jobs --------------------------------------------------------------
+
+    async def calculations(self) -> CalculationList:
+        """The calculations the operator offers (parameters, services, the most one run costs)
+        and the payee, the account every cheque must name as its recipient."""
+        answer = await self.api.call(
+            "GET", "/v1/calculations", signed=False, what="listing calculations"
+        )
+        offer = answer.parse(CalculationList)
+        self._payee = offer.payee
+        return offer
+
+    async def payee(self) -> str:
+        """The account cheques pay (asked of the API once per client)."""
+        if self._payee is None:
+            await self.calculations()
+        assert self._payee is not None
+        return self._payee
+
     async def submit(
         self,
         calculation: str,
@@ -84,11 +301,14 @@ class Client:
 
         Signs the authorisation and the cheque for the request's fingerprint and returns the
         job once it is paid for, with its upload and run PARs (valid until ``expires_at``).
+        A submit whose answer was lost is sent again unchanged: the API answers it with the
+        same job, never a second one.
         """
         identity = self.identity
         path = Path(input_path)
         digest = await asyncio.to_thread(file_digest, path)
         absolute = await asyncio.to_thread(os.path.abspath, path)
+        payee = await self.payee()
         try:
             request = JobRequest(
                 calculation=calculation,
@@ -103,20 +323,17 @@ class Client:
             cheque = write_cheque(
                 identity,
                 account=account,
-                recipient=self.settings.provider_account,
+                recipient=payee,
                 resource=resource,
                 max_spend=str(max_spend),
             )
         except (ValidationError, ValueError) as exc:
             raise BadInput(f"invalid job request: {_first_error(exc)}") from None
-        with service_call("submitting the job"):
-            result = await submit_job(
-                self.temporal,
-                self.settings,
-                request=request,
-                authorisation=sign_authorisation(identity, resource),
-                cheque=cheque,
-            )
+        body = SubmitRequest(
+            request=request, authorisation=sign_authorisation(identity, resource), cheque=cheque
+        )
+        answer = await self.api.call("POST", "/v1/jobs", body=body, what="submitting the job")
+        result = answer.parse(SubmitAnswer)
         pars = LocalPars(
             uid=result.uid,
             upload_url=result.upload_url,
@@ -146,8 +363,17 @@ class Client:
         )
 
     async def load(self, uid: str) -> JobSheet:
-        """The job sheet: from the workflow while it runs, else from the object store."""
-        return await fetch_sheet(self.temporal, self.settings, uid)
+        """The job sheet as it stands now (with live run progress while the job runs)."""
+        answer = await self.api.call(
+            "GET",
+            f"/v1/jobs/{_job_uid(uid)}",
+            what=f"reading job {uid}",
+            missing=f"job {uid} does not exist",
+        )
+        sheet = answer.parse(JobSheet)
+        if sheet.is_null():
+            raise Refused(f"reading job {uid}: the API answered an empty sheet", reason="Empty")
+        return sheet
 
     async def list_jobs(
         self,
@@ -155,17 +381,34 @@ class Client:
         account: str | None = None,
         user: str | None = None,
     ) -> list[JobSummary]:
-        """Jobs of this deployment by state, account and user, newest first."""
+        """Your jobs (every user's, for the operator) by state, account and user, newest first."""
         if isinstance(state, str) and not isinstance(state, JobState):
             try:
                 state = JobState(state)
             except ValueError:
                 names = ", ".join(s.value for s in JobState)
                 raise BadInput(f"unknown state {state!r}; choose one of {names}") from None
-        with service_call("listing jobs"):
-            return await list_jobs(
-                self.temporal, self.settings, state=state, account=account, user=user
-            )
+        params = {
+            "state": state.value if state else None,
+            "account": self._name(account, what="account name") if account else None,
+            "user": self._name(user, what="user name") if user else None,
+        }
+        answer = await self.api.call("GET", "/v1/jobs", params=params, what="listing jobs")
+        return answer.parse(JobList).jobs
+
+    def _name(self, name: str | None, *, what: str) -> str:
+        """A user or account name that may go into a URL; this user's own name by default."""
+        try:
+            return check_name(name or self.user, what=what)
+        except InvalidName as exc:
+            raise BadInput(str(exc), reason="InvalidName") from None
+
+
+def _job_uid(uid: str) -> str:
+    """``uid`` if it can be part of a URL path (the API answers 404 for any that is not a job)."""
+    if not uid or not all(c.isalnum() or c in "-_." for c in uid):
+        raise BadInput(f"invalid job uid {uid!r}", reason="InvalidUid")
+    return uid
 
 
 def _first_error(exc: Exception) -> str:

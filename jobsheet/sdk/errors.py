@@ -24,12 +24,17 @@ class Refused(JobsheetError):
     """The service refused: insufficient funds, an expired PAR, a job in the wrong state."""
 
 
+class Unauthorised(Refused):
+    """The API did not accept the request's signature: unknown or revoked key, stale or changed
+    request (``reason`` is the API's error, e.g. ``KeyRevoked`` or ``SignatureStale``)."""
+
+
 class NotFound(JobsheetError):
-    """No such job (or user, account, PAR)."""
+    """No such job (or user, account, PAR), or one that is not the caller's."""
 
 
 class Unavailable(JobsheetError):
-    """A server (Temporal, S3, the PAR gateway) could not be reached."""
+    """A server (the API, S3) could not be reached, or answered that it cannot serve now."""
 
 
 class IntegrityError(JobsheetError):

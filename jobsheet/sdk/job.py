@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
-from datetime import UTC, datetime
+from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
+from pydantic import ValidationError
+
 from jobsheet.authorisation import sign_authorisation
-from jobsheet.jobs.client import cancel_job, download_pars
-from jobsheet.jobs.messages import cancel_resource
+from jobsheet.contracts.api import CancelRequest, WatchEvent
+from jobsheet.jobs.messages import DownloadPars, cancel_resource
 from jobsheet.jobs.models import JobSheet, JobState, output_prefix
-from jobsheet.sdk.errors import BadInput
+from jobsheet.sdk.api_errors import stream_error
+from jobsheet.sdk.errors import BadInput, JobsheetError, Unavailable
 from jobsheet.sdk.events import JobEvent
 from jobsheet.sdk.run_par import RunTriggered, call_run_par
-from jobsheet.sdk.service_errors import service_call
-from jobsheet.sdk.sheets import fetch_sheet
+from jobsheet.sdk.sse import parse_events
 from jobsheet.sdk.transfer import ProgressCallback, download_file, output_path, upload_file
 
 if TYPE_CHECKING:
     from jobsheet.sdk.client import Client
+
+StateKey = tuple[JobState, datetime | None, str]
 
 
 class Job:
@@ -52,7 +57,7 @@ class Job:
 
     async def sheet(self) -> JobSheet:
         """The job sheet as it stands now (with live run progress while it runs)."""
-        return await fetch_sheet(self.client.temporal, self.client.settings, self.uid)
+        return await self.client.load(self.uid)
 
     async def upload(
         self, path: Path | str | None = None, *, progress: ProgressCallback | None = None
@@ -66,49 +71,104 @@ class Job:
         return await upload_file(self.upload_url, source, progress=progress)
 
     async def run(self) -> RunTriggered:
-        """Trigger the run by POSTing the run PAR URL to the PAR gateway."""
+        """Trigger the run by POSTing the run PAR URL (no credential but the URL)."""
         if self.run_url is None:
             raise BadInput(f"no run PAR is known for job {self.uid} on this machine")
         return await call_run_par(self.run_url)
 
     async def watch(self, interval: float = 0.5) -> AsyncGenerator[JobEvent, None]:
-        """Yield every new timeline entry, in order, and each run progress change; end after the
-        terminal state. States are read from the sheet's timeline, so none is ever missed."""
-        seen = 0
-        last_progress = None
+        """Yield every state the job enters, in order, and each run progress step; end after
+        the terminal state.
+
+        Follows the API's event stream (``GET /v1/jobs/{uid}/events``). A state event carries
+        the sheet read just after it; a progress event carries the last sheet with the new
+        progress. If the stream breaks before the end, the states it missed are taken from the
+        sheet's timeline and the stream is opened again after ``interval`` seconds; states
+        already yielded are never yielded twice.
+        """
+        seen: set[StateKey] = set()
+        sheet: JobSheet | None = None
+        drops = 0
         while True:
+            try:
+                async for change in self._stream():
+                    drops = 0
+                    if change.kind == "state":
+                        key = (change.state, change.at, change.note)
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        sheet = await self.sheet()
+                        yield self._event(change, sheet)
+                        if change.state.terminal:
+                            return
+                    else:
+                        if sheet is None:
+                            sheet = await self.sheet()
+                        sheet = sheet.model_copy(update={"progress": change.progress})
+                        yield self._event(change, sheet)
+            except Unavailable:
+                drops += 1
+                if drops >= self.client.api.retry.attempts:
+                    raise
+            # The stream ended (or broke) before the terminal state: catch up from the sheet.
             sheet = await self.sheet()
-            for entry in sheet.timeline[seen:]:
-                yield JobEvent(
-                    kind="state",
-                    uid=self.uid,
-                    state=entry.state,
-                    at=entry.at,
-                    note=entry.note,
-                    sheet=sheet,
-                )
-            seen = len(sheet.timeline)
+            for entry in sheet.timeline:
+                key = (entry.state, entry.at, entry.note)
+                if key not in seen:
+                    seen.add(key)
+                    yield JobEvent(
+                        kind="state",
+                        uid=self.uid,
+                        state=entry.state,
+                        at=entry.at,
+                        note=entry.note,
+                        sheet=sheet,
+                    )
             if sheet.terminal:
                 return
-            running = sheet.state == JobState.RUNNING
-            if running and sheet.progress is not None and sheet.progress != last_progress:
-                last_progress = sheet.progress
-                yield JobEvent(
-                    kind="progress",
-                    uid=self.uid,
-                    state=sheet.state,
-                    at=datetime.now(UTC),
-                    progress=sheet.progress,
-                    sheet=sheet,
-                )
             await asyncio.sleep(interval)
+
+    def _event(self, change: WatchEvent, sheet: JobSheet) -> JobEvent:
+        return JobEvent(
+            kind=change.kind,
+            uid=self.uid,
+            state=change.state,
+            at=change.at,
+            note=change.note,
+            progress=change.progress,
+            sheet=sheet,
+        )
+
+    async def _stream(self) -> AsyncIterator[WatchEvent]:
+        """The job's changes as the API streams them; :class:`Unavailable` when it breaks."""
+        what = f"watching job {self.uid}"
+        async with self.client.api.stream(
+            f"/v1/jobs/{self.uid}/events", what=what, missing=f"job {self.uid} does not exist"
+        ) as response:
+            try:
+                async for event in parse_events(response.aiter_lines()):
+                    if event.event == "error":
+                        raise stream_error(event.data, what=what, uid=self.uid)
+                    if event.event not in ("state", "progress"):
+                        continue
+                    try:
+                        yield WatchEvent.model_validate_json(event.data)
+                    except ValidationError as exc:
+                        raise JobsheetError(
+                            f"{what}: the API sent an event that is not a WatchEvent ({exc})",
+                            reason="BadAnswer",
+                        ) from None
+            except httpx.TransportError as exc:
+                raise self.client.api.unreachable(what, exc) from None
 
     async def result(self, interval: float = 0.5) -> JobSheet:
         """Wait until the job ends and return its final sheet."""
         final: JobSheet | None = None
         async for event in self.watch(interval):
             final = event.sheet
-        assert final is not None
+        if final is None or not final.terminal:
+            final = await self.sheet()
         return final
 
     async def download(
@@ -116,8 +176,13 @@ class Job:
     ) -> list[Path]:
         """Download every output into ``directory`` (paths relative to the output prefix),
         verifying each one's size and sha256 against the manifest; return the paths."""
-        with service_call("getting download PARs", uid=self.uid):
-            pars = await download_pars(self.client.temporal, self.uid)
+        answer = await self.client.api.call(
+            "POST",
+            f"/v1/jobs/{self.uid}/downloads",
+            what=f"getting download PARs for job {self.uid}",
+            missing=f"job {self.uid} does not exist",
+        )
+        pars = answer.parse(DownloadPars)
         target = Path(directory)
         prefix = output_prefix(self.uid)
         paths = []
@@ -134,8 +199,16 @@ class Job:
         return paths
 
     async def cancel(self, reason: str = "cancelled by the owner") -> JobSheet:
-        """Cancel the job as its owner; returns the final sheet once compensation is done."""
-        identity = self.client.identity
-        authorisation = sign_authorisation(identity, cancel_resource(self.uid))
-        with service_call("cancelling the job", uid=self.uid):
-            return await cancel_job(self.client.temporal, self.uid, authorisation, reason=reason)
+        """Cancel the job as its owner; returns the final sheet once compensation is done.
+
+        Cancelling a job that already ended as cancelled answers its sheet again, so a cancel
+        whose answer was lost is simply sent again."""
+        authorisation = sign_authorisation(self.client.identity, cancel_resource(self.uid))
+        answer = await self.client.api.call(
+            "POST",
+            f"/v1/jobs/{self.uid}/cancel",
+            body=CancelRequest(authorisation=authorisation, reason=reason),
+            what=f"cancelling job {self.uid}",
+            missing=f"job {self.uid} does not exist",
+        )
+        return answer.parse(JobSheet)

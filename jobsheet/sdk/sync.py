@@ -7,8 +7,8 @@
         for event in job.watch():
             print(event.state)
 
-One loop thread per client: the Temporal client is bound to the loop it was created on, so every
-call goes to that same loop.
+One loop thread per client: the client's HTTP connections belong to the loop they were made on,
+so every call goes to that same loop.
 """
 
 from __future__ import annotations
@@ -16,14 +16,17 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
+from jobsheet.contracts.api import CalculationList, JobSummary, StatementView, UserView
+from jobsheet.identity import Identity, PublicKeyRecord
 from jobsheet.jobs.models import JobSheet, JobState
+from jobsheet.ledger.models import BalanceView
 from jobsheet.sdk.client import Client
 from jobsheet.sdk.events import JobEvent
 from jobsheet.sdk.job import Job
-from jobsheet.sdk.listing import JobSummary
 from jobsheet.sdk.run_par import RunTriggered
 from jobsheet.sdk.transfer import ProgressCallback
 from jobsheet.settings import Settings
@@ -115,17 +118,26 @@ class SyncClient:
         self._runner = runner
 
     @classmethod
-    def connect(cls, settings: Settings | None = None, user: str | None = None) -> SyncClient:
+    def connect(
+        cls,
+        settings: Settings | None = None,
+        user: str | None = None,
+        *,
+        identity: Identity | None = None,
+    ) -> SyncClient:
         runner = _LoopThread()
         try:
-            client = runner.run(Client.connect(settings, user))
+            client = runner.run(Client.connect(settings, user, identity=identity))
         except BaseException:
             runner.stop()
             raise
         return cls(client, runner)
 
     def close(self) -> None:
-        self._runner.stop()
+        try:
+            self._runner.run(self.client.aclose())
+        finally:
+            self._runner.stop()
 
     def __enter__(self) -> SyncClient:
         return self
@@ -160,3 +172,41 @@ class SyncClient:
         user: str | None = None,
     ) -> list[JobSummary]:
         return self._runner.run(self.client.list_jobs(state=state, account=account, user=user))
+
+    def signup(self, name: str | None = None) -> UserView:
+        return self._runner.run(self.client.signup(name))
+
+    def keys(self, name: str | None = None) -> UserView:
+        return self._runner.run(self.client.keys(name))
+
+    def rotate_key(self) -> UserView:
+        return self._runner.run(self.client.rotate_key())
+
+    def revoke_key(self, key_id: str, *, user: str | None = None) -> PublicKeyRecord:
+        return self._runner.run(self.client.revoke_key(key_id, user=user))
+
+    def open_account(self, account: str | None = None) -> BalanceView:
+        return self._runner.run(self.client.open_account(account))
+
+    def balance(self, account: str) -> BalanceView:
+        return self._runner.run(self.client.balance(account))
+
+    def statement(self, account: str, *, limit: int = 50) -> StatementView:
+        return self._runner.run(self.client.statement(account, limit=limit))
+
+    def deposit(
+        self,
+        account: str,
+        amount: Decimal | int | str,
+        *,
+        idempotency_key: str | None = None,
+        reference: str = "",
+    ) -> BalanceView:
+        return self._runner.run(
+            self.client.deposit(
+                account, amount, idempotency_key=idempotency_key, reference=reference
+            )
+        )
+
+    def calculations(self) -> CalculationList:
+        return self._runner.run(self.client.calculations())
