@@ -1,4 +1,9 @@
-"""An in-process deployment and an SDK client for one test, as a user of the SDK would have."""
+"""An in-process deployment behind the real public API, and an SDK client as a user holds it.
+
+The user's settings name the API, the user and the config dir with their key; Temporal points at
+a closed port, no S3 credential is set and the provider account is left at its default (the
+payee comes from the API), so a test passes only if the SDK goes through the API.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,9 @@ from jobsheet.sdk import Client
 from jobsheet.settings import Settings
 from tests.jobs.conftest import Deployment, deployment
 
+CLOSED_TEMPORAL = "127.0.0.1:1"
+"""Nothing listens here: a user's process that tried Temporal would fail."""
+
 
 @dataclass
 class SdkEnv:
@@ -28,10 +36,17 @@ class SdkEnv:
         return self.deployment.payer
 
 
-def sdk_settings(env: Deployment, config_dir: Path) -> Settings:
-    """The deployment's settings for its user, whose key is saved in ``config_dir``."""
+def user_settings(env: Deployment, config_dir: Path) -> Settings:
+    """What the deployment's user configures: the API, their name and key; nothing of Temporal
+    or S3."""
     save_identity(env.user, config_dir=config_dir)
-    return env.settings.model_copy(update={"config_dir": config_dir, "user": env.user.name})
+    return Settings(
+        api_url=env.settings.api_url,
+        user=env.user.name,
+        config_dir=config_dir,
+        state_dir=config_dir.parent / "user-state",
+        temporal_address=CLOSED_TEMPORAL,
+    )
 
 
 @pytest.fixture
@@ -39,5 +54,6 @@ async def sdk_env(
     client: TemporalClient, job_settings: Settings, tmp_path: Path
 ) -> AsyncIterator[SdkEnv]:
     async with deployment(client, job_settings) as env:
-        settings = sdk_settings(env, tmp_path / "config")
-        yield SdkEnv(env, Client(client, settings, env.user), settings)
+        settings = user_settings(env, tmp_path / "config")
+        async with Client(settings, env.user) as sdk:
+            yield SdkEnv(env, sdk, settings)
