@@ -1,51 +1,23 @@
-"""``jobsheet account create | deposit | balance | statement``: accounts kept by the ledger."""
+"""``jobsheet account create | deposit | balance | statement``: accounts kept by the ledger.
+
+All through the public API: a user opens accounts they own and reads them; ``deposit`` is the
+operator's, signed with the operator's key (``JOBSHEET_OPERATOR_USER`` in the config dir, else in
+the state dir where ``jobsheet stack up`` keeps it).
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
-
 import typer
 from rich.table import Table
-from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 
-from jobsheet.cli.errors import EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_UNAVAILABLE, CliError
+from jobsheet.cli.job_runtime import cli_settings, operator_identity, with_client
 from jobsheet.cli.output import console, print_json
-from jobsheet.ledger import client as ledger
-from jobsheet.ledger.errors import UNKNOWN_ACCOUNT, UNKNOWN_KEY, UNKNOWN_USER
 from jobsheet.ledger.models import BalanceView
-from jobsheet.ledger.orders import load_operator
-from jobsheet.settings import Settings, load_settings
-from jobsheet.temporal import connect
 
 app = typer.Typer(help="Open accounts, deposit money and read balances and statements.")
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
-T = TypeVar("T")
-
-
-def call_service(settings: Settings, action: Callable[[Client], Awaitable[T]]) -> T:
-    """Connect to Temporal, run ``action``, and turn refusals into one-line CLI errors."""
-
-    async def main() -> T:
-        try:
-            client = await connect(settings)
-        except RuntimeError as exc:
-            raise CliError(
-                f"cannot reach Temporal at {settings.temporal_target}: {exc}",
-                code=EXIT_UNAVAILABLE,
-            ) from None
-        try:
-            return await action(client)
-        except ApplicationError as exc:
-            missing = exc.type in (UNKNOWN_ACCOUNT, UNKNOWN_USER, UNKNOWN_KEY)
-            raise CliError(
-                f"{exc.type}: {exc.message}", code=EXIT_NOT_FOUND if missing else EXIT_REFUSED
-            ) from None
-
-    return asyncio.run(main())
+USER_OPTION = typer.Option(None, "--user", help="Act as this user (default: JOBSHEET_USER).")
 
 
 def show_balance(view: BalanceView) -> None:
@@ -64,42 +36,20 @@ def show_balance(view: BalanceView) -> None:
 
 @app.command()
 def create(
-    owner: str = typer.Option(..., "--owner", help="The user who signs this account's cheques."),
-    overdraft: str = typer.Option("0", "--overdraft", help="How far below zero it may go."),
     account: str = typer.Option(None, "--account", help="Account uid (default: a new one)."),
+    owner: str = typer.Option(
+        None, "--owner", help="The user who owns it and signs its cheques: you (as --user)."
+    ),
+    user: str = USER_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Open an account owned by a registered user."""
-    settings = load_settings()
-
-    async def action(client: Client) -> BalanceView:
-        await ledger.user_keys(client, owner)
-        uid = await ledger.open_account(
-            client,
-            owner=owner,
-            account=account,
-            overdraft_limit=overdraft,
-            task_queue=settings.task_queue_ledger,
-        )
-        zero = "0.00"
-        return BalanceView.model_validate(
-            {
-                "account": uid,
-                "owner": owner,
-                "balance": zero,
-                "held": zero,
-                "available": zero,
-                "in_flight": zero,
-                "overdraft_limit": overdraft,
-                "open_holds": 0,
-            }
-        )
-
-    view = call_service(settings, action)
+    """Open an account owned by you (the user who signs the request)."""
+    settings = cli_settings(user or owner)
+    view = with_client(settings, lambda client: client.open_account(account))
     if as_json:
         print_json(view.model_dump(mode="json"))
     else:
-        console.print(f"opened account [bold]{view.account}[/bold] for {owner}")
+        console.print(f"opened account [bold]{view.account}[/bold] for {view.owner}")
 
 
 @app.command()
@@ -107,18 +57,16 @@ def deposit(
     account: str = typer.Argument(..., help="Account uid."),
     amount: str = typer.Argument(..., help="Amount, e.g. 100.00."),
     key: str = typer.Option(None, "--idempotency-key", help="Repeat safely with the same key."),
+    reference: str = typer.Option("", "--reference", help="A note for the statement."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Add money to an account (once per idempotency key), signed with the operator's key."""
-    settings = load_settings()
-    operator = load_operator(
-        settings.operator_user, config_dir=settings.config_dir, state_dir=settings.state_dir
-    )
-    view = call_service(
+    """Add money to an account (the operator's command; once per idempotency key)."""
+    settings = cli_settings()
+    operator = operator_identity(settings)
+    view = with_client(
         settings,
-        lambda client: ledger.deposit(
-            client, account, amount, operator=operator, idempotency_key=key
-        ),
+        lambda client: client.deposit(account, amount, idempotency_key=key, reference=reference),
+        identity=operator,
     )
     if as_json:
         print_json(view.model_dump(mode="json"))
@@ -128,10 +76,12 @@ def deposit(
 
 @app.command()
 def balance(
-    account: str = typer.Argument(..., help="Account uid."), as_json: bool = JSON_OPTION
+    account: str = typer.Argument(..., help="Account uid."),
+    user: str = USER_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
-    """Balance, held, available and in-flight money of an account."""
-    view = call_service(load_settings(), lambda client: ledger.balance(client, account))
+    """Balance, held, available and in-flight money of an account you own."""
+    view = with_client(cli_settings(user), lambda client: client.balance(account))
     if as_json:
         print_json(view.model_dump(mode="json"))
     else:
@@ -142,17 +92,19 @@ def balance(
 def statement(
     account: str = typer.Argument(..., help="Account uid."),
     limit: int = typer.Option(50, "--limit", "-n", help="How many recent entries."),
+    user: str = USER_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """The most recent ledger entries of an account."""
-    result = call_service(
-        load_settings(), lambda client: ledger.statement(client, account, limit=limit)
-    )
+    """The most recent ledger entries of an account you own."""
+    result = with_client(cli_settings(user), lambda client: client.statement(account, limit=limit))
     if as_json:
         print_json(result.model_dump(mode="json"))
         return
-    table = Table("seq", "at", "kind", "amount", "balance Δ", "held Δ", "in flight Δ", "reference")
-    for entry in result.entries:
+    table = Table(
+        "seq", "at", "kind", "amount", "balance Δ", "held Δ", "in flight Δ", "job", "reference"
+    )
+    for line in result.lines:
+        entry = line.entry
         table.add_row(
             str(entry.seq),
             entry.at.isoformat(timespec="seconds"),
@@ -161,7 +113,8 @@ def statement(
             str(entry.balance_delta),
             str(entry.held_delta),
             str(entry.in_flight_delta),
+            line.job_uid or "-",
             entry.reference,
         )
     console.print(table)
-    show_balance(result.view)
+    show_balance(result.balance)

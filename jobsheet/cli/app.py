@@ -8,7 +8,15 @@ import traceback
 import click
 import typer
 
-from jobsheet.cli import account_cmd, cheque_cmd, job_cmds, smoke_cmd, stack_cmd, user_cmd
+from jobsheet.cli import (
+    account_cmd,
+    calculations_cmd,
+    cheque_cmd,
+    job_cmds,
+    smoke_cmd,
+    stack_cmd,
+    user_cmd,
+)
 from jobsheet.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_UNAVAILABLE, CliError
 from jobsheet.processes import PortInUse, ServerDidNotStart
 from jobsheet.temporal import exit_without_teardown
@@ -25,6 +33,7 @@ app.add_typer(user_cmd.app, name="user")
 app.add_typer(account_cmd.app, name="account")
 app.add_typer(cheque_cmd.app, name="cheque")
 app.command("smoke")(smoke_cmd.smoke)
+app.command("calculations")(calculations_cmd.calculations)
 job_cmds.register(app)
 
 

@@ -1,4 +1,4 @@
-"""Running SDK calls for the job commands: connect, run, and map SDK errors to exit codes."""
+"""Running SDK calls for the commands: make a client, run, and map SDK errors to exit codes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from jobsheet.cli.errors import (
     EXIT_UNAVAILABLE,
     CliError,
 )
+from jobsheet.identity import Identity, IdentityError
+from jobsheet.ledger.orders import load_operator
 from jobsheet.sdk import (
     BadInput,
     Client,
@@ -49,6 +51,17 @@ def cli_settings(user: str | None = None) -> Settings:
     return settings.model_copy(update={"user": user}) if user else settings
 
 
+def operator_identity(settings: Settings) -> Identity:
+    """The operator's key (``JOBSHEET_OPERATOR_USER``): from the config dir, else from the state
+    dir where ``jobsheet stack up`` keeps it."""
+    try:
+        return load_operator(
+            settings.operator_user, config_dir=settings.config_dir, state_dir=settings.state_dir
+        )
+    except IdentityError as exc:
+        raise CliError(str(exc), code=EXIT_BAD_INPUT) from None
+
+
 def run_async(action: Awaitable[T]) -> T:
     """Run a coroutine, turning SDK errors into one-line CLI errors with a meaningful code."""
 
@@ -61,11 +74,17 @@ def run_async(action: Awaitable[T]) -> T:
     return asyncio.run(main())
 
 
-def with_client(settings: Settings, action: Callable[[Client], Awaitable[T]]) -> T:
-    """Connect the SDK client with ``settings`` and run ``action`` with it."""
+def with_client(
+    settings: Settings,
+    action: Callable[[Client], Awaitable[T]],
+    *,
+    identity: Identity | None = None,
+) -> T:
+    """Run ``action`` with an SDK client for ``settings`` (signing as ``identity`` when given,
+    else as ``settings.user``), closed afterwards."""
 
     async def main() -> T:
-        client = await Client.connect(settings)
-        return await action(client)
+        async with await Client.connect(settings, identity=identity) as client:
+            return await action(client)
 
     return run_async(main())

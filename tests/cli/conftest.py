@@ -1,10 +1,16 @@
-"""The CLI as a user runs it: subprocesses against an in-process deployment of this test."""
+"""The CLI as a user runs it: subprocesses against an in-process deployment behind the real API.
+
+A command's environment names only the API, the user and the config dir (and the state dir,
+where an operator's key may be); Temporal points at a closed port and no S3 setting is passed,
+so a command passes only if it goes through the API.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,10 +20,12 @@ from typing import Any
 import pytest
 from temporalio.client import Client as TemporalClient
 
+from jobsheet.identity import save_identity
 from jobsheet.settings import Settings
-from jobsheet.stack_services import settings_env
 from tests.jobs.conftest import Deployment, deployment
-from tests.sdk.conftest import sdk_settings
+from tests.sdk.conftest import CLOSED_TEMPORAL, user_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -37,6 +45,24 @@ class Outcome:
         return lines[0]
 
 
+def user_env(settings: Settings) -> dict[str, str]:
+    """The environment of a user's shell: the API, who they are, where their key is."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(settings.state_dir),
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "PYTHONUNBUFFERED": "1",
+        "COLUMNS": "200",
+        "JOBSHEET_API_URL": settings.api_url,
+        "JOBSHEET_CONFIG_DIR": str(settings.config_dir),
+        "JOBSHEET_STATE_DIR": str(settings.state_dir),
+        "JOBSHEET_TEMPORAL_ADDRESS": CLOSED_TEMPORAL,
+    }
+    if settings.user:
+        env["JOBSHEET_USER"] = settings.user
+    return env
+
+
 @dataclass
 class CliEnv:
     deployment: Deployment
@@ -47,8 +73,8 @@ class CliEnv:
     def account(self) -> str:
         return self.deployment.payer
 
-    async def run(self, *args: str) -> Outcome:
-        """``python -m jobsheet.cli ARGS`` with JOBSHEET_* pointing at this test's deployment.
+    async def run(self, *args: str, env: dict[str, str] | None = None) -> Outcome:
+        """``python -m jobsheet.cli ARGS`` as this test's user (``env`` adds or overrides).
 
         Run as an asyncio subprocess: the deployment's workers share this event loop.
         """
@@ -57,7 +83,7 @@ class CliEnv:
             "-m",
             "jobsheet.cli",
             *args,
-            env=settings_env(self.settings),
+            env={**user_env(self.settings), **(env or {})},
             cwd=self.cwd,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -65,6 +91,12 @@ class CliEnv:
         stdout, stderr = await proc.communicate()
         assert proc.returncode is not None
         return Outcome(proc.returncode, stdout.decode(), stderr.decode())
+
+    def as_operator(self, config_dir: Path) -> dict[str, str]:
+        """The environment additions of the operator's shell: their key in ``config_dir``."""
+        operator = self.deployment.operator
+        save_identity(operator, config_dir=config_dir)
+        return {"JOBSHEET_CONFIG_DIR": str(config_dir), "JOBSHEET_OPERATOR_USER": operator.name}
 
 
 @contextlib.asynccontextmanager
@@ -74,7 +106,7 @@ async def cli_deployment(
     async with deployment(client, settings) as env:
         cwd = tmp_path / "work"
         cwd.mkdir()
-        yield CliEnv(env, sdk_settings(env, tmp_path / "config"), cwd)
+        yield CliEnv(env, user_settings(env, tmp_path / "config"), cwd)
 
 
 @pytest.fixture

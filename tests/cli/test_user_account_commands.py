@@ -1,0 +1,112 @@
+"""``jobsheet user | account | calculations`` through the public API, as subprocesses."""
+
+from __future__ import annotations
+
+import stat
+import uuid
+from pathlib import Path
+
+from jobsheet.cheque import Cheque
+from jobsheet.cli.errors import EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_UNAVAILABLE
+from jobsheet.identity import key_path
+from tests.cli.conftest import CliEnv
+
+
+async def test_user_and_account_commands(cli_env: CliEnv, tmp_path: Path) -> None:
+    config = cli_env.settings.config_dir
+    assert config is not None
+    name = f"carol-{uuid.uuid4().hex[:8]}"
+    as_carol = {"JOBSHEET_USER": name}
+
+    created = await cli_env.run("user", "create", name, "--json")
+    assert created.code == 0, created.stderr
+    path = key_path(name, config)
+    assert Path(created.json()["private_key_file"]) == path
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    first_key = created.json()["key_id"]
+    listed = await cli_env.run("user", "keys", name, "--json")
+    assert [k["key_id"] for k in listed.json()["keys"]] == [first_key]
+
+    opened = await cli_env.run("account", "create", "--json", env=as_carol)
+    assert opened.code == 0, opened.stderr
+    account = opened.json()["account"]
+    assert opened.json()["owner"] == name
+
+    operator = cli_env.as_operator(tmp_path / "operator-config")
+    once = ("account", "deposit", account, "25.50", "--idempotency-key", "dep-1", "--json")
+    deposited = await cli_env.run(*once, env=operator)
+    assert deposited.code == 0, deposited.stderr
+    assert deposited.json()["balance"] == "25.50"
+    again = await cli_env.run(*once, env=operator)
+    assert again.code == 0 and again.json()["balance"] == "25.50"
+
+    balance = await cli_env.run("account", "balance", account, "--json", env=as_carol)
+    assert balance.code == 0, balance.stderr
+    assert balance.json()["available"] == "25.50"
+    statement = await cli_env.run("account", "statement", account, "--json", env=as_carol)
+    assert [line["entry"]["kind"] for line in statement.json()["lines"]] == ["deposit"]
+    people = await cli_env.run("account", "statement", account, env=as_carol)
+    assert people.code == 0 and "deposit" in people.stdout
+
+    # Another user sees nothing of carol's account.
+    theirs = await cli_env.run("account", "balance", account)
+    assert theirs.code == EXIT_NOT_FOUND, theirs.stderr
+    taken = await cli_env.run("account", "create", "--account", account)
+    assert taken.code == EXIT_REFUSED and "AccountExists" in taken.error_line()
+
+    cheque = await cli_env.run(
+        "cheque", "write", "--user", name, "--account", account, "--recipient", "acct-shop",
+        "--resource", "sha256:feed", "--max-spend", "12.00",
+    )  # fmt: skip
+    assert cheque.code == 0, cheque.stderr
+    written = Cheque.model_validate_json(cheque.stdout)
+    assert (written.account, str(written.max_spend), written.drawer) == (account, "12.00", name)
+
+    rotated = await cli_env.run("user", "rotate", name, "--json")
+    assert rotated.code == 0, rotated.stderr
+    keys = {k["key_id"]: k for k in rotated.json()["keys"]}
+    assert len(keys) == 2 and keys[first_key]["valid_until"] is not None
+    # The new key signs from now on.
+    assert (await cli_env.run("account", "balance", account, "--json", env=as_carol)).code == 0
+    revoked = await cli_env.run("user", "revoke", name, first_key, "--json")
+    assert revoked.code == 0, revoked.stderr
+    assert revoked.json()["keys"][0]["revoked_at"] is not None
+
+
+async def test_account_refusals(cli_env: CliEnv, tmp_path: Path) -> None:
+    missing = await cli_env.run("account", "balance", "acct-none")
+    assert missing.code == EXIT_NOT_FOUND
+    assert "acct-none does not exist" in missing.error_line()
+    bad_name = await cli_env.run("user", "create", "Bad Name")
+    assert bad_name.code == EXIT_BAD_INPUT, bad_name.stderr
+
+    account = cli_env.account
+    no_key = await cli_env.run("account", "deposit", account, "1.00")
+    assert no_key.code == EXIT_BAD_INPUT
+    assert "no key for the operator" in no_key.error_line()
+    # A user's key is not the operator's, whatever the user's settings say.
+    pretender = await cli_env.run(
+        "account", "deposit", account, "1.00",
+        env={"JOBSHEET_OPERATOR_USER": cli_env.deployment.user.name},
+    )  # fmt: skip
+    assert pretender.code == EXIT_REFUSED, pretender.stderr
+    operator = cli_env.as_operator(tmp_path / "operator-config")
+    cents = await cli_env.run("account", "deposit", account, "1.001", env=operator)
+    assert cents.code == EXIT_BAD_INPUT, cents.stderr
+
+    down = await cli_env.run(
+        "account", "balance", account, env={"JOBSHEET_API_URL": "http://127.0.0.1:1"}
+    )
+    assert down.code == EXIT_UNAVAILABLE
+    assert "could not be reached" in down.error_line()
+
+
+async def test_calculations(cli_env: CliEnv) -> None:
+    listed = await cli_env.run("calculations", "--json")
+    assert listed.code == 0, listed.stderr
+    assert listed.json()["payee"] == cli_env.deployment.provider
+    by_name = {calc["name"]: calc for calc in listed.json()["calculations"]}
+    assert {"checksum", "text-stats"} <= set(by_name)
+    assert float(by_name["checksum"]["quote"]) > 0
+    people = await cli_env.run("calculations")
+    assert people.code == 0 and "text-stats" in people.stdout and "top" in people.stdout
