@@ -1,11 +1,13 @@
 """``make demo``: a paid job end to end on the local stack, as a newcomer would run one.
 
-Brings the stack up (Temporal, S3, the worker and the PAR gateway; the operator and provider
-account), makes a user and an account (once), deposits credit, submits the ``checksum``
-calculation paid by cheque, uploads a generated input through the upload PAR, triggers the run
-by POSTing the run PAR URL, watches the job to its end, downloads and checks the output, and
-prints the balances before and after and the job's address in the Temporal Web UI. Running it
-again reuses the stack, the user and the account.
+Brings the stack up (Temporal, S3, the worker and the public API; the operator and provider
+account), then does a user's part through the public API only, with the SDK: makes a user and an
+account (once), has the operator deposit credit (signed with the operator's key, which the stack
+keeps in its state directory), submits the ``checksum`` calculation paid by cheque, uploads a
+generated input through the upload PAR, triggers the run by POSTing the run PAR URL, watches the
+job to its end, downloads and checks the output, and prints the balances before and after and
+the job's address in the Temporal Web UI. Running it again reuses the stack, the user and the
+account.
 """
 
 from __future__ import annotations
@@ -21,22 +23,12 @@ from decimal import Decimal
 from pathlib import Path
 
 from rich.console import Console
-from temporalio.client import Client as TemporalClient
-from temporalio.exceptions import ApplicationError
 
 from jobsheet.cli.job_views import RunBar, transfer_bars
-from jobsheet.identity import (
-    Identity,
-    IdentityError,
-    generate_identity,
-    load_identity,
-    save_identity,
-)
+from jobsheet.identity import IdentityError, load_identity
 from jobsheet.jobs.models import JobState
-from jobsheet.ledger import client as ledger
-from jobsheet.ledger.errors import ACCOUNT_EXISTS, USER_EXISTS
 from jobsheet.ledger.orders import load_operator
-from jobsheet.sdk import Client
+from jobsheet.sdk import Client, NotFound, Unauthorised
 from jobsheet.settings import Settings, load_settings
 from jobsheet.stack import Stack
 from jobsheet.stack_services import local_settings
@@ -59,33 +51,32 @@ def demo_input(directory: Path) -> tuple[Path, str]:
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-async def demo_user(client: TemporalClient, settings: Settings, name: str) -> Identity:
-    """The demo user's key from the config dir (made and registered on the first run)."""
+async def demo_user(sdk: Client, name: str) -> None:
+    """Sign the demo user up once; later runs find the key in the config dir, registered."""
     try:
-        identity = load_identity(name, config_dir=settings.config_dir)
+        identity = load_identity(name, config_dir=sdk.settings.config_dir)
     except IdentityError:
-        identity = generate_identity(name)
-        save_identity(identity, config_dir=settings.config_dir)
+        view = await sdk.signup(name)
+        console.print(f"user [bold]{name}[/bold] registered (key {view.keys[-1].key_id})")
+        return
     try:
-        await ledger.register_user(client, identity, task_queue=settings.task_queue_ledger)
+        await sdk.keys(name)
+    except (Unauthorised, NotFound):
+        # The key is kept here but the deployment does not know it (its state was reset).
+        await sdk.signup(identity=identity)
         console.print(f"user [bold]{name}[/bold] registered (key {identity.key_id})")
-    except ApplicationError as exc:
-        if exc.type != USER_EXISTS:
-            raise
-        console.print(f"user [bold]{name}[/bold] exists")
-    return identity
+        return
+    console.print(f"user [bold]{name}[/bold] exists")
 
 
-async def demo_account(client: TemporalClient, settings: Settings, owner: str) -> str:
+async def demo_account(sdk: Client, owner: str) -> str:
     account = f"acct-{owner}"
     try:
-        await ledger.open_account(
-            client, owner=owner, account=account, task_queue=settings.task_queue_ledger
-        )
+        await sdk.balance(account)
+    except NotFound:
+        await sdk.open_account(account)
         console.print(f"account [bold]{account}[/bold] opened")
-    except ApplicationError as exc:
-        if exc.type != ACCOUNT_EXISTS:
-            raise
+    else:
         console.print(f"account [bold]{account}[/bold] exists")
     return account
 
@@ -94,55 +85,61 @@ def _when(moment: datetime | None) -> str:
     return moment.isoformat(timespec="seconds") if moment else "-"
 
 
-async def balances(client: TemporalClient, *accounts: str) -> list[Decimal]:
-    return [(await ledger.balance(client, account)).balance for account in accounts]
+async def balances(operator: Client, *accounts: str) -> list[Decimal]:
+    return [(await operator.balance(account)).balance for account in accounts]
 
 
 async def run_job(settings: Settings) -> None:
-    sdk = await Client.connect(settings)
-    temporal = sdk.temporal
+    """The user's part, through the API: the user's client, and the operator's for deposits."""
     user = settings.user or DEMO_USER
-    identity = await demo_user(temporal, settings, user)
-    sdk = Client(temporal, settings, identity)
-    account = await demo_account(temporal, settings, user)
     # The local stack's bootstrap keeps the operator's key in the state dir; it signs deposits.
-    operator = load_operator(
+    operator_key = load_operator(
         settings.operator_user, config_dir=settings.config_dir, state_dir=settings.state_dir
     )
-    await ledger.deposit(temporal, account, DEPOSIT, operator=operator)
-    provider = settings.provider_account
-    before = await balances(temporal, account, provider)
-    console.print(f"deposited {DEPOSIT}; balances: {account} {before[0]}, {provider} {before[1]}")
+    async with (
+        Client(settings.model_copy(update={"user": user})) as sdk,
+        Client(settings, operator_key) as operator,
+    ):
+        await demo_user(sdk, user)
+        account = await demo_account(sdk, user)
+        await operator.deposit(account, DEPOSIT, reference="demo credit")
+        provider = await sdk.payee()
+        before = await balances(operator, account, provider)
+        console.print(
+            f"deposited {DEPOSIT}; balances: {account} {before[0]}, {provider} {before[1]}"
+        )
 
-    work = settings.state_dir / "demo"
-    source, digest = await asyncio.to_thread(demo_input, work)
-    console.rule("submit: a checksum of a generated input, paid by cheque")
-    job = await sdk.submit("checksum", {}, source, account, MAX_SPEND)
-    console.print(f"job [bold]{job.uid}[/bold], paid for; run it by {_when(job.expires_at)}")
-    with transfer_bars(console, enabled=True) as bars:
-        await job.upload(progress=bars)
-    console.print(f"POST {job.run_url}", soft_wrap=True, highlight=False)
-    triggered = await job.run()
-    console.print(f"HTTP {triggered.status}: {triggered.message}")
-    final = None
-    with RunBar(console, enabled=True) as bar:
-        async for event in job.watch(interval=0.25):
-            bar.show(event)
-            final = event.sheet
-    assert final is not None
-    if final.state != JobState.SUCCEEDED:
-        raise RuntimeError(f"the job ended as {final.state.value}: {final.error}")
+        work = settings.state_dir / "demo"
+        source, digest = await asyncio.to_thread(demo_input, work)
+        console.rule("submit: a checksum of a generated input, paid by cheque")
+        job = await sdk.submit("checksum", {}, source, account, MAX_SPEND)
+        console.print(f"job [bold]{job.uid}[/bold], paid for; run it by {_when(job.expires_at)}")
+        with transfer_bars(console, enabled=True) as bars:
+            await job.upload(progress=bars)
+        console.print(f"POST {job.run_url}", soft_wrap=True, highlight=False)
+        triggered = await job.run()
+        console.print(f"HTTP {triggered.status}: {triggered.message}")
+        final = None
+        with RunBar(console, enabled=True) as bar:
+            async for event in job.watch(interval=0.25):
+                bar.show(event)
+                final = event.sheet
+        assert final is not None
+        if final.state != JobState.SUCCEEDED:
+            raise RuntimeError(f"the job ended as {final.state.value}: {final.error}")
 
-    console.rule("download and check the output")
-    with transfer_bars(console, enabled=True) as bars:
-        paths = await job.download(work / job.uid, progress=bars)
-    by_name = {path.name: path for path in paths}
-    checksum = by_name["sha256.txt"].read_text().strip()
-    if checksum != digest:
-        raise RuntimeError(f"the job computed sha256 {checksum}, but the input's is {digest}")
-    console.print(f"sha256 of the input, computed by the job: {checksum} [green](matches)[/green]")
+        console.rule("download and check the output")
+        with transfer_bars(console, enabled=True) as bars:
+            paths = await job.download(work / job.uid, progress=bars)
+        by_name = {path.name: path for path in paths}
+        checksum = by_name["sha256.txt"].read_text().strip()
+        if checksum != digest:
+            raise RuntimeError(f"the job computed sha256 {checksum}, but the input's is {digest}")
+        console.print(
+            f"sha256 of the input, computed by the job: {checksum} [green](matches)[/green]"
+        )
 
-    after = await balances(temporal, account, provider)
+        after = await balances(operator, account, provider)
     costs = final.costs
     console.rule("money")
     console.print(f"held {costs.held}, charged {costs.charged}, refunded {costs.refunded}")
