@@ -33,9 +33,9 @@ from jobsheet.compute.models import RunResult, RunStatus
 from jobsheet.objectstore import ensure_bucket, internal_client
 from jobsheet.settings import Settings
 from jobsheet.temporal import exit_without_teardown
+from tests.api_server import start_api
 from tests.compute.conftest import ComputeHarness
 from tests.compute.harness import CallComputeWorkflow
-from tests.api_server import start_api
 from tests.servers import start_s3_server, start_temporal_dev_server
 from worker import compute_workers
 

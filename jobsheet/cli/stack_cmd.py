@@ -53,7 +53,9 @@ def up(as_json: bool = JSON_OPTION) -> None:
     _show(statuses, False)
     console.print(f"stack ready in {elapsed:.1f}s; state in {settings.state_dir}")
     console.print(f"Temporal Web UI: [bold]{settings.web_ui_url}[/bold]")
-    console.print(f"public API:      [bold]{settings.api_url}[/bold] (docs: {settings.api_url}/docs)")
+    console.print(
+        f"public API:      [bold]{settings.api_url}[/bold] (docs: {settings.api_url}/docs)"
+    )
 
 
 @app.command()

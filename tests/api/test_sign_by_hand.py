@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 from cryptography.hazmat.primitives import serialization
 
 from tests.api.conftest import Deployment
@@ -22,14 +24,14 @@ def readme_block(marker: str) -> str:
 async def test_the_readme_signing_recipe_is_accepted(deployed: Deployment) -> None:
     namespace: dict[str, object] = {}
     exec(readme_block("sign-by-hand"), namespace)
-    signed_request = namespace["signed_request"]
+    signed_request: Callable[..., httpx.Response] = namespace["signed_request"]  # type: ignore[assignment]
     user = deployed.user
     raw = user.private_key.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
     url = f"{deployed.settings.api_url}/v1/accounts/{deployed.payer}"
     answer = await asyncio.to_thread(
-        signed_request,  # type: ignore[arg-type]
+        signed_request,
         "GET",
         url,
         b"",

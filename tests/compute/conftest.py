@@ -22,8 +22,8 @@ from jobsheet.compute.models import ComputeContract, ContractRequest, RunRequest
 from jobsheet.settings import Settings
 from jobsheet.storage_pars import issue_read_par
 from jobsheet.write_par import issue_write_par
-from tests.compute.harness import CallComputeWorkflow, CallInput
 from tests.api_server import ApiServer
+from tests.compute.harness import CallComputeWorkflow, CallInput
 from worker import compute_workers
 
 TEST_CALCULATIONS = Path(__file__).with_name("test_calculations.toml")
