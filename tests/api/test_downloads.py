@@ -1,0 +1,43 @@
+"""Download PARs come from the job's workflow while it lives, and from its persisted sheet once
+the workflow has closed (here: terminated by the operator), until the outputs' retention ends."""
+
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+
+from jobsheet.jobs.client import job_handle
+from jobsheet.jobs.models import JobState
+from tests.api.conftest import Deployment
+from tests.api.signed import Signed
+from tests.api.test_ownership import DATA, submit_body
+
+
+async def test_downloads_after_the_workflow_closed_come_from_the_sheet(
+    deployed: Deployment,
+) -> None:
+    alice = Signed(deployed.settings.api_url, deployed.user)
+    body = submit_body(deployed, deployed.user, account=deployed.payer, user=deployed.user.name)
+    answer = (await alice.post("/v1/jobs", body)).json()
+    uid = answer["uid"]
+    async with httpx.AsyncClient(timeout=60) as http:
+        assert (await http.put(answer["upload_url"], content=DATA)).status_code == 200
+        assert (await http.post(answer["run_url"])).status_code == 202
+        sheet = await deployed.wait_for(uid, JobState.SUCCEEDED, JobState.FAILED)
+        assert sheet.state == JobState.SUCCEEDED, sheet.error
+
+        live = await alice.post(f"/v1/jobs/{uid}/downloads")
+        assert live.status_code == 200, live.text
+        await job_handle(deployed.client, uid).terminate("the operator closed it early")
+
+        closed = await alice.post(f"/v1/jobs/{uid}/downloads")
+        assert closed.status_code == 200, closed.text
+        pars = closed.json()["pars"]
+        assert {par["key"] for par in pars} == {par["key"] for par in live.json()["pars"]}
+        for par in pars:
+            got = await http.get(par["url"])
+            assert got.status_code == 200
+            assert hashlib.sha256(got.content).hexdigest() == par["sha256"]
+        operator = Signed(deployed.settings.api_url, deployed.operator)
+        assert (await operator.post(f"/v1/jobs/{uid}/downloads")).status_code == 200
