@@ -111,8 +111,10 @@ async def list_jobs(
         client, visibility_query(settings, state=state, account=account, user=user)
     )
     known = set(matching)
-    if state or account:
-        known |= set(await _from_temporal(client, visibility_query(settings, user=user)))
+    if state or account or user:
+        # Every job Temporal still has is answered from Temporal: the object store is read only
+        # for the jobs it no longer has (past the namespace's retention).
+        known |= set(await _from_temporal(client, visibility_query(settings)))
     stored = await asyncio.to_thread(_from_store, s3, settings.bucket, known)
     for sheet in stored:
         summary = _summary_of(sheet)
