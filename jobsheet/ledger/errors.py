@@ -26,11 +26,14 @@ ACCOUNT_EXISTS = "AccountExists"
 UNSIGNED = "Unsigned"
 NOT_OPERATOR = "NotOperator"
 STALE_SIGNATURE = "StaleSignature"
+FORGED_STATE = "ForgedState"
 
 UNKNOWN_USER = "UnknownUser"
 USER_EXISTS = "UserExists"
 UNKNOWN_KEY = "UnknownKey"
 KEY_EXISTS = "KeyExists"
+INVALID_KEY = "InvalidKey"
+WRONG_USER = "WrongUser"
 AUTHORISATION_EXPIRED = "AuthorisationExpired"
 AUTHORISATION_NOT_YET_VALID = "AuthorisationNotYetValid"
 AUTHORISATION_REUSED = "AuthorisationReused"
@@ -55,10 +58,13 @@ ALL = frozenset(
         UNSIGNED,
         NOT_OPERATOR,
         STALE_SIGNATURE,
+        FORGED_STATE,
         UNKNOWN_USER,
         USER_EXISTS,
         UNKNOWN_KEY,
         KEY_EXISTS,
+        INVALID_KEY,
+        WRONG_USER,
         AUTHORISATION_EXPIRED,
         AUTHORISATION_NOT_YET_VALID,
         AUTHORISATION_REUSED,

@@ -141,6 +141,26 @@ class DepositInput(BaseModel):
         return None if value is None else as_utc(value)
 
 
+class OverdraftInput(BaseModel):
+    """Let ``account`` go ``limit`` below zero: an order the operator signs, like a deposit.
+
+    ``signature`` covers every other field (see ``jobsheet.ledger.orders.sign_overdraft``).
+    """
+
+    idempotency_key: str
+    account: str
+    limit: NonNegativeMoney
+    signed_by: str = ""
+    key_id: str = ""
+    signed_at: AwareDatetime | None = None
+    signature: str = ""
+
+    @field_validator("signed_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
 class CashChequeInput(BaseModel):
     """Cash ``cheque`` for ``spend`` on behalf of ``recipient``: places a hold, returns a note."""
 
@@ -233,16 +253,44 @@ class AuthorisationVerdict(BaseModel):
 
 
 class RegisterKeyInput(BaseModel):
-    """Add ``key``; with ``retire_others`` every older key stops signing at ``key.valid_from``."""
+    """An order to add ``key`` to ``user``'s keys; with ``retire_others`` every older key stops
+    signing when it is applied (a rotation).
+
+    Signed by a current key of that user (``signer_key_id``; see
+    ``jobsheet.ledger.key_orders``); ``signature`` covers every other field. The signer's fields
+    default to empty only so that histories recorded before key orders were signed still decode.
+    """
 
     idempotency_key: str
     key: PublicKeyRecord
     retire_others: bool = True
+    user: str = ""
+    signer_key_id: str = ""
+    signed_at: AwareDatetime | None = None
+    signature: str = ""
+
+    @field_validator("signed_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
 
 
 class RevokeKeyInput(BaseModel):
+    """An order to revoke ``user``'s key ``key_id``, signed by a current key of that user or, for
+    a stolen key, by the operator (``signed_by``). ``signature`` covers every other field."""
+
     idempotency_key: str
     key_id: str
+    user: str = ""
+    signed_by: str = ""
+    signer_key_id: str = ""
+    signed_at: AwareDatetime | None = None
+    signature: str = ""
+
+    @field_validator("signed_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
 
 
 class UseNonceInput(BaseModel):

@@ -1,20 +1,26 @@
-"""Signed ledger orders: deposits signed by the operator, credits signed by the ledger workers.
+"""Signed ledger orders: deposits and overdraft limits signed by the operator, credits signed by
+the ledger workers.
 
-Anyone who reaches the Temporal frontend can send an account workflow an update, so the two
-updates that add money to an account need a signature made with a key the frontend does not
-hold: a ``deposit`` is an order signed by the operator (the user ``settings.operator_user``, with
-a key registered in the user registry), a ``credit`` is signed by the ledger workers' own key
+Anyone who reaches the Temporal frontend can send an account workflow an update, so the updates
+that add money to an account, or let it spend money it does not have, need a signature made with
+a key the frontend does not hold: a ``deposit`` and a ``set_overdraft_limit`` are orders signed
+by the operator (the user ``settings.operator_user``, with a key registered in the user
+registry), a ``credit`` is signed by the ledger workers' own key
 (``settings.ledger_private_key()``). Signing and checking are pure: callers pass keys and ``now``.
+The helpers here also check the key orders of :mod:`jobsheet.ledger.key_orders`.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import BaseModel
 
 from jobsheet.canonical import canonical_json
 from jobsheet.identity import Identity, IdentityError, PublicKeyRecord, load_identity
@@ -26,25 +32,144 @@ from jobsheet.ledger.errors import (
     WRONG_ACCOUNT,
     Refused,
 )
-from jobsheet.ledger.models import CreditInput, DepositInput, OperatorKeys
+from jobsheet.ledger.models import CreditInput, DepositInput, OperatorKeys, OverdraftInput
 from jobsheet.money import to_money
 from jobsheet.names import check_name
 
 DEPOSIT_MAX_AGE = timedelta(minutes=10)
-"""How old a deposit order may be when it reaches the account (retries included)."""
+"""How old a signed order (deposit, overdraft, key order) may be when it is applied (retries
+included)."""
 DEPOSIT_MAX_SKEW = timedelta(minutes=1)
-"""How far in the future a deposit order may be dated (the signer's clock may run ahead)."""
+"""How far in the future an order may be dated (the signer's clock may run ahead)."""
 LEDGER_SIGNER = "ledger"
 LEDGER_KEY_VALID_FROM = datetime(2000, 1, 1, tzinfo=UTC)
 CREDIT_FIELDS = frozenset({"idempotency_key", "from_account", "amount", "reference", "job_uid"})
 
 
-# --- deposits: signed by the operator -------------------------------------------------------
+# --- what every signed order checks -----------------------------------------------------------
+
+
+class OperatorOrder(Protocol):
+    """The fields of an order the operator signs for one account (a deposit, an overdraft)."""
+
+    @property
+    def idempotency_key(self) -> str: ...
+    @property
+    def account(self) -> str: ...
+    @property
+    def signed_by(self) -> str: ...
+    @property
+    def key_id(self) -> str: ...
+    @property
+    def signed_at(self) -> datetime | None: ...
+    @property
+    def signature(self) -> str: ...
+
+
+def order_bytes(order: BaseModel) -> bytes:
+    """The canonical bytes a signer signs: every field of the order but the signature."""
+    return canonical_json(order.model_dump(mode="json", exclude={"signature"}))
+
+
+def check_fresh(
+    what: str,
+    signed_at: datetime,
+    *,
+    now: datetime,
+    max_age: timedelta = DEPOSIT_MAX_AGE,
+    skew: timedelta = DEPOSIT_MAX_SKEW,
+) -> None:
+    """Raise :class:`Refused` (``StaleSignature``) unless ``signed_at`` is recent at ``now``."""
+    age = now - signed_at
+    if age > max_age:
+        raise Refused(
+            STALE_SIGNATURE,
+            f"{what} was signed {age.total_seconds():.0f}s ago; the limit is "
+            f"{max_age.total_seconds():.0f}s: sign it again",
+        )
+    if age < -skew:
+        raise Refused(STALE_SIGNATURE, f"{what} is dated in the future")
+
+
+def check_signed_with(
+    what: str,
+    message: bytes,
+    *,
+    signature: str,
+    key_id: str,
+    signed_at: datetime,
+    signer: str,
+    keys: Sequence[PublicKeyRecord],
+    current_at: datetime | None = None,
+) -> None:
+    """Raise :class:`Refused` (``BadSignature``) unless ``signer``'s key ``key_id`` (one of
+    ``keys``) may sign at ``signed_at`` (and, with ``current_at``, still may then) and signed
+    ``message``."""
+    for record in keys:
+        if record.key_id == key_id:
+            periods = [signed_at] if current_at is None else [signed_at, current_at]
+            if not all(record.may_sign_at(at) for at in periods):
+                raise Refused(
+                    BAD_SIGNATURE,
+                    f"{what} is signed with key {key_id} outside its signing period "
+                    "(rotated or revoked)",
+                )
+            if not record.verifies(message, signature):
+                raise Refused(BAD_SIGNATURE, f"{what} has a bad signature")
+            return
+    raise Refused(BAD_SIGNATURE, f"{what} is signed with a key {signer} never had")
+
+
+def check_operator_order(
+    what: str,
+    order: OperatorOrder,
+    message: bytes,
+    *,
+    account: str,
+    now: datetime,
+    operator: OperatorKeys | None,
+    max_age: timedelta = DEPOSIT_MAX_AGE,
+    skew: timedelta = DEPOSIT_MAX_SKEW,
+    current: bool = False,
+) -> None:
+    """Raise :class:`Refused` unless ``order`` (``what``, e.g. "deposit dep-1") is a recent order
+    on ``account`` signed by the operator with a key that may sign at ``signed_at`` (and, with
+    ``current``, still may at ``now``, so that a revoked key cannot sign an order dated before).
+
+    ``operator`` is who the *verifier* trusts (from its own settings), never the order's
+    ``signed_by``; ``operator=None`` checks only what needs no keys (for an update validator).
+    """
+    if not order.signature or not order.key_id or order.signed_at is None:
+        raise Refused(UNSIGNED, f"{what} is not signed; it needs the operator's key")
+    if order.account != account:
+        raise Refused(WRONG_ACCOUNT, f"{what} is signed for {order.account!r}, not {account}")
+    check_fresh(what, order.signed_at, now=now, max_age=max_age, skew=skew)
+    if operator is None:
+        return
+    if order.signed_by != operator.user:
+        raise Refused(
+            NOT_OPERATOR,
+            f"{what} is signed by {order.signed_by!r}; only the operator {operator.user!r} "
+            "may sign it",
+        )
+    check_signed_with(
+        what,
+        message,
+        signature=order.signature,
+        key_id=order.key_id,
+        signed_at=order.signed_at,
+        signer=f"the operator {operator.user}",
+        keys=operator.keys,
+        current_at=now if current else None,
+    )
+
+
+# --- deposits and overdraft limits: signed by the operator ------------------------------------
 
 
 def deposit_bytes(order: DepositInput) -> bytes:
     """The canonical bytes the operator signs: every field of the order but the signature."""
-    return canonical_json(order.model_dump(mode="json", exclude={"signature"}))
+    return order_bytes(order)
 
 
 def sign_deposit(
@@ -79,48 +204,53 @@ def check_deposit(
     skew: timedelta = DEPOSIT_MAX_SKEW,
 ) -> None:
     """Raise :class:`Refused` unless ``order`` is a recent deposit on ``account`` signed by the
-    operator with a key that may sign at ``signed_at``.
+    operator (see :func:`check_operator_order`)."""
+    check_operator_order(
+        f"deposit {order.idempotency_key}",
+        order,
+        deposit_bytes(order),
+        account=account,
+        now=now,
+        operator=operator,
+        max_age=max_age,
+        skew=skew,
+    )
 
-    ``operator`` is who the *verifier* trusts (from its own settings), never the order's
-    ``signed_by``; ``operator=None`` checks only what needs no keys (for an update validator).
-    """
-    key = order.idempotency_key
-    if not order.signature or not order.key_id or order.signed_at is None:
-        raise Refused(UNSIGNED, f"deposit {key} is not signed; deposits need the operator's key")
-    if order.account != account:
-        raise Refused(
-            WRONG_ACCOUNT, f"deposit {key} is signed for {order.account!r}, not {account}"
-        )
-    age = now - order.signed_at
-    if age > max_age:
-        raise Refused(
-            STALE_SIGNATURE,
-            f"deposit {key} was signed {age.total_seconds():.0f}s ago; the limit is "
-            f"{max_age.total_seconds():.0f}s: sign it again",
-        )
-    if age < -skew:
-        raise Refused(STALE_SIGNATURE, f"deposit {key} is dated in the future")
-    if operator is None:
-        return
-    if order.signed_by != operator.user:
-        raise Refused(
-            NOT_OPERATOR,
-            f"deposit {key} is signed by {order.signed_by!r}; only the operator "
-            f"{operator.user!r} may deposit",
-        )
-    for record in operator.keys:
-        if record.key_id == order.key_id:
-            if not record.may_sign_at(order.signed_at):
-                raise Refused(
-                    BAD_SIGNATURE,
-                    f"deposit {key} is signed with key {order.key_id} outside its signing "
-                    "period (rotated or revoked)",
-                )
-            if not record.verifies(deposit_bytes(order), order.signature):
-                raise Refused(BAD_SIGNATURE, f"deposit {key} has a bad signature")
-            return
-    raise Refused(
-        BAD_SIGNATURE, f"deposit {key} is signed with a key the operator {operator.user} never had"
+
+def sign_overdraft(
+    identity: Identity,
+    *,
+    account: str,
+    limit: Decimal | int | str,
+    idempotency_key: str,
+    now: datetime | None = None,
+) -> OverdraftInput:
+    """An order letting ``account`` go ``limit`` below zero, signed by ``identity`` (the
+    operator)."""
+    unsigned = OverdraftInput(
+        idempotency_key=idempotency_key,
+        account=check_name(account, what="account name"),
+        limit=to_money(limit),
+        signed_by=identity.name,
+        key_id=identity.key_id,
+        signed_at=now or datetime.now(UTC),
+    )
+    return unsigned.model_copy(update={"signature": identity.sign(order_bytes(unsigned))})
+
+
+def check_overdraft(
+    order: OverdraftInput, *, account: str, now: datetime, operator: OperatorKeys | None
+) -> None:
+    """Raise :class:`Refused` unless ``order`` is a recent overdraft limit for ``account`` signed
+    by the operator (see :func:`check_operator_order`)."""
+    check_operator_order(
+        f"overdraft order {order.idempotency_key}",
+        order,
+        order_bytes(order),
+        account=account,
+        now=now,
+        operator=operator,
+        current=True,
     )
 
 

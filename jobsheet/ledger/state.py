@@ -92,6 +92,8 @@ class AccountState(BaseModel):
     cashed: dict[str, AwareDatetime] = Field(default_factory=dict)
     credited: dict[str, AwareDatetime] = Field(default_factory=dict)
     deposited: dict[str, AwareDatetime] = Field(default_factory=dict)
+    limit_orders: dict[str, AwareDatetime] = Field(default_factory=dict)
+    """Keys of applied overdraft orders by ``signed_at``, kept like ``deposited``."""
     transfers: list[Transfer] = Field(default_factory=list)
     remembered: dict[str, Remembered] = Field(default_factory=dict)
     recent: list[LedgerEntry] = Field(default_factory=list)
@@ -157,6 +159,32 @@ class AccountState(BaseModel):
             if signed_at is not None:
                 self.deposited[key] = signed_at
             self._entry(now, EntryKind.DEPOSIT, amount, key, reference or key, balance=amount)
+            return self.view()
+
+        return self._once(key, now, apply, BalanceView)
+
+    def set_overdraft_limit(
+        self,
+        key: str,
+        limit: Decimal,
+        now: datetime,
+        *,
+        verify: Callable[[], None] | None = None,
+        signed_at: datetime | None = None,
+    ) -> BalanceView:
+        """Let the account go ``limit`` below zero from now on, once per key (holds already
+        placed stay). ``verify`` (the operator's signature check) runs as for a deposit."""
+        if key in self.limit_orders and not self.has_seen(key):
+            return self.view()
+        if verify is not None and not self.has_seen(key):
+            verify()
+
+        def apply() -> BalanceView:
+            if limit < 0 or limit > MAX_AMOUNT:
+                raise Refused(INVALID_AMOUNT, f"an overdraft limit must be 0 to {MAX_AMOUNT}")
+            self.overdraft_limit = limit
+            if signed_at is not None:
+                self.limit_orders[key] = signed_at
             return self.view()
 
         return self._once(key, now, apply, BalanceView)
@@ -386,6 +414,9 @@ class AccountState(BaseModel):
         self.credited = {k: at for k, at in self.credited.items() if at + CREDIT_RETENTION > now}
         self.deposited = {
             k: at for k, at in self.deposited.items() if at + DEPOSIT_ORDER_RETENTION > now
+        }
+        self.limit_orders = {
+            k: at for k, at in self.limit_orders.items() if at + DEPOSIT_ORDER_RETENTION > now
         }
         recent = sorted(self.remembered.items(), key=lambda item: item[1].at)[-MAX_REMEMBERED:]
         self.remembered = {k: v for k, v in recent if v.at + KEY_RETENTION > now}

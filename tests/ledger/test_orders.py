@@ -1,4 +1,5 @@
-"""Signed ledger orders, pure: deposits the operator signs and credits the ledger workers sign."""
+"""Signed ledger orders, pure: deposits and overdraft limits the operator signs, credits the
+ledger workers sign."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from jobsheet.ledger.models import CreditInput, OperatorKeys
 from jobsheet.ledger.orders import (
     check_credit,
     check_deposit,
+    check_overdraft,
     ledger_signer,
     load_operator,
     sign_credit,
     sign_deposit,
+    sign_overdraft,
 )
 from jobsheet.ledger.state import AccountState
 from tests.ledger.factories import T0, identity
@@ -143,3 +146,58 @@ def test_the_operator_key_is_read_from_the_config_dir_then_the_state_dir(tmp_pat
     other = identity(OPERATOR.name)
     save_identity(other, config_dir=config)
     assert load_operator(OPERATOR.name, config_dir=config, state_dir=state).key_id == other.key_id
+
+
+def test_an_overdraft_limit_is_the_operators_order_applied_once() -> None:
+    signed = sign_overdraft(
+        OPERATOR, account="acct-a", limit="40.00", idempotency_key="od-1", now=T0
+    )
+    check_overdraft(signed, account="acct-a", now=T0, operator=TRUSTED)
+    refused(
+        errors.UNSIGNED,
+        lambda: check_overdraft(
+            signed.model_copy(update={"signature": ""}), account="acct-a", now=T0, operator=None
+        ),
+    )
+    bigger = signed.model_copy(update={"limit": Decimal("4000.00")})
+    refused(
+        errors.BAD_SIGNATURE,
+        lambda: check_overdraft(bigger, account="acct-a", now=T0, operator=TRUSTED),
+    )
+    mallorys = sign_overdraft(MALLORY, account="acct-a", limit="40", idempotency_key="od-2", now=T0)
+    refused(
+        errors.NOT_OPERATOR,
+        lambda: check_overdraft(mallorys, account="acct-a", now=T0, operator=TRUSTED),
+    )
+    refused(
+        errors.WRONG_ACCOUNT,
+        lambda: check_overdraft(signed, account="acct-b", now=T0, operator=TRUSTED),
+    )
+    # A key revoked since signs no overdraft order, even one dated before its revocation.
+    revoked = OPERATOR.public_record().model_copy(update={"revoked_at": T0 + timedelta(minutes=1)})
+    gone = TRUSTED.model_copy(update={"keys": [revoked]})
+    later = T0 + timedelta(minutes=2)
+    refused(
+        errors.BAD_SIGNATURE,
+        lambda: check_overdraft(signed, account="acct-a", now=later, operator=gone),
+    )
+
+    state = AccountState(account="acct-a", owner="alice")
+
+    def apply(order, now=T0):
+        def verify() -> None:
+            check_overdraft(order, account="acct-a", now=now, operator=TRUSTED)
+
+        return state.set_overdraft_limit(
+            order.idempotency_key, order.limit, now, verify=verify, signed_at=order.signed_at
+        )
+
+    with pytest.raises(Refused):
+        apply(bigger)
+    assert state.overdraft_limit == 0 and not state.has_seen("od-1")
+    assert apply(signed).overdraft_limit == Decimal("40.00")
+    lower = sign_overdraft(OPERATOR, account="acct-a", limit="5", idempotency_key="od-3", now=T0)
+    assert apply(lower).overdraft_limit == Decimal("5.00")
+    # The first order again (its answer forgotten, as on a very busy account) changes nothing.
+    state.remembered.clear()
+    assert apply(signed, T0 + timedelta(minutes=5)).overdraft_limit == Decimal("5.00")
