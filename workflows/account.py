@@ -1,10 +1,13 @@
 """One account's ledger as an entity workflow (``account-<uid>``), wrapping the pure state machine.
 
 Updates (each with a validator that sheds doomed requests before they reach history) deposit,
-cash cheques into holds, receipt and refund credit notes, and credit incoming transfers. The two
-that add money check a signature a bare Temporal client cannot make: a deposit must be signed by
+set the overdraft limit, cash cheques into holds, receipt and refund credit notes, and credit
+incoming transfers. Those that add money or let the account spend money it does not have check a
+signature a bare Temporal client cannot make: a deposit or an overdraft limit must be signed by
 the operator the worker trusts (its keys from the registry, by a local activity), a credit by
-the ledger workers' key (its public half fetched once and carried across continue-as-new).
+the ledger workers' key (its public half fetched once and carried across continue-as-new). For
+the same reason a new run takes state only from its own continue-as-new, and opens with no
+overdraft whatever its start input says.
 Two background loops keep the promises that outlive a request: the expiry loop refunds every hold
 still open at its ``receipt_by`` (a durable timer), and the delivery loop writes each ledger entry
 to the object store once and carries receipted money to the recipient's account. The workflow
@@ -31,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.ledger import LedgerActivities
     from jobsheet.identity import PublicKeyRecord
-    from jobsheet.ledger.errors import BAD_SIGNATURE, Refused, refused
+    from jobsheet.ledger.errors import BAD_SIGNATURE, FORGED_STATE, Refused, refused
     from jobsheet.ledger.models import (
         AuditInput,
         BalanceView,
@@ -40,6 +43,8 @@ with workflow.unsafe.imports_passed_through():
         CreditNote,
         DepositInput,
         KeysLookupInput,
+        OperatorKeys,
+        OverdraftInput,
         ReceiptInput,
         ReceiptResult,
         RefundInput,
@@ -47,7 +52,12 @@ with workflow.unsafe.imports_passed_through():
         Statement,
         Transfer,
     )
-    from jobsheet.ledger.orders import check_credit, check_deposit, credit_verifies
+    from jobsheet.ledger.orders import (
+        check_credit,
+        check_deposit,
+        check_overdraft,
+        credit_verifies,
+    )
     from jobsheet.ledger.state import ZERO, AccountState
     from jobsheet.money import NonNegativeMoney
     from jobsheet.names import Name
@@ -59,6 +69,9 @@ DELIVERY_BACKOFF = timedelta(seconds=30)
 KEY_LOOKUP_TIMEOUT = timedelta(seconds=10)
 SIGNED_ORDERS_PATCH = "ledger-signed-orders"
 """Deposits and credits are checked for signatures from this patch on (older histories: not)."""
+START_CHECKS_PATCH = "ledger-start-checks"
+"""From this patch on, a run takes carried state only from its own continue-as-new, and a new
+account opens with no overdraft (only the operator's signed order sets one)."""
 
 
 def _orders_are_signed() -> bool:
@@ -73,11 +86,14 @@ def _orders_are_signed() -> bool:
 
 
 class OpenAccountInput(BaseModel):
-    """Start input of an account workflow (``state`` is set only by continue-as-new)."""
+    """Start input of an account workflow (``state`` and ``ledger_key`` are accepted only from
+    the account's own continue-as-new)."""
 
     account: Name
     owner: Name
     overdraft_limit: NonNegativeMoney = ZERO
+    """Ignored by new accounts: the operator sets a limit with a signed ``set_overdraft_limit``
+    (kept so that runs started before the ``ledger-start-checks`` patch still decode)."""
     continue_as_new_after: int = Field(default=1000, ge=1)
     state: AccountState | None = None
     ledger_key: PublicKeyRecord | None = None
@@ -94,18 +110,34 @@ class AccountWorkflow:
 
     @workflow.init
     def __init__(self, request: OpenAccountInput) -> None:
-        self._state = request.state or AccountState(
-            account=request.account, owner=request.owner, overdraft_limit=request.overdraft_limit
+        self._forged = False
+        state, ledger_key, overdraft = request.state, request.ledger_key, request.overdraft_limit
+        if workflow.patched(START_CHECKS_PATCH):
+            # Only this account's own continue-as-new may carry state or the ledger key: from
+            # anyone else they would be a made-up balance or a key to sign credits with.
+            carried = workflow.info().continued_run_id is not None
+            self._forged = not carried and (state is not None or ledger_key is not None)
+            if not carried:
+                state, ledger_key, overdraft = None, None, ZERO
+        self._state = state or AccountState(
+            account=request.account, owner=request.owner, overdraft_limit=overdraft
         )
         self._limit = request.continue_as_new_after
         self._operations = 0
         self._timer_target = self._state.next_receipt_by()
         self._holds_changed = 0
         self._stopping = False
-        self._ledger_key = request.ledger_key
+        self._ledger_key = ledger_key
 
     @workflow.run
     async def run(self, request: OpenAccountInput) -> None:
+        if self._forged:
+            raise ApplicationError(
+                f"account {request.account} was started with carried state, which only its own "
+                "continue-as-new may bring; open accounts empty",
+                type=FORGED_STATE,
+                non_retryable=True,
+            )
         expiry = asyncio.create_task(self._expiry_loop())
         delivery = asyncio.create_task(self._delivery_loop())
         await workflow.wait_condition(self._continue_due)
@@ -216,14 +248,7 @@ class AccountWorkflow:
         """Add money on an order signed by the operator this worker trusts (once per key)."""
         verify: Callable[[], None] | None = None
         if _orders_are_signed() and not self._state.has_seen(request.idempotency_key):
-            try:
-                operator = await workflow.execute_local_activity_method(
-                    LedgerActivities.operator_keys, start_to_close_timeout=KEY_LOOKUP_TIMEOUT
-                )
-            except ActivityError as exc:
-                raise refused(
-                    BAD_SIGNATURE, f"cannot verify a deposit: no operator keys ({exc})"
-                ) from None
+            operator = await self._operator_keys(f"deposit {request.idempotency_key}")
             verify = functools.partial(
                 check_deposit,
                 request,
@@ -252,6 +277,51 @@ class AccountWorkflow:
             check_deposit(request, account=self._state.account, now=workflow.now(), operator=None)
         except Refused as exc:
             raise _refusal(exc) from None
+
+    @workflow.update
+    async def set_overdraft_limit(self, request: OverdraftInput) -> BalanceView:
+        """Let the account go ``limit`` below zero, on an order signed by the operator this
+        worker trusts (once per key)."""
+        verify: Callable[[], None] | None = None
+        if not self._state.has_seen(request.idempotency_key):
+            operator = await self._operator_keys(f"overdraft order {request.idempotency_key}")
+            verify = functools.partial(
+                check_overdraft,
+                request,
+                account=self._state.account,
+                now=workflow.now(),
+                operator=operator,
+            )
+        self._operations += 1
+        try:
+            return self._state.set_overdraft_limit(
+                request.idempotency_key,
+                request.limit,
+                workflow.now(),
+                verify=verify,
+                signed_at=request.signed_at,
+            )
+        except Refused as exc:
+            raise _refusal(exc) from None
+
+    @set_overdraft_limit.validator
+    def _validate_set_overdraft_limit(self, request: OverdraftInput) -> None:
+        if self._state.has_seen(request.idempotency_key):
+            return
+        try:
+            check_overdraft(request, account=self._state.account, now=workflow.now(), operator=None)
+        except Refused as exc:
+            raise _refusal(exc) from None
+
+    async def _operator_keys(self, order: str) -> OperatorKeys:
+        try:
+            return await workflow.execute_local_activity_method(
+                LedgerActivities.operator_keys, start_to_close_timeout=KEY_LOOKUP_TIMEOUT
+            )
+        except ActivityError as exc:
+            raise refused(
+                BAD_SIGNATURE, f"cannot verify {order}: no operator keys ({exc})"
+            ) from None
 
     @workflow.update
     async def cash_cheque(self, request: CashChequeInput) -> CreditNote:

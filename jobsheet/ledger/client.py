@@ -7,11 +7,18 @@ an account or user that does not exist is ``UnknownAccount`` / ``UnknownUser``.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -30,6 +37,7 @@ from jobsheet.ledger.models import (
     CreditInput,
     CreditNote,
     DepositInput,
+    OverdraftInput,
     ReceiptInput,
     ReceiptResult,
     RefundInput,
@@ -41,7 +49,7 @@ from jobsheet.ledger.models import (
     account_workflow_id,
     user_workflow_id,
 )
-from jobsheet.ledger.orders import sign_deposit
+from jobsheet.ledger.orders import sign_deposit, sign_overdraft
 from jobsheet.money import to_money
 from jobsheet.names import check_name
 
@@ -60,39 +68,100 @@ async def open_account(
     task_queue: str,
     account: str | None = None,
     overdraft_limit: Decimal | int | str = 0,
+    operator: Identity | None = None,
     continue_as_new_after: int = 1000,
 ) -> str:
     """Start the account workflow for a new account and return the account uid.
 
-    A name that breaks the rule of :mod:`jobsheet.names` is refused (``InvalidName``, a
-    ``ValueError``) before any workflow starts.
+    A non-zero ``overdraft_limit`` is an order signed by ``operator`` (required then), sent with
+    the start so that the account never runs without it. A name that breaks the rule of
+    :mod:`jobsheet.names` is refused (``InvalidName``, a ``ValueError``) before any workflow
+    starts.
     """
     from workflows.account import AccountWorkflow, OpenAccountInput
 
     uid = check_name(account or f"acct-{uuid.uuid4().hex[:12]}", what="account name")
     check_name(owner, what="owner name")
+    limit = to_money(overdraft_limit)
+    if limit and operator is None:
+        raise ValueError("an overdraft limit is the operator's order: pass operator=")
+    request = OpenAccountInput(
+        account=uid, owner=owner, continue_as_new_after=continue_as_new_after
+    )
+    options: dict[str, Any] = {
+        "id": account_workflow_id(uid),
+        "task_queue": task_queue,
+        "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        "id_conflict_policy": WorkflowIDConflictPolicy.FAIL,
+        "static_summary": f"ledger of account {uid} (owner {owner})",
+    }
     try:
-        await client.start_workflow(
-            AccountWorkflow.run,
-            OpenAccountInput(
-                account=uid,
-                owner=owner,
-                overdraft_limit=to_money(overdraft_limit),
-                continue_as_new_after=continue_as_new_after,
-            ),
-            id=account_workflow_id(uid),
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            static_summary=f"ledger of account {uid} (owner {owner})",
-        )
+        if not limit or operator is None:
+            await client.start_workflow(AccountWorkflow.run, request, **options)
+        else:
+            order = sign_overdraft(
+                operator, account=uid, limit=limit, idempotency_key=new_key("overdraft")
+            )
+            start = WithStartWorkflowOperation(AccountWorkflow.run, request, **options)
+            await _update_with_start(client, "set_overdraft_limit", order, start)
     except WorkflowAlreadyStartedError:
         raise refused(ACCOUNT_EXISTS, f"account {uid} already exists") from None
     return uid
 
 
+async def _update_with_start(
+    client: Client,
+    update: str,
+    order: OverdraftInput,
+    start: WithStartWorkflowOperation[Any, Any],
+) -> BalanceView:
+    """Start a workflow with ``order`` as its first update (the order's key is the update id).
+
+    A refused start leaves its error in ``start`` as well; it is read here, so that asyncio
+    does not report it as never retrieved.
+    """
+    try:
+        return await client.execute_update_with_start_workflow(
+            update,
+            order,
+            id=order.idempotency_key,
+            start_workflow_operation=start,
+            result_type=BalanceView,
+        )
+    except WorkflowUpdateFailedError as exc:
+        raise _failed(exc) from None
+    except (RPCError, WorkflowAlreadyStartedError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        with contextlib.suppress(BaseException):
+            await start.workflow_handle()
+        raise
+
+
+async def set_overdraft_limit(
+    client: Client,
+    account: str,
+    limit: Decimal | int | str,
+    *,
+    operator: Identity,
+    idempotency_key: str | None = None,
+) -> BalanceView:
+    """Let ``account`` go ``limit`` below zero from now on, on an order signed by ``operator``."""
+    key = idempotency_key or new_key("overdraft")
+    order = sign_overdraft(operator, account=account, limit=limit, idempotency_key=key)
+    return await _update(
+        account_handle(client, account), "set_overdraft_limit", order, key, BalanceView
+    )
+
+
 def account_handle(client: Client, account: str) -> WorkflowHandle[Any, Any]:
     return client.get_workflow_handle(account_workflow_id(account))
+
+
+def _failed(exc: WorkflowUpdateFailedError) -> Exception:
+    """The workflow's refusal as a non-retryable ``ApplicationError`` (else the error itself)."""
+    cause = exc.cause
+    if isinstance(cause, ApplicationError):
+        return refused(cause.type or "Refused", cause.message)
+    return exc
 
 
 async def _update(
@@ -107,10 +176,7 @@ async def _update(
     try:
         return await handle.execute_update(name, arg, id=key, result_type=result_type)
     except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        if isinstance(cause, ApplicationError):
-            raise refused(cause.type or "Refused", cause.message) from None
-        raise
+        raise _failed(exc) from None
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise refused(missing, f"{handle.id} does not exist") from None

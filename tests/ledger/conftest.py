@@ -53,6 +53,7 @@ class Ledger:
             owner=owner.name,
             task_queue=self.task_queue,
             overdraft_limit=overdraft_limit,
+            operator=self.operator,
             continue_as_new_after=continue_as_new_after,
         )
         if Decimal(funds) > 0:

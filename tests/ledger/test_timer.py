@@ -1,36 +1,45 @@
-"""The automatic refund at ``receipt_by`` on the time-skipping server, with nobody acting."""
+"""The automatic refund at ``receipt_by`` on the time-skipping server, with nobody acting, after
+the account has continued as new with the hold open."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from jobsheet.identity import PublicKeyRecord
+from jobsheet.identity import Identity, PublicKeyRecord
 from jobsheet.ledger.models import (
     AuditInput,
     BalanceView,
+    CashChequeInput,
     EntryKind,
     KeysLookupInput,
     LedgerEntry,
+    OperatorKeys,
     Transfer,
     TransferOutcome,
     account_workflow_id,
 )
-from jobsheet.ledger.state import AccountState
+from jobsheet.ledger.orders import sign_deposit
 from tests.ledger.factories import RESOURCE, cheque, identity
+from tests.ledger.test_account_workflow import wait_for
 from workflows.account import AccountWorkflow, OpenAccountInput
 
 
 class StubLedgerActivities:
-    """The account workflow's activities without Temporal clients or S3: the audit trail in memory."""
+    """The account workflow's activities without Temporal clients or S3: the audit trail in
+    memory, and fixed keys for the operator and the account's owner."""
 
-    def __init__(self) -> None:
+    def __init__(self, operator: Identity, owner: Identity) -> None:
         self.audited: list[LedgerEntry] = []
+        self.operator = operator
+        self.owner = owner
 
     @activity.defn(name="write_ledger_entries")
     async def write_ledger_entries(self, request: AuditInput) -> int:
@@ -39,11 +48,23 @@ class StubLedgerActivities:
 
     @activity.defn(name="lookup_user_keys")
     async def lookup_user_keys(self, request: KeysLookupInput) -> list[PublicKeyRecord]:
-        return []
+        return [self.owner.public_record()] if request.user == self.owner.name else []
+
+    @activity.defn(name="operator_keys")
+    async def operator_keys(self) -> OperatorKeys:
+        return OperatorKeys(user=self.operator.name, keys=[self.operator.public_record()])
 
     @activity.defn(name="deliver_transfer")
     async def deliver_transfer(self, transfer: Transfer) -> TransferOutcome:
         return TransferOutcome(delivered=True)
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [
+            self.write_ledger_entries,
+            self.lookup_user_keys,
+            self.operator_keys,
+            self.deliver_transfer,
+        ]
 
 
 async def test_open_hold_is_refunded_at_receipt_by_with_nobody_acting(
@@ -51,34 +72,44 @@ async def test_open_hold_is_refunded_at_receipt_by_with_nobody_acting(
 ) -> None:
     now = await time_env.get_current_time()
     alice = identity(now=now - timedelta(days=1))
+    operator = identity("operator-t1m3r", now=now - timedelta(days=1))
     account = f"acct-{uuid.uuid4().hex[:8]}"
-    state = AccountState(account=account, owner=alice.name)
-    state.deposit("opening", Decimal("100.00"), now)
-    note = state.cash_cheque(
-        "cash",
-        cheque(alice, account=account, now=now, valid_for=timedelta(hours=3)),
-        spend=Decimal("30.00"),
-        recipient="acct-provider",
-        resource=RESOURCE,
-        receipt_within=timedelta(hours=1),
-        keys=[alice.public_record()],
-        now=now,
-    )
-    stubs = StubLedgerActivities()
+    stubs = StubLedgerActivities(operator, alice)
     task_queue = f"tq-{uuid.uuid4().hex}"
+    client = time_env.client
     async with Worker(
-        time_env.client,
-        task_queue=task_queue,
-        workflows=[AccountWorkflow],
-        activities=[stubs.write_ledger_entries, stubs.lookup_user_keys, stubs.deliver_transfer],
+        client, task_queue=task_queue, workflows=[AccountWorkflow], activities=stubs.all()
     ):
-        # Started with carried state, as after continue-as-new: the timer must be re-armed.
-        handle = await time_env.client.start_workflow(
+        first = await client.start_workflow(
             AccountWorkflow.run,
-            OpenAccountInput(account=account, owner=alice.name, state=state),
+            OpenAccountInput(account=account, owner=alice.name, continue_as_new_after=2),
             id=account_workflow_id(account),
             task_queue=task_queue,
         )
+        order = sign_deposit(
+            operator, account=account, amount="100.00", idempotency_key="opening", now=now
+        )
+        await first.execute_update(AccountWorkflow.deposit, order, id="opening")
+        note = await first.execute_update(
+            AccountWorkflow.cash_cheque,
+            CashChequeInput(
+                idempotency_key="cash",
+                cheque=cheque(alice, account=account, now=now, valid_for=timedelta(hours=3)),
+                spend=Decimal("30.00"),
+                recipient="acct-provider",
+                resource=RESOURCE,
+                receipt_within_seconds=3600,
+            ),
+            id="cash",
+        )
+        # Two operations: the account continues as new, carrying the open hold, and the new
+        # run must arm the timer again.
+        handle = client.get_workflow_handle(account_workflow_id(account))
+
+        async def continued() -> bool:
+            return (await handle.describe()).run_id != first.first_execution_run_id
+
+        await wait_for(continued)
         await time_env.sleep(timedelta(minutes=59))
         view = await handle.query(AccountWorkflow.balance)
         assert isinstance(view, BalanceView)
