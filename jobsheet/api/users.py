@@ -1,4 +1,4 @@
-"""``/v1/users``: open sign-up, and each user's keys (read, add or rotate, revoke)."""
+"""``/v1/users``: open sign-up, and each user's keys (read; add, rotate or revoke on signed orders)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from jobsheet.api.context import context
 from jobsheet.api.errors import ApiRefusal, not_found
 from jobsheet.api.ledger_calls import ledger_call
 from jobsheet.api.rate_limit import retry_after_header
-from jobsheet.contracts.api import AddKeyRequest, SignupRequest, UserView
+from jobsheet.contracts.api import AddKeyRequest, RevokeKeyRequest, SignupRequest, UserView
 from jobsheet.identity import PublicKeyRecord, key_id_for
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger.errors import USER_EXISTS
@@ -89,40 +89,41 @@ async def read_user(name: Name, request: Request, caller: Caller = SignedCaller)
 
 @router.post("/v1/users/{name}/keys", response_model=UserView)
 async def add_key(
-    name: Name,
-    body: AddKeyRequest,
-    request: Request,
-    idempotency_key: str = IdempotencyKey,
-    caller: Caller = SignedCaller,
+    name: Name, body: AddKeyRequest, request: Request, caller: Caller = SignedCaller
 ) -> UserView:
-    """Register another key, signed with a current one; ``retire_others`` makes it a rotation:
-    the older keys stop signing now, and what they signed before stays verifiable."""
+    """Register another key on an order signed with a current key of this user (the registry
+    checks it again); ``retire_others`` makes it a rotation: the older keys stop signing now, and
+    what they signed before stays verifiable. The same order again answers the keys."""
     if caller.user != name:
         raise not_found("user")
+    if body.user != name:
+        raise ApiRefusal(422, "InvalidRequest", "user: the order names another user")
     ctx = context(request)
     client = await ctx.client()
-    record = _record(body.public_key, datetime.now(UTC))
     async with ledger_call(missing="user"):
-        keys = await ledger.add_key(
-            client,
-            name,
-            record,
-            idempotency_key=f"{name}:{idempotency_key}",
-            retire_others=body.retire_others,
-        )
+        keys = await ledger.add_key(client, body)
     ctx.keys.forget(name)
     return UserView(user=name, keys=keys)
 
 
-@router.delete("/v1/users/{name}/keys/{key_id}", response_model=PublicKeyRecord)
+@router.post("/v1/users/{name}/keys/{key_id}/revoke", response_model=PublicKeyRecord)
 async def revoke_key(
-    name: Name, key_id: str, request: Request, caller: Caller = SignedCaller
+    name: Name,
+    key_id: str,
+    body: RevokeKeyRequest,
+    request: Request,
+    caller: Caller = SignedCaller,
 ) -> PublicKeyRecord:
-    """Revoke a key: from now on it signs nothing (revoking twice answers the same record)."""
+    """Revoke a key on an order signed by this user or the operator (the registry checks it
+    again): from now on the key signs nothing. The same order again answers the same record."""
     _own_user(caller, name)
+    if body.user != name or body.key_id != key_id:
+        raise ApiRefusal(422, "InvalidRequest", "key_id: the order names another key")
+    if body.signed_by != caller.user:
+        raise ApiRefusal(403, "NotYourRequest", "the order is signed by someone else")
     ctx = context(request)
     client = await ctx.client()
     async with ledger_call(missing="user"):
-        record = await ledger.revoke_key(client, name, key_id)
+        record = await ledger.apply_revocation(client, body)
     ctx.keys.forget(name)
     return record

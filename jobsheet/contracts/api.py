@@ -19,7 +19,7 @@ from jobsheet.cheque import Cheque
 from jobsheet.compute.models import RunProgress
 from jobsheet.identity import PublicKeyRecord
 from jobsheet.jobs.models import JobRequest, JobState
-from jobsheet.ledger.models import BalanceView, LedgerEntry
+from jobsheet.ledger.models import BalanceView, LedgerEntry, RegisterKeyInput, RevokeKeyInput
 from jobsheet.money import NonNegativeMoney
 from jobsheet.names import Name
 
@@ -56,13 +56,22 @@ class SignupRequest(BaseModel):
     _key = field_validator("public_key")(strict_public_key)
 
 
-class AddKeyRequest(BaseModel):
-    """Register another key; ``retire_others`` makes it a rotation (older keys stop signing)."""
+class AddKeyRequest(RegisterKeyInput):
+    """The signed order to register another key of ``user`` (``retire_others`` makes it a
+    rotation: older keys stop signing), made by ``jobsheet.ledger.key_orders.sign_add_key``
+    with a current key of that user, whose registry verifies it."""
 
-    public_key: str = Field(description="base64 of the raw 32-byte Ed25519 public key")
-    retire_others: bool = True
+    @field_validator("key")
+    @classmethod
+    def _strict_key(cls, key: PublicKeyRecord) -> PublicKeyRecord:
+        strict_public_key(key.public_key)
+        return key
 
-    _key = field_validator("public_key")(strict_public_key)
+
+class RevokeKeyRequest(RevokeKeyInput):
+    """The signed order to revoke ``user``'s key ``key_id``, made by
+    ``jobsheet.ledger.key_orders.sign_revoke_key`` with a current key of that user or of the
+    operator, and verified by the user's registry."""
 
 
 class UserView(BaseModel):

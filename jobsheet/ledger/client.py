@@ -31,6 +31,7 @@ from jobsheet.ledger.errors import (
     USER_EXISTS,
     refused,
 )
+from jobsheet.ledger.key_orders import sign_add_key, sign_revoke_key
 from jobsheet.ledger.models import (
     BalanceView,
     CashChequeInput,
@@ -280,27 +281,22 @@ async def user_keys(client: Client, name: str) -> list[PublicKeyRecord]:
     return await _query(user_handle(client, name), "keys", list[PublicKeyRecord])
 
 
-async def rotate_key(client: Client, identity: Identity) -> list[PublicKeyRecord]:
-    """Register ``identity``'s (new) key and retire the user's older keys from now."""
-    key = new_key("rotate")
-    request = RegisterKeyInput(idempotency_key=key, key=identity.public_record())
-    return await _update(
-        user_handle(client, identity.name),
-        "register_key",
-        request,
-        key,
-        list[PublicKeyRecord],
-        missing=UNKNOWN_USER,
+async def rotate_key(client: Client, current: Identity, fresh: Identity) -> list[PublicKeyRecord]:
+    """Register ``fresh``'s key and retire the user's older keys from now, on an order signed
+    with ``current`` (a current key of the same user)."""
+    order = sign_add_key(
+        current, fresh.public_record(), idempotency_key=new_key("rotate"), retire_others=True
     )
+    return await add_key(client, order)
 
 
-async def revoke_key(client: Client, name: str, key_id: str) -> PublicKeyRecord:
-    """Stop ``key_id`` signing anything new."""
-    key = new_key("revoke")
-    request = RevokeKeyInput(idempotency_key=key, key_id=key_id)
-    return await _update(
-        user_handle(client, name), "revoke_key", request, key, PublicKeyRecord, missing=UNKNOWN_USER
-    )
+async def revoke_key(
+    client: Client, signer: Identity, *, user: str, key_id: str
+) -> PublicKeyRecord:
+    """Stop ``user``'s key ``key_id`` signing anything new, on an order signed by ``signer``:
+    a current key of ``user``, or the operator's."""
+    order = sign_revoke_key(signer, user=user, key_id=key_id, idempotency_key=new_key("revoke"))
+    return await apply_revocation(client, order)
 
 
 async def use_nonce(client: Client, name: str, request: UseNonceInput) -> None:
@@ -338,19 +334,28 @@ async def register_public_key(
         raise refused(USER_EXISTS, f"user {name} already exists") from None
 
 
-async def add_key(
-    client: Client, name: str, key: PublicKeyRecord, *, idempotency_key: str, retire_others: bool
-) -> list[PublicKeyRecord]:
-    """Register ``key`` for ``name`` (a rotation with ``retire_others``), once per key."""
-    request = RegisterKeyInput(
-        idempotency_key=idempotency_key, key=key, retire_others=retire_others
-    )
+async def add_key(client: Client, order: RegisterKeyInput) -> list[PublicKeyRecord]:
+    """Forward an order to add a key (a rotation with ``retire_others``) that a current key of
+    ``order.user`` signed; the user's workflow verifies it. Once per idempotency key."""
     return await _update(
-        user_handle(client, name),
+        user_handle(client, order.user),
         "register_key",
-        request,
-        idempotency_key,
+        order,
+        order.idempotency_key,
         list[PublicKeyRecord],
+        missing=UNKNOWN_USER,
+    )
+
+
+async def apply_revocation(client: Client, order: RevokeKeyInput) -> PublicKeyRecord:
+    """Forward an order to revoke a key of ``order.user``, signed by that user or the operator;
+    the user's workflow verifies it."""
+    return await _update(
+        user_handle(client, order.user),
+        "revoke_key",
+        order,
+        order.idempotency_key,
+        PublicKeyRecord,
         missing=UNKNOWN_USER,
     )
 

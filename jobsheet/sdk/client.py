@@ -7,8 +7,10 @@ config directory. Every call is a signed request (see :mod:`jobsheet.sdk.session
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,6 @@ from pydantic import ValidationError
 from jobsheet.authorisation import sign_authorisation
 from jobsheet.cheque import write_cheque
 from jobsheet.contracts.api import (
-    AddKeyRequest,
     CalculationList,
     JobList,
     JobSummary,
@@ -29,6 +30,7 @@ from jobsheet.contracts.api import (
     SubmitAnswer,
     SubmitRequest,
     UserView,
+    strict_public_key,
 )
 from jobsheet.identity import (
     Identity,
@@ -36,11 +38,13 @@ from jobsheet.identity import (
     PublicKeyRecord,
     b64,
     generate_identity,
+    key_id_for,
     key_path,
     load_identity,
     save_identity,
 )
 from jobsheet.jobs.models import JobRequest, JobSheet, JobState
+from jobsheet.ledger.key_orders import sign_add_key, sign_revoke_key
 from jobsheet.ledger.models import BalanceView
 from jobsheet.ledger.orders import sign_deposit
 from jobsheet.names import InvalidName, check_name
@@ -167,31 +171,57 @@ class Client:
         )
         return answer.parse(UserView)
 
+    async def add_key(self, public_key: str, *, retire_others: bool = False) -> UserView:
+        """Register another key of this user (base64 of its raw 32 public bytes), on an order
+        signed with the current key; ``retire_others`` makes it a rotation."""
+        try:
+            record = PublicKeyRecord(
+                key_id=key_id_for(base64.b64decode(strict_public_key(public_key))),
+                public_key=public_key,
+                valid_from=datetime.now(UTC),
+            )
+        except ValueError as exc:
+            raise BadInput(str(exc), reason="InvalidKey") from None
+        current = self.identity
+        order = sign_add_key(
+            current,
+            record,
+            idempotency_key=f"key-{uuid.uuid4()}",
+            retire_others=retire_others,
+        )
+        answer = await self.api.call(
+            "POST",
+            f"/v1/users/{current.name}/keys",
+            body=order,
+            what=f"adding a key of {current.name}",
+            missing=f"user {current.name} does not exist",
+        )
+        return answer.parse(UserView)
+
     async def rotate_key(self) -> UserView:
         """Register a new key and retire the older ones (their past signatures stay valid); the
         new private key replaces the current one in the config directory (the old file is kept
         beside it)."""
-        current = self.identity
-        fresh = generate_identity(current.name)
-        answer = await self.api.call(
-            "POST",
-            f"/v1/users/{current.name}/keys",
-            body=AddKeyRequest(public_key=b64(fresh.public_raw), retire_others=True),
-            idempotency_key=str(uuid.uuid4()),
-            what=f"rotating the key of {current.name}",
-            missing=f"user {current.name} does not exist",
-        )
-        view = answer.parse(UserView)
+        fresh = generate_identity(self.identity.name)
+        view = await self.add_key(b64(fresh.public_raw), retire_others=True)
         save_identity(fresh, config_dir=self.settings.config_dir)
         self._identity = fresh
         return view
 
     async def revoke_key(self, key_id: str, *, user: str | None = None) -> PublicKeyRecord:
-        """Revoke key ``key_id`` of ``user`` (default: this user): from now on it signs nothing."""
+        """Revoke key ``key_id`` of ``user`` (default: this user): from now on it signs nothing.
+        The order is signed with this user's key: the operator may revoke anyone's key (a stolen
+        one), any other user only their own."""
         name = self._name(user, what="user name")
+        if not key_id or not all(c.isalnum() or c in ":_-" for c in key_id):
+            raise BadInput(f"invalid key id {key_id!r}", reason="InvalidKey")
+        order = sign_revoke_key(
+            self.identity, user=name, key_id=key_id, idempotency_key=f"revoke-{uuid.uuid4()}"
+        )
         answer = await self.api.call(
-            "DELETE",
-            f"/v1/users/{name}/keys/{key_id}",
+            "POST",
+            f"/v1/users/{name}/keys/{key_id}/revoke",
+            body=order,
             what=f"revoking key {key_id} of {name}",
             missing=f"user {name} has no key {key_id}",
         )

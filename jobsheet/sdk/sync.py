@@ -179,6 +179,9 @@ class SyncClient:
     def keys(self, name: str | None = None) -> UserView:
         return self._runner.run(self.client.keys(name))
 
+    def add_key(self, public_key: str, *, retire_others: bool = False) -> UserView:
+        return self._runner.run(self.client.add_key(public_key, retire_others=retire_others))
+
     def rotate_key(self) -> UserView:
         return self._runner.run(self.client.rotate_key())
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from typing import Any
 
 import httpx
 import pytest
 
 from jobsheet.api.app import PAR_PREFIX, PUBLIC_ROUTES
-from jobsheet.identity import generate_identity
+from jobsheet.identity import Identity, generate_identity
+from jobsheet.ledger.key_orders import sign_add_key, sign_revoke_key
 from tests.api.conftest import Deployment
 from tests.api.signed import Signed
 
@@ -111,19 +113,32 @@ async def test_refusals_name_the_reason(deployed: Deployment) -> None:
     assert unknown.json() == known.json()
 
 
+def add_order(signer: Identity, key: Identity, *, retire_others: bool) -> dict[str, Any]:
+    order = sign_add_key(
+        signer,
+        key.public_record(valid_from=dt.datetime.now(dt.UTC)),
+        idempotency_key=uuid.uuid4().hex,
+        retire_others=retire_others,
+    )
+    return order.model_dump(mode="json")
+
+
+def revoke_order(signer: Identity, user: str, key_id: str) -> dict[str, Any]:
+    order = sign_revoke_key(signer, user=user, key_id=key_id, idempotency_key=uuid.uuid4().hex)
+    return order.model_dump(mode="json")
+
+
 async def test_a_revoked_or_rotated_key_signs_nothing_new(deployed: Deployment) -> None:
     base = deployed.settings.api_url
     alice = Signed(base, deployed.user)
     name = deployed.user.name
     second = generate_identity(name)
-    added = await alice.post(
-        f"/v1/users/{name}/keys",
-        {"public_key": second.public_record().public_key, "retire_others": False},
-        headers={"Idempotency-Key": uuid.uuid4().hex},
-    )
+    keys = f"/v1/users/{name}/keys"
+    added = await alice.post(keys, add_order(deployed.user, second, retire_others=False))
     assert added.status_code == 200, added.text
-    revoked = await Signed(base, second).call(
-        "DELETE", f"/v1/users/{name}/keys/{deployed.user.key_id}"
+    revoke = f"{keys}/{deployed.user.key_id}/revoke"
+    revoked = await Signed(base, second).post(
+        revoke, revoke_order(second, name, deployed.user.key_id)
     )
     assert revoked.status_code == 200, revoked.text
     answer = await alice.get(f"/v1/users/{name}")
@@ -131,14 +146,44 @@ async def test_a_revoked_or_rotated_key_signs_nothing_new(deployed: Deployment) 
     assert (await Signed(base, second).get(f"/v1/users/{name}")).status_code == 200
 
     third = generate_identity(name)
-    rotated = await Signed(base, second).post(
-        f"/v1/users/{name}/keys",
-        {"public_key": third.public_record().public_key},
-        headers={"Idempotency-Key": uuid.uuid4().hex},
-    )
+    rotated = await Signed(base, second).post(keys, add_order(second, third, retire_others=True))
     assert rotated.status_code == 200, rotated.text
     assert (await Signed(base, second).get(f"/v1/users/{name}")).json()["error"] == "KeyRevoked"
     assert (await Signed(base, third).get(f"/v1/users/{name}")).status_code == 200
+
+
+async def test_key_changes_are_orders_signed_by_the_user_or_the_operator(
+    deployed: Deployment,
+) -> None:
+    """The API checks who calls; the user's registry checks the order itself."""
+    base = deployed.settings.api_url
+    user, operator = deployed.user, deployed.operator
+    name = user.name
+    alice = Signed(base, user)
+    keys = f"/v1/users/{name}/keys"
+    stranger = generate_identity(name)
+
+    old_body = {"public_key": stranger.public_record().public_key, "retire_others": False}
+    unsigned = await alice.post(keys, old_body)
+    assert (unsigned.status_code, unsigned.json()["error"]) == (422, "InvalidRequest")
+    # A well-formed order signed by a key the user does not have: the registry refuses it.
+    forged = await alice.post(
+        keys, add_order(stranger, generate_identity(name), retire_others=False)
+    )
+    assert (forged.status_code, forged.json()["error"]) == (409, "BadSignature"), forged.text
+    elsewhere = await alice.post(keys, add_order(operator, stranger, retire_others=False))
+    assert elsewhere.status_code == 422, elsewhere.text
+
+    # A user's order may not revoke another's key; the operator's revokes a stolen key.
+    revoke = f"{keys}/{user.key_id}/revoke"
+    theirs = await Signed(base, operator).post(revoke, revoke_order(user, name, user.key_id))
+    assert (theirs.status_code, theirs.json()["error"]) == (403, "NotYourRequest")
+    wrong_key = await alice.post(revoke, revoke_order(user, name, operator.key_id))
+    assert wrong_key.status_code == 422, wrong_key.text
+    stolen = await Signed(base, operator).post(revoke, revoke_order(operator, name, user.key_id))
+    assert stolen.status_code == 200, stolen.text
+    assert stolen.json()["revoked_at"] is not None
+    assert (await alice.get(f"/v1/users/{name}")).json()["error"] == "KeyRevoked"
 
 
 @pytest.mark.parametrize(

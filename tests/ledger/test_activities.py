@@ -203,7 +203,7 @@ async def test_rotation_keeps_old_signatures_and_revocation_stops_new_ones(
     alice = await ledger_env.user("alice")
     before = sign_authorisation(alice, RESOURCE)
     new = generate_identity(alice.name)
-    keys = await ledger.rotate_key(ledger_env.client, new)
+    keys = await ledger.rotate_key(ledger_env.client, alice, new)
     assert len(keys) == 2 and keys[0].valid_until is not None
     after_old = sign_authorisation(alice, RESOURCE)
     after_new = sign_authorisation(new, RESOURCE)
@@ -213,7 +213,7 @@ async def test_rotation_keeps_old_signatures_and_revocation_stops_new_ones(
     ]
     results = [await run_in_worker(ledger_env, VerifyWorkflow.run, c) for c in check]
     assert results == [["ok"], [errors.BAD_SIGNATURE], ["ok"]]
-    await ledger.revoke_key(ledger_env.client, alice.name, new.key_id)
+    await ledger.revoke_key(ledger_env.client, new, user=alice.name, key_id=new.key_id)
     revoked = VerifyInput(
         authorisation=sign_authorisation(new, RESOURCE), resource=RESOURCE, keys=["x"]
     )
