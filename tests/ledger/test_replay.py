@@ -1,10 +1,13 @@
-"""Account workflow histories replay deterministically with the current code.
+"""Account and user workflow histories replay deterministically with the current code.
 
 ``histories/account.json`` was recorded from a run of :func:`scenario` before deposits and
-credits were signed; it is kept as it is, to prove the ``ledger-signed-orders`` patch leaves old
-histories on their old path. ``histories/account-signed.json`` is a run of
-:func:`signed_scenario`; set ``JOBSHEET_RECORD_HISTORIES=1`` to record it again after an
-intended change of behaviour.
+credits were signed; it is kept as it is, to prove the ``ledger-signed-orders`` and
+``ledger-start-checks`` patches leave old histories on their old path.
+``histories/account-signed.json`` is a run of :func:`signed_scenario` recorded before the start
+checks (``JOBSHEET_RECORD_HISTORIES=signed`` records it again, on today's path).
+``histories/user-signed.json`` (:func:`user_scenario`) and ``histories/account-overdraft-*.json``
+(the two runs of :func:`overdraft_scenario`) are today's paths; set
+``JOBSHEET_RECORD_HISTORIES=1`` to record them again after an intended change of behaviour.
 """
 
 from __future__ import annotations
@@ -20,8 +23,17 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from jobsheet.identity import Identity, generate_identity
 from jobsheet.ledger import client as ledger
-from jobsheet.ledger.models import ReceiptInput, RefundInput, account_workflow_id
+from jobsheet.ledger import errors
+from jobsheet.ledger.key_orders import sign_add_key, sign_revoke_key
+from jobsheet.ledger.models import (
+    ReceiptInput,
+    RefundInput,
+    RegisterKeyInput,
+    account_workflow_id,
+    user_workflow_id,
+)
 from tests.ledger.conftest import Ledger
 from tests.ledger.test_account_workflow import (
     cash_input,
@@ -35,6 +47,9 @@ from workflows.user import UserWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 SIGNED_HISTORY = HISTORIES / "account-signed.json"
+USER_HISTORY = HISTORIES / "user-signed.json"
+OPENED_HISTORY = HISTORIES / "account-overdraft-opened.json"
+CONTINUED_HISTORY = HISTORIES / "account-overdraft-continued.json"
 
 
 async def scenario(env: Ledger) -> str:
@@ -86,6 +101,61 @@ async def signed_scenario(env: Ledger) -> str:
     return payer
 
 
+async def user_scenario(env: Ledger) -> str:
+    """Key orders on one user's registry: an added key, a revocation and a rotation signed by the
+    user, a stolen key revoked by the operator, and a forged revocation the workflow refuses."""
+    alice = await env.user("alice")
+    second, third = generate_identity(alice.name), generate_identity(alice.name)
+    handle = env.client.get_workflow_handle(user_workflow_id(alice.name))
+
+    def key_order(signer: Identity, key: Identity, *, retire_others: bool) -> RegisterKeyInput:
+        return sign_add_key(
+            signer,
+            key.public_record(),
+            idempotency_key=ledger.new_key("add"),
+            retire_others=retire_others,
+        )
+
+    await ledger.add_key(env.client, key_order(alice, second, retire_others=False))
+    await ledger.revoke_key(env.client, second, user=alice.name, key_id=alice.key_id)
+    await ledger.add_key(env.client, key_order(second, third, retire_others=True))
+    await ledger.revoke_key(env.client, env.operator, user=alice.name, key_id=second.key_id)
+    forged = sign_revoke_key(
+        generate_identity(env.operator.name),
+        user=alice.name,
+        key_id=third.key_id,
+        idempotency_key="forged",
+    )
+    await refused_with(errors.BAD_SIGNATURE, ledger.apply_revocation(env.client, forged))
+    keys = await handle.query(UserWorkflow.keys)
+    assert [key.revoked_at is not None for key in keys] == [True, True, False]
+    return alice.name
+
+
+async def overdraft_scenario(env: Ledger) -> list[WorkflowHistory]:
+    """An account the operator opens with an overdraft (update-with-start), spent into and then
+    funded, continuing as new after three operations: the histories of its two runs."""
+    alice, shop = await env.user("alice"), await env.user("shop")
+    payer = await env.account(alice, overdraft_limit="20.00", continue_as_new_after=3)
+    payee = await env.account(shop)
+    note = await ledger.cash_cheque(env.client, cash_input(new_cheque(alice, payer, payee), "8"))
+    await env.deposit(payer, "5.00")
+    await ledger.receipt(
+        env.client, ReceiptInput(idempotency_key="p", credit_note=note, amount=Decimal("6.00"))
+    )
+
+    async def done() -> bool:
+        state = await state_of(env, payer)
+        return state.balance == Decimal("-1.00") and not state.transfers and not state.unaudited
+
+    await wait_for(done)
+    workflow_id = account_workflow_id(payer)
+    latest = await env.client.get_workflow_handle(workflow_id).fetch_history()
+    started = latest.events[0].workflow_execution_started_event_attributes
+    first = env.client.get_workflow_handle(workflow_id, run_id=started.first_execution_run_id)
+    return [await first.fetch_history(), latest]
+
+
 def _covered(path: Path) -> str:
     """Marker names and details (decoded) and accepted update names of a recorded history."""
     found = []
@@ -103,13 +173,15 @@ def _covered(path: Path) -> str:
 
 
 def _history(path: Path) -> WorkflowHistory:
-    return WorkflowHistory.from_json(account_workflow_id(path.stem), path.read_text())
+    return WorkflowHistory.from_json(path.stem, path.read_text())
 
 
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
-async def test_recorded_account_history_replays(path: Path) -> None:
+async def test_recorded_history_replays(path: Path) -> None:
     history = _history(path)
-    replayer = Replayer(workflows=[AccountWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[AccountWorkflow, UserWorkflow], data_converter=pydantic_data_converter
+    )
     await replayer.replay_workflow(history)
 
 
@@ -126,6 +198,24 @@ def test_the_signed_history_covers_signed_deposits_and_credits() -> None:
     ):
         assert what in covered, what
     assert "ledger-signed-orders" not in _covered(HISTORIES / "account.json")
+    assert "ledger-start-checks" not in _covered(HISTORIES / "account.json")
+
+
+def test_the_user_history_covers_signed_key_orders() -> None:
+    covered = _covered(USER_HISTORY)
+    for what in ("user-signed-key-orders", "operator_keys", "update:register_key"):
+        assert what in covered, what
+    assert covered.count("update:revoke_key") == 3
+
+
+def test_the_overdraft_histories_cover_opening_and_continuing() -> None:
+    first, second = _covered(OPENED_HISTORY), _covered(CONTINUED_HISTORY)
+    for what in ("ledger-start-checks", "operator_keys", "update:set_overdraft_limit"):
+        assert what in first, what
+    assert "ledger-start-checks" in second
+    started = json.loads(CONTINUED_HISTORY.read_text())["events"][0]
+    attributes = started["workflowExecutionStartedEventAttributes"]
+    assert attributes["continuedExecutionRunId"]
 
 
 async def _replay_fresh(env: Ledger, account: str) -> WorkflowHistory:
@@ -143,6 +233,32 @@ async def test_fresh_account_history_replays(ledger_env: Ledger) -> None:
 
 async def test_fresh_signed_account_history_replays(ledger_env: Ledger) -> None:
     history = await _replay_fresh(ledger_env, await signed_scenario(ledger_env))
-    if os.environ.get("JOBSHEET_RECORD_HISTORIES") == "1":
-        HISTORIES.mkdir(exist_ok=True)
+    if os.environ.get("JOBSHEET_RECORD_HISTORIES") == "signed":
         SIGNED_HISTORY.write_text(history.to_json())
+
+
+async def test_fresh_user_history_replays(ledger_env: Ledger) -> None:
+    name = await user_scenario(ledger_env)
+    history = await ledger_env.client.get_workflow_handle(user_workflow_id(name)).fetch_history()
+    await _replayer().replay_workflow(history)
+    _record(USER_HISTORY, history)
+
+
+async def test_fresh_overdraft_histories_replay(ledger_env: Ledger) -> None:
+    opened, continued = await overdraft_scenario(ledger_env)
+    assert opened.run_id != continued.run_id
+    for history in (opened, continued):
+        await _replayer().replay_workflow(history)
+    _record(OPENED_HISTORY, opened)
+    _record(CONTINUED_HISTORY, continued)
+
+
+def _replayer() -> Replayer:
+    return Replayer(
+        workflows=[AccountWorkflow, UserWorkflow], data_converter=pydantic_data_converter
+    )
+
+
+def _record(path: Path, history: WorkflowHistory) -> None:
+    if os.environ.get("JOBSHEET_RECORD_HISTORIES") == "1":
+        path.write_text(history.to_json())
