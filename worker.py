@@ -60,10 +60,17 @@ def ledger_workers(
 ) -> list[Worker]:
     """Workers for the ledger task queue (accounts and payments)."""
     from activities.ledger import LedgerActivities
+    from jobsheet.ledger.trust import trusted_operator_keys
     from workflows.account import AccountWorkflow
     from workflows.user import UserWorkflow
 
     ledger = LedgerActivities(client, settings, internal_client(settings))
+    if trusted_operator_keys(settings) is None:
+        log.warning(
+            "no operator key configured (JOBSHEET_OPERATOR_PUBLIC_KEYS): deposits are checked "
+            "against the user registry's keys for %s, which whoever reaches Temporal can change",
+            settings.operator_user,
+        )
     return [
         Worker(
             client,

@@ -47,6 +47,7 @@ from jobsheet.ledger.models import (
     VerifyAuthorisationInput,
 )
 from jobsheet.ledger.orders import ledger_signer, sign_credit
+from jobsheet.ledger.trust import trusted_operator_keys
 from jobsheet.settings import Settings
 
 KEYS_TTL_SECONDS = 1.0
@@ -145,11 +146,13 @@ class LedgerActivities:
 
     @activity.defn
     async def operator_keys(self) -> OperatorKeys:
-        """The operator this worker trusts to sign deposits (its own settings), and their keys.
-
-        Cached like ``lookup_user_keys``.
-        """
+        """The operator this worker trusts to sign deposits (its own settings), and their keys:
+        the ones its configuration names (jobsheet/ledger/trust.py), else the registry's
+        (cached like ``lookup_user_keys``)."""
         user = self._settings.operator_user
+        trusted = trusted_operator_keys(self._settings)
+        if trusted is not None:
+            return OperatorKeys(user=user, keys=trusted)
         return OperatorKeys(user=user, keys=await self._keys_of(user))
 
     @activity.defn

@@ -164,3 +164,12 @@ def load_identity(name: str, *, config_dir: Path | None = None) -> Identity:
         ) from None
     private = Ed25519PrivateKey.from_private_bytes(base64.b64decode(data["private_key"]))
     return Identity(str(data["name"]), private, datetime.fromisoformat(data["created_at"]))
+
+
+def ensure_identity(name: str, *, config_dir: Path | None = None) -> Identity:
+    """``name``'s key from ``config_dir``, generated and saved (0600) the first time."""
+    if key_path(name, config_dir).exists():
+        return load_identity(name, config_dir=config_dir)
+    identity = generate_identity(name)
+    save_identity(identity, config_dir=config_dir)
+    return identity

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     """Sign-ups per minute one client address may make, sustained."""
     operator_user: str = "operator"
     """The user whose key signs deposits and may read every job and account."""
+    operator_public_keys: str = ""
+    """The operator's Ed25519 public keys (base64, comma-separated) the ledger workers trust for
+    deposits, overdrafts and revocations, whatever Temporal's user registry says (see
+    jobsheet/ledger/trust.py). Default: the stack's operator key file in the state directory."""
     par_secret: SecretStr | None = None
     ledger_key: SecretStr | None = None
     """The ledger workers' Ed25519 private key (base64, raw 32 bytes) that signs credits between

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobsheet import processes
+from jobsheet.identity import ensure_identity
 from jobsheet.settings import Settings
 from jobsheet.stack_services import (
     Service,
@@ -114,6 +115,9 @@ class Stack:
                         "start; stop whatever holds it or choose another port (see README)"
                     )
             to_start.append(service)
+        # The operator's key exists before the ledger worker starts: it is the worker's trust
+        # anchor for deposits (jobsheet/ledger/trust.py); registering it waits for Temporal.
+        ensure_identity(self.settings.operator_user, config_dir=self.state_dir)
         started: list[tuple[Service, processes.PidRecord]] = []
         try:
             for stage in sorted({service.stage for service in self._services}):

@@ -14,29 +14,19 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from pathlib import Path
 
 from temporalio.exceptions import ApplicationError
 
-from jobsheet.identity import Identity, generate_identity, key_path, load_identity, save_identity
+from jobsheet.identity import ensure_identity, key_path
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger.errors import ACCOUNT_EXISTS, USER_EXISTS
 from jobsheet.settings import Settings, load_settings
 from jobsheet.temporal import connect, exit_without_teardown
 
 
-def operator_identity(state_dir: Path, name: str) -> Identity:
-    """The operator's key pair, generated once and kept in ``<state dir>/keys`` (mode 0600)."""
-    if key_path(name, state_dir).exists():
-        return load_identity(name, config_dir=state_dir)
-    identity = generate_identity(name)
-    save_identity(identity, config_dir=state_dir)
-    return identity
-
-
 async def bootstrap_operator(settings: Settings) -> dict[str, object]:
     """Register the operator and open the provider account unless they exist; say what was done."""
-    identity = operator_identity(settings.state_dir, settings.operator_user)
+    identity = ensure_identity(settings.operator_user, config_dir=settings.state_dir)
     client = await connect(settings)
     queue = settings.task_queue_ledger
     created_user = created_account = True
@@ -57,6 +47,8 @@ async def bootstrap_operator(settings: Settings) -> dict[str, object]:
     return {
         "operator": identity.name,
         "operator_key": str(key_path(identity.name, settings.state_dir)),
+        # What a deployment's ledger workers set as JOBSHEET_OPERATOR_PUBLIC_KEYS.
+        "operator_public_key": identity.public_record().public_key,
         "provider_account": settings.provider_account,
         "created_user": created_user,
         "created_account": created_account,

@@ -18,7 +18,7 @@ from temporalio.client import Client
 
 from jobsheet.authorisation import sign_authorisation
 from jobsheet.cheque import write_cheque
-from jobsheet.identity import Identity, generate_identity
+from jobsheet.identity import Identity, generate_identity, save_identity
 from jobsheet.jobs.client import load_sheet, submit_job
 from jobsheet.jobs.messages import SubmitResult
 from jobsheet.jobs.models import JobRequest, JobSheet, JobState, job_uid_for
@@ -128,6 +128,9 @@ async def deployment(
             }
         )
     operator = generate_identity(settings.operator_user)
+    # As on the local stack: the operator's key file in the state dir is the ledger workers'
+    # trust anchor for deposits (jobsheet/ledger/trust.py).
+    save_identity(operator, config_dir=settings.state_dir)
     user = generate_identity(f"alice-{uuid.uuid4().hex[:8]}")
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
         workers = build_workers(client, settings, role="all", executor=executor)
