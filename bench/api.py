@@ -39,6 +39,7 @@ from jobsheet.cheque import write_cheque
 from jobsheet.http_signing import sign_request
 from jobsheet.identity import Identity
 from jobsheet.objectstore import ensure_bucket, internal_client
+from jobsheet.payload_codec import PayloadKeyRing
 from jobsheet.settings import Settings
 from jobsheet.temporal import exit_without_teardown
 from tests.api_server import start_api
@@ -199,10 +200,12 @@ async def measure(client: Client, settings: Settings, jobs: int, read_seconds: f
 async def main(jobs: int, read_seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         s3_server = start_s3_server(Path(tmp) / "s3")
-        env = await start_temporal_dev_server()
+        payload_keys = PayloadKeyRing.generate().serialise()
+        env = await start_temporal_dev_server(payload_keys=payload_keys)
         try:
             suffix = uuid.uuid4().hex[:8]
             settings = Settings(
+                payload_keys=SecretStr(payload_keys),
                 state_dir=Path(tmp) / "state",
                 temporal_address=env.client.service_client.config.target_host,
                 s3_endpoint=s3_server.endpoint,

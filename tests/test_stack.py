@@ -15,8 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.client import WorkflowExecutionStatus
 
 from jobsheet import processes
 from jobsheet.identity import load_identity
@@ -24,6 +23,7 @@ from jobsheet.ledger import client as ledger
 from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings
 from jobsheet.stack import Stack
+from jobsheet.temporal import connect
 
 
 def _stack_settings(state_dir: Path) -> Settings:
@@ -63,7 +63,7 @@ async def test_up_status_down_and_data_survives(stack: Stack) -> None:
     assert stat.S_IMODE(operator_key.stat().st_mode) == 0o600
 
     # The operator side exists: the operator user owns the provider account.
-    client = await Client.connect(settings.temporal_target, data_converter=pydantic_data_converter)
+    client = await connect(settings)
     provider = await ledger.balance(client, settings.provider_account)
     assert provider.owner == "operator" and provider.balance == 0
     keys = await ledger.user_keys(client, "operator")
@@ -98,7 +98,7 @@ async def test_up_status_down_and_data_survives(stack: Stack) -> None:
     response = internal_client(settings).get_object(settings.bucket, "kept.txt")
     assert response.read() == b"kept"
     response.close()
-    client = await Client.connect(settings.temporal_target, data_converter=pydantic_data_converter)
+    client = await connect(settings)
     description = await client.get_workflow_handle(workflow_id).describe()
     assert description.status == WorkflowExecutionStatus.RUNNING
     await client.get_workflow_handle(workflow_id).terminate("test over")

@@ -20,6 +20,7 @@ from jobsheet.compute.models import RunResult, RunStatus
 from jobsheet.compute.runner import kill_group
 from jobsheet.processes import group_members
 from jobsheet.settings import Settings
+from jobsheet.temporal import payload_key_ring
 from tests.compute.conftest import ComputeHarness, output_prefix
 from tests.compute.harness import CallComputeWorkflow
 from tests.compute.test_outcomes import read_marker, wait_until_group_gone
@@ -37,6 +38,8 @@ def compute_worker_env(settings: Settings) -> dict[str, str]:
             "JOBSHEET_CALCULATIONS_FILE": str(settings.calculations_file),
             "JOBSHEET_COMPUTE_TASK_QUEUE_PREFIX": settings.compute_task_queue_prefix,
             "JOBSHEET_STATE_DIR": str(settings.state_dir / "compute-worker"),
+            # A Temporal worker holds the payload keys to read its tasks.
+            "JOBSHEET_PAYLOAD_KEYS": payload_key_ring(settings).serialise(),
         }
     )
     return env

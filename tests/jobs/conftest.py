@@ -24,6 +24,7 @@ from jobsheet.jobs.messages import SubmitResult
 from jobsheet.jobs.models import JobRequest, JobSheet, JobState, job_uid_for
 from jobsheet.ledger import client as ledger
 from jobsheet.settings import Settings
+from tests.histories import in_clear
 from worker import build_workers
 
 RECORD_ENV = "JOBSHEET_RECORD_HISTORIES"
@@ -39,7 +40,7 @@ async def record_histories(client: Client, uids: list[str]) -> None:
             history = await client.get_workflow_handle(uid).fetch_history()
         except Exception:
             continue
-        (HISTORIES / f"{test}-{n}.json").write_text(history.to_json())
+        (HISTORIES / f"{test}-{n}.json").write_text(in_clear(history, client).to_json())
 
 
 @dataclass

@@ -19,8 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
 from jobsheet.identity import Identity, generate_identity
@@ -34,6 +33,9 @@ from jobsheet.ledger.models import (
     account_workflow_id,
     user_workflow_id,
 )
+from jobsheet.payload_codec import PayloadKeyRing
+from jobsheet.temporal import data_converter
+from tests.histories import in_clear
 from tests.ledger.conftest import Ledger
 from tests.ledger.test_account_workflow import (
     cash_input,
@@ -179,8 +181,10 @@ def _history(path: Path) -> WorkflowHistory:
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
 async def test_recorded_history_replays(path: Path) -> None:
     history = _history(path)
+    # The product's converter: what it did not encrypt (every recorded payload) it reads as is.
     replayer = Replayer(
-        workflows=[AccountWorkflow, UserWorkflow], data_converter=pydantic_data_converter
+        workflows=[AccountWorkflow, UserWorkflow],
+        data_converter=data_converter(PayloadKeyRing.generate()),
     )
     await replayer.replay_workflow(history)
 
@@ -220,10 +224,7 @@ def test_the_overdraft_histories_cover_opening_and_continuing() -> None:
 
 async def _replay_fresh(env: Ledger, account: str) -> WorkflowHistory:
     history = await env.client.get_workflow_handle(account_workflow_id(account)).fetch_history()
-    replayer = Replayer(
-        workflows=[AccountWorkflow, UserWorkflow], data_converter=pydantic_data_converter
-    )
-    await replayer.replay_workflow(history)
+    await _replayer(env.client).replay_workflow(history)
     return history
 
 
@@ -234,31 +235,32 @@ async def test_fresh_account_history_replays(ledger_env: Ledger) -> None:
 async def test_fresh_signed_account_history_replays(ledger_env: Ledger) -> None:
     history = await _replay_fresh(ledger_env, await signed_scenario(ledger_env))
     if os.environ.get("JOBSHEET_RECORD_HISTORIES") == "signed":
-        SIGNED_HISTORY.write_text(history.to_json())
+        SIGNED_HISTORY.write_text(in_clear(history, ledger_env.client).to_json())
 
 
 async def test_fresh_user_history_replays(ledger_env: Ledger) -> None:
     name = await user_scenario(ledger_env)
     history = await ledger_env.client.get_workflow_handle(user_workflow_id(name)).fetch_history()
-    await _replayer().replay_workflow(history)
-    _record(USER_HISTORY, history)
+    await _replayer(ledger_env.client).replay_workflow(history)
+    _record(USER_HISTORY, history, ledger_env.client)
 
 
 async def test_fresh_overdraft_histories_replay(ledger_env: Ledger) -> None:
     opened, continued = await overdraft_scenario(ledger_env)
     assert opened.run_id != continued.run_id
     for history in (opened, continued):
-        await _replayer().replay_workflow(history)
-    _record(OPENED_HISTORY, opened)
-    _record(CONTINUED_HISTORY, continued)
+        await _replayer(ledger_env.client).replay_workflow(history)
+    _record(OPENED_HISTORY, opened, ledger_env.client)
+    _record(CONTINUED_HISTORY, continued, ledger_env.client)
 
 
-def _replayer() -> Replayer:
-    return Replayer(
-        workflows=[AccountWorkflow, UserWorkflow], data_converter=pydantic_data_converter
-    )
+def _replayer(client: Client) -> Replayer:
+    """Replays a fresh history, whose payloads the client's converter opens."""
+    return Replayer(workflows=[AccountWorkflow, UserWorkflow], data_converter=client.data_converter)
 
 
-def _record(path: Path, history: WorkflowHistory) -> None:
+def _record(path: Path, history: WorkflowHistory, client: Client) -> None:
+    """Keep a fresh history for the Replayer test, its payloads opened (the session's keys do
+    not outlive the session)."""
     if os.environ.get("JOBSHEET_RECORD_HISTORIES") == "1":
-        path.write_text(history.to_json())
+        path.write_text(in_clear(history, client).to_json())

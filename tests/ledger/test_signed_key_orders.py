@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer, Worker
 
@@ -198,5 +197,5 @@ async def test_a_user_running_before_the_patch_checks_key_orders_from_then_on(
         assert keys[1].revoked_at is not None
 
     history = await handle.fetch_history()
-    replayer = Replayer(workflows=[UserWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[UserWorkflow], data_converter=client.data_converter)
     await replayer.replay_workflow(history)

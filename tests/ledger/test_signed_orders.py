@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer, Worker
 
@@ -233,5 +232,5 @@ async def test_an_account_running_before_the_patch_checks_signatures_from_then_o
         assert view.balance == Decimal("15.00")
 
     history = await handle.fetch_history()
-    replayer = Replayer(workflows=[AccountWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[AccountWorkflow], data_converter=client.data_converter)
     await replayer.replay_workflow(history)
