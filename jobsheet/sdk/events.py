@@ -1,25 +1,18 @@
-"""What :meth:`jobsheet.sdk.Job.watch` yields: one event per new timeline entry or progress step."""
+"""What :meth:`jobsheet.sdk.Job.watch` yields: the API's watch event, with the sheet it saw."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from jobsheet.compute.models import RunProgress
-from jobsheet.jobs.models import JobSheet, JobState
+from jobsheet.contracts.api import WatchEvent
+from jobsheet.jobs.models import JobSheet
 
 
-class JobEvent(BaseModel):
+class JobEvent(WatchEvent):
     """A change of a job: a state it entered (``kind="state"``) or run progress (``"progress"``)."""
 
-    kind: Literal["state", "progress"]
-    uid: str
-    state: JobState
-    at: datetime | None = None
-    note: str = ""
-    progress: RunProgress | None = None
     sheet: JobSheet = Field(exclude=True, repr=False)
     """The sheet as it was read when the change was seen."""
 
