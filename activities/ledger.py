@@ -25,7 +25,7 @@ from minio.error import S3Error
 from temporalio import activity
 from temporalio.client import Client
 
-from jobsheet.authorisation import check_authorisation
+from jobsheet.authorisation import check_authorisation_terms, verify_authorisation_signature
 from jobsheet.identity import Identity, PublicKeyRecord
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger.errors import Refused
@@ -105,18 +105,17 @@ class LedgerActivities:
 
     @activity.defn
     async def verify_authorisation(self, request: VerifyAuthorisationInput) -> AuthorisationVerdict:
-        """Check an authorisation against exactly ``resource`` and consume it (at most once)."""
+        """Check an authorisation against exactly ``resource`` and consume it (at most once).
+
+        The nonce is consumed as soon as the signature verifies, before the terms (signing
+        period, resource, age) are checked: an authorisation refused for its terms is used up
+        too, so nobody can present it again later, in this spelling or any other.
+        """
         auth = request.authorisation
         keys = await ledger.user_keys(self._client, auth.user)
         max_age = request.max_age_seconds or self._settings.authorisation_max_age_seconds
         try:
-            check_authorisation(
-                auth,
-                resource=request.resource,
-                keys=keys,
-                now=datetime.now(UTC),
-                max_age=timedelta(seconds=max_age),
-            )
+            key = verify_authorisation_signature(auth, keys=keys)
         except Refused as exc:
             raise exc.to_application_error() from None
         await ledger.use_nonce(
@@ -126,6 +125,16 @@ class LedgerActivities:
                 idempotency_key=request.idempotency_key, nonce=auth.nonce, issued_at=auth.issued_at
             ),
         )
+        try:
+            check_authorisation_terms(
+                auth,
+                key=key,
+                resource=request.resource,
+                now=datetime.now(UTC),
+                max_age=timedelta(seconds=max_age),
+            )
+        except Refused as exc:
+            raise exc.to_application_error() from None
         return AuthorisationVerdict(
             user=auth.user,
             resource=auth.resource,

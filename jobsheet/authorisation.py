@@ -1,8 +1,15 @@
 """Authorisations: a user's signature over (resource, issued_at, nonce), usable once.
 
-:func:`check_authorisation` is the pure part of verification (signature, exact resource, age with
-a small clock-skew allowance). "Used at most once" needs memory, so the user registry workflow
-consumes the nonce (see ``workflows/user.py``); the ``verify_authorisation`` activity does both.
+:func:`check_authorisation` is the pure part of verification, in two steps: whether the signature
+verifies (:func:`verify_authorisation_signature`) and whether what it signs is acceptable now
+(:func:`check_authorisation_terms`: the signing key's period, the exact resource, age with a small
+clock-skew allowance). "Used at most once" needs memory, so the user registry workflow consumes
+the nonce (see ``workflows/user.py``); the ``verify_authorisation`` activity consumes it as soon
+as the signature verifies, before the terms are checked, so a well-signed authorisation that is
+refused (too young, too old, for another resource) can never be used later either.
+
+The signature is canonical base64 (:func:`jobsheet.identity.check_signature_text`): the job uid
+is derived from its bytes, and no second spelling of one signature is accepted anywhere.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from pydantic import AwareDatetime, BaseModel, field_validator
 
 from jobsheet.canonical import canonical_json
 from jobsheet.cheque import as_utc
-from jobsheet.identity import Identity, PublicKeyRecord
+from jobsheet.identity import Identity, PublicKeyRecord, check_signature_text
 from jobsheet.ledger.errors import (
     AUTHORISATION_EXPIRED,
     AUTHORISATION_NOT_YET_VALID,
@@ -40,6 +47,7 @@ class Authorisation(BaseModel):
     signature: str = ""
 
     _utc = field_validator("issued_at")(as_utc)
+    _canonical = field_validator("signature")(check_signature_text)
 
     def signed_bytes(self) -> bytes:
         return canonical_json(self.model_dump(mode="json", exclude={"signature"}))
@@ -59,16 +67,31 @@ def sign_authorisation(
     return unsigned.model_copy(update={"signature": identity.sign(unsigned.signed_bytes())})
 
 
-def check_authorisation(
+def verify_authorisation_signature(
+    authorisation: Authorisation, *, keys: Sequence[PublicKeyRecord]
+) -> PublicKeyRecord:
+    """The key of ``keys`` (the user's registered keys) whose signature this is; else
+    :class:`Refused` (``BadSignature``). Whether the key could sign then is a term, checked by
+    :func:`check_authorisation_terms`."""
+    for key in keys:
+        if key.key_id == authorisation.key_id:
+            if key.verifies(authorisation.signed_bytes(), authorisation.signature):
+                return key
+            break
+    raise Refused(BAD_SIGNATURE, f"the authorisation is not validly signed by {authorisation.user}")
+
+
+def check_authorisation_terms(
     authorisation: Authorisation,
     *,
+    key: PublicKeyRecord,
     resource: str,
-    keys: Sequence[PublicKeyRecord],
     now: datetime,
     max_age: timedelta = DEFAULT_MAX_AGE,
     skew: timedelta = CLOCK_SKEW,
 ) -> None:
-    """Raise :class:`Refused` unless the authorisation is for ``resource``, fresh and well signed.
+    """Raise :class:`Refused` unless the authorisation (signed by ``key``) is for ``resource``,
+    fresh, and dated in ``key``'s signing period (checked in that order).
 
     Age is compared with ``total_seconds()``: ``timedelta.seconds`` drops whole days, so a check
     on it would accept an authorisation exactly a day old.
@@ -83,11 +106,26 @@ def check_authorisation(
         )
     if age < -skew.total_seconds():
         raise Refused(AUTHORISATION_NOT_YET_VALID, "the authorisation is dated in the future")
-    for key in keys:
-        if key.key_id == authorisation.key_id:
-            if key.may_sign_at(authorisation.issued_at) and key.verifies(
-                authorisation.signed_bytes(), authorisation.signature
-            ):
-                return
-            break
-    raise Refused(BAD_SIGNATURE, f"the authorisation is not validly signed by {authorisation.user}")
+    if not key.may_sign_at(authorisation.issued_at):
+        raise Refused(
+            BAD_SIGNATURE,
+            f"the authorisation is signed with key {key.key_id} outside its signing period "
+            "(rotated or revoked)",
+        )
+
+
+def check_authorisation(
+    authorisation: Authorisation,
+    *,
+    resource: str,
+    keys: Sequence[PublicKeyRecord],
+    now: datetime,
+    max_age: timedelta = DEFAULT_MAX_AGE,
+    skew: timedelta = CLOCK_SKEW,
+) -> None:
+    """Raise :class:`Refused` unless the authorisation is well signed by one of ``keys``, for
+    ``resource``, and fresh (the signature first, then the terms)."""
+    key = verify_authorisation_signature(authorisation, keys=keys)
+    check_authorisation_terms(
+        authorisation, key=key, resource=resource, now=now, max_age=max_age, skew=skew
+    )

@@ -3,6 +3,8 @@
 A cheque names the account it draws on, the recipient account that may cash it, the resource
 (a job request's fingerprint) it pays for, its expiry and a uid. The owner signs the canonical
 encoding of everything but the signature, with a key registered in the service's user registry.
+The signature is canonical base64 (one spelling per signature), checked when the model is built
+and again when it is verified.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from decimal import Decimal
 from pydantic import AwareDatetime, BaseModel, field_validator, model_validator
 
 from jobsheet.canonical import canonical_json
-from jobsheet.identity import Identity, PublicKeyRecord
+from jobsheet.identity import Identity, PublicKeyRecord, check_signature_text
 from jobsheet.ledger.errors import BAD_SIGNATURE, Refused
 from jobsheet.money import PositiveMoney, to_money
 from jobsheet.names import Name
@@ -40,6 +42,7 @@ class Cheque(BaseModel):
     signature: str = ""
 
     _utc = field_validator("expires_at", "signed_at")(as_utc)
+    _canonical = field_validator("signature")(check_signature_text)
 
     @model_validator(mode="after")
     def _recipient_is_another_account(self) -> Cheque:

@@ -11,7 +11,6 @@ so the API finds the key without any other header. Signing and verifying use the
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from http_message_signatures import (
     algorithms,
 )
 
-from jobsheet.identity import Identity, PublicKeyRecord
+from jobsheet.identity import PUBLIC_KEY_BYTES, Identity, PublicKeyRecord, strict_b64decode
 
 SIGNATURE_LABEL = "jobsheet"
 SIGNATURE_TAG = "jobsheet-api"
@@ -153,11 +152,15 @@ def verify_request(
 ) -> None:
     """Verify the request's ``jobsheet`` signature with ``key``: method, target URI, the body's
     Content-Digest and (when sent) the Idempotency-Key must be covered and unchanged."""
+    try:
+        raw_key = strict_b64decode(key.public_key, size=PUBLIC_KEY_BYTES, what="the key")
+    except ValueError:
+        raise SignatureProblem(
+            "SignatureInvalid", "the signing key is not a canonical Ed25519 public key"
+        ) from None
     verifier = HTTPMessageVerifier(
         signature_algorithm=algorithms.ED25519,
-        key_resolver=_OneKey(
-            public=Ed25519PublicKey.from_public_bytes(base64.b64decode(key.public_key))
-        ),
+        key_resolver=_OneKey(public=Ed25519PublicKey.from_public_bytes(raw_key)),
     )
     verifier.max_clock_skew = max_skew
     required = list(BASE_COMPONENTS)

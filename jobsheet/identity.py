@@ -9,6 +9,7 @@ sign nothing dated from then on.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import os
@@ -47,8 +48,45 @@ def keys_dir(config_dir: Path | None = None) -> Path:
     return (config_dir or default_config_dir()) / "keys"
 
 
+PUBLIC_KEY_BYTES = 32
+SIGNATURE_BYTES = 64
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def strict_b64decode(text: str, *, size: int | None = None, what: str = "the value") -> bytes:
+    """The bytes ``text`` spells, if it is their one canonical base64 spelling.
+
+    Python's decoder is lenient: it ignores the padding bits of the last character and, unless
+    told to validate, skips whitespace and junk, so one signature has many spellings. Anything
+    derived from a signature's text (a job uid, an idempotency key) would then differ between
+    spellings, so every signature and key is decoded here: standard alphabet, padded, no
+    whitespace, and re-encoding must give ``text`` back. ``size`` is the exact length in bytes.
+    """
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise ValueError(f"{what} is not base64") from None
+    if b64(raw) != text:
+        raise ValueError(f"{what} is not in canonical base64 (one spelling per value)")
+    if size is not None and len(raw) != size:
+        raise ValueError(f"{what} must be {size} bytes, not {len(raw)}")
+    return raw
+
+
+def signature_bytes(signature: str) -> bytes:
+    """The 64 raw bytes of an Ed25519 signature in canonical base64 (else ValueError)."""
+    return strict_b64decode(signature, size=SIGNATURE_BYTES, what="the signature")
+
+
+def check_signature_text(signature: str) -> str:
+    """A pydantic validator: ``signature`` empty (not signed yet) or canonical base64 of 64
+    bytes."""
+    if signature:
+        signature_bytes(signature)
+    return signature
 
 
 def key_id_for(public_raw: bytes) -> str:
@@ -74,10 +112,14 @@ class PublicKeyRecord(BaseModel):
         return self.revoked_at is None or signed_at < self.revoked_at
 
     def verifies(self, message: bytes, signature: str) -> bool:
-        """Whether ``signature`` (base64) is this key's signature of ``message``."""
+        """Whether ``signature`` (canonical base64) is this key's signature of ``message``.
+
+        A signature or key in any other spelling of the same bytes does not verify.
+        """
         try:
-            public = Ed25519PublicKey.from_public_bytes(base64.b64decode(self.public_key))
-            public.verify(base64.b64decode(signature, validate=True), message)
+            raw_key = strict_b64decode(self.public_key, size=PUBLIC_KEY_BYTES, what="the key")
+            public = Ed25519PublicKey.from_public_bytes(raw_key)
+            public.verify(signature_bytes(signature), message)
         except (InvalidSignature, ValueError):
             return False
         return True
@@ -162,7 +204,9 @@ def load_identity(name: str, *, config_dir: Path | None = None) -> Identity:
         raise IdentityError(
             f"no key for user {name!r} in {path.parent}; run `jobsheet user create {name}`"
         ) from None
-    private = Ed25519PrivateKey.from_private_bytes(base64.b64decode(data["private_key"]))
+    private = Ed25519PrivateKey.from_private_bytes(
+        strict_b64decode(data["private_key"], size=32, what=f"the private key in {path}")
+    )
     return Identity(str(data["name"]), private, datetime.fromisoformat(data["created_at"]))
 
 

@@ -6,8 +6,6 @@ every refusal is an :class:`ApiError`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -17,7 +15,7 @@ from pydantic import AwareDatetime, BaseModel, Field, field_validator
 from jobsheet.authorisation import Authorisation
 from jobsheet.cheque import Cheque
 from jobsheet.compute.models import RunProgress
-from jobsheet.identity import PublicKeyRecord
+from jobsheet.identity import PUBLIC_KEY_BYTES, PublicKeyRecord, strict_b64decode
 from jobsheet.jobs.models import JobRequest, JobState
 from jobsheet.ledger.models import BalanceView, LedgerEntry, RegisterKeyInput, RevokeKeyInput
 from jobsheet.money import NonNegativeMoney
@@ -37,13 +35,11 @@ class ApiError(BaseModel):
 def strict_public_key(value: str) -> str:
     """A raw Ed25519 public key in canonical base64 (exactly 32 bytes, one spelling)."""
     try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
+        strict_b64decode(value, size=PUBLIC_KEY_BYTES)
+    except ValueError:
         raise ValueError(
-            "public_key must be base64 of the 32 raw bytes of an Ed25519 key"
+            "public_key must be canonical base64 of the 32 raw bytes of an Ed25519 key"
         ) from None
-    if len(raw) != 32 or base64.b64encode(raw).decode() != value:
-        raise ValueError("public_key must be base64 of the 32 raw bytes of an Ed25519 key")
     return value
 
 

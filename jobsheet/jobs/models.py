@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from jobsheet.authorisation import Authorisation
 from jobsheet.canonical import fingerprint
 from jobsheet.compute.models import OutputObject, RunProgress, Usage
+from jobsheet.identity import signature_bytes
 from jobsheet.ledger.models import CreditNote
 from jobsheet.money import NonNegativeMoney
 from jobsheet.names import Name
@@ -76,8 +77,12 @@ class JobRequest(BaseModel):
 
 
 def job_uid_for(signature: str) -> str:
-    """The job uid, derived from the authorisation's signature, so one authorisation is one job."""
-    return "job-" + hashlib.sha256(signature.encode()).hexdigest()[:32]
+    """The job uid, derived from the authorisation's signature *bytes*, so one authorisation is
+    one job whatever spelling of its base64 a replay uses (a non-canonical spelling is refused by
+    :func:`jobsheet.identity.signature_bytes`, here and wherever signatures are checked). An
+    unsigned authorisation (empty signature) has one uid, and its job is rejected."""
+    raw = signature_bytes(signature) if signature else b""
+    return "job-" + hashlib.sha256(raw).hexdigest()[:32]
 
 
 class ParKind(StrEnum):

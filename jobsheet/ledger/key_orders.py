@@ -9,12 +9,16 @@ covers every other field. Signing and checking are pure: callers pass the keys a
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from jobsheet.identity import Identity, PublicKeyRecord, key_id_for
+from jobsheet.identity import (
+    PUBLIC_KEY_BYTES,
+    Identity,
+    PublicKeyRecord,
+    key_id_for,
+    strict_b64decode,
+)
 from jobsheet.ledger.errors import INVALID_KEY, NOT_OPERATOR, UNSIGNED, WRONG_USER, Refused
 from jobsheet.ledger.models import OperatorKeys, RegisterKeyInput, RevokeKeyInput
 from jobsheet.ledger.orders import check_fresh, check_signed_with, order_bytes
@@ -74,11 +78,11 @@ def check_new_key(key: PublicKeyRecord) -> None:
     """Raise :class:`Refused` (``InvalidKey``) unless ``key`` is an Ed25519 public key under its
     own key id, not yet retired or revoked."""
     try:
-        raw = base64.b64decode(key.public_key, validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 32:
-        raise Refused(INVALID_KEY, "the new key is not base64 of a 32-byte Ed25519 public key")
+        raw = strict_b64decode(key.public_key, size=PUBLIC_KEY_BYTES)
+    except ValueError:
+        raise Refused(
+            INVALID_KEY, "the new key is not canonical base64 of a 32-byte Ed25519 public key"
+        ) from None
     if key.key_id != key_id_for(raw):
         raise Refused(INVALID_KEY, f"the new key's id should be {key_id_for(raw)}")
     if key.valid_until is not None or key.revoked_at is not None:

@@ -12,7 +12,6 @@ The helpers here also check the key orders of :mod:`jobsheet.ledger.key_orders`.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,7 +22,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel
 
 from jobsheet.canonical import canonical_json
-from jobsheet.identity import Identity, IdentityError, PublicKeyRecord, load_identity
+from jobsheet.identity import (
+    Identity,
+    IdentityError,
+    PublicKeyRecord,
+    load_identity,
+    strict_b64decode,
+)
 from jobsheet.ledger.errors import (
     BAD_SIGNATURE,
     NOT_OPERATOR,
@@ -276,7 +281,7 @@ def load_operator(name: str, *, config_dir: Path | None, state_dir: Path) -> Ide
 def ledger_signer(private_key: str) -> Identity:
     """The ledger workers' signing key from ``settings.ledger_private_key()`` (base64, 32 bytes)."""
     try:
-        key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(private_key, validate=True))
+        key = Ed25519PrivateKey.from_private_bytes(strict_b64decode(private_key, size=32))
     except ValueError:
         raise ValueError(
             "the ledger key (JOBSHEET_LEDGER_KEY) must be base64 of 32 raw Ed25519 bytes"

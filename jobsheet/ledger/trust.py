@@ -15,11 +15,17 @@ registry workflow and starting it again with a key of its own:
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import UTC, datetime
 
-from jobsheet.identity import IdentityError, PublicKeyRecord, key_id_for, key_path, load_identity
+from jobsheet.identity import (
+    PUBLIC_KEY_BYTES,
+    IdentityError,
+    PublicKeyRecord,
+    key_id_for,
+    key_path,
+    load_identity,
+    strict_b64decode,
+)
 from jobsheet.settings import Settings
 
 ANCHOR_VALID_FROM = datetime(2000, 1, 1, tzinfo=UTC)
@@ -32,13 +38,12 @@ class BadOperatorKey(ValueError):
 def anchored_record(public_key: str) -> PublicKeyRecord:
     """A trusted key record for a configured public key (signs from any time on)."""
     try:
-        raw = base64.b64decode(public_key, validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 32:
+        raw = strict_b64decode(public_key, size=PUBLIC_KEY_BYTES)
+    except ValueError:
         raise BadOperatorKey(
-            "JOBSHEET_OPERATOR_PUBLIC_KEYS must list base64 Ed25519 public keys (32 bytes each)"
-        )
+            "JOBSHEET_OPERATOR_PUBLIC_KEYS must list canonical base64 Ed25519 public keys "
+            "(32 bytes each)"
+        ) from None
     return PublicKeyRecord(
         key_id=key_id_for(raw), public_key=public_key, valid_from=ANCHOR_VALID_FROM
     )

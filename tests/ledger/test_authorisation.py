@@ -6,7 +6,12 @@ from datetime import timedelta
 
 import pytest
 
-from jobsheet.authorisation import check_authorisation, sign_authorisation
+from jobsheet.authorisation import (
+    check_authorisation,
+    check_authorisation_terms,
+    sign_authorisation,
+    verify_authorisation_signature,
+)
 from jobsheet.ledger import errors
 from jobsheet.ledger.errors import Refused
 from tests.ledger.factories import RESOURCE, T0, identity
@@ -69,3 +74,24 @@ def test_forged_or_tampered_authorisation_is_refused(alice) -> None:
     refused(errors.BAD_SIGNATURE, tampered)
     revoked = [alice.public_record().model_copy(update={"revoked_at": T0 - timedelta(hours=1)})]
     refused(errors.BAD_SIGNATURE, sign_authorisation(alice, RESOURCE, now=T0), keys=revoked)
+
+
+def test_the_signature_is_checked_apart_from_the_terms(alice) -> None:
+    """verify_authorisation consumes the nonce once the signature verifies, whatever the terms
+    say after that; so the signature check must accept a well-signed authorisation that the
+    terms then refuse, and refuse a bad signature whatever its terms."""
+    refused_by_terms = [
+        (sign_authorisation(alice, RESOURCE, now=T0 + timedelta(minutes=5)), RESOURCE),
+        (sign_authorisation(alice, RESOURCE, now=T0 - timedelta(days=1)), RESOURCE),
+        (sign_authorisation(alice, RESOURCE, now=T0), "sha256:other"),
+    ]
+    for auth, resource in refused_by_terms:
+        key = verify_authorisation_signature(auth, keys=KEYS)
+        assert key.key_id == alice.key_id
+        with pytest.raises(Refused):
+            check_authorisation_terms(auth, key=key, resource=resource, now=T0)
+    mallory = identity("mallory")
+    forged = sign_authorisation(mallory, RESOURCE, now=T0).model_copy(update={"user": alice.name})
+    with pytest.raises(Refused) as caught:
+        verify_authorisation_signature(forged, keys=KEYS)
+    assert caught.value.type == errors.BAD_SIGNATURE
