@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from jobsheet import __version__
-from jobsheet.api import accounts, jobs, run_routes, users, write_routes
+from jobsheet.api import accounts, codec, jobs, run_routes, users, write_routes
 from jobsheet.api.body_limit import BodyLimit
 from jobsheet.api.context import build_context
 from jobsheet.api.errors import COMMON_REFUSALS, install_handlers
@@ -70,4 +70,5 @@ def create_app(settings: Settings, *, connector: Connect = connect) -> FastAPI:
     app.include_router(jobs.router)
     app.router.routes.extend(run_routes.routes(settings, ctx.temporal))
     app.router.routes.extend(write_routes.routes(settings))
+    app.include_router(codec.router(settings))
     return app

@@ -1,15 +1,18 @@
-"""Keep PAR tokens out of the gateway's access log: a token in a log is a capability leaked."""
+"""Keep PAR and codec tokens out of the gateway's access log: a token in a log is a capability
+leaked."""
 
 from __future__ import annotations
 
 import logging
 import re
 
-_TOKEN_IN_PATH = re.compile(r"(/par/(?:run/[^/?\s]+|write)/)[^/?\s]+")
+_TOKEN_IN_PATH = re.compile(
+    r"(/par/(?:run/[^/?\s]+|write)/|/codec/)(?!(?:en|de)code(?:[/?\s]|$))[^/?\s]+"
+)
 
 
 def redact_par_tokens(text: str) -> str:
-    """``text`` with the token part of every PAR path replaced by ``[token]``."""
+    """``text`` with the token part of every PAR and codec path replaced by ``[token]``."""
     return _TOKEN_IN_PATH.sub(r"\1[token]", text)
 
 
