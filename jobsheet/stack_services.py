@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from jobsheet import processes, search_attributes
 from jobsheet.binaries import find_binary
 from jobsheet.settings import S3_CREDENTIALS_FILE, Settings
+from jobsheet.temporal import codec_token
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 WORKER_READY_LINE = "worker ready:"
@@ -229,6 +230,9 @@ def temporal_service(settings: Settings, paths: StackPaths) -> Service:
             "--db-filename", str(db),
             "--log-level", "warn",
             "--ui-disable-news-fetch",
+            # The Web UI opens payloads through the API's codec endpoint (operator only: the
+            # token is the stack's codec-token; see docs/payload-encryption.md).
+            "--ui-codec-endpoint", f"{s.api_url}/codec/{codec_token(s)}",
             *search_attributes.cli_flags(),
         ]  # fmt: skip
 

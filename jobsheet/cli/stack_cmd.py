@@ -1,4 +1,5 @@
-"""``jobsheet stack up | down | status | logs``: Temporal, S3, the worker and the public API."""
+"""``jobsheet stack up | down | status | logs | rotate-payload-key``: Temporal, S3, the worker and
+the public API, and the keys that encrypt Temporal's payloads."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from rich.table import Table
 
 from jobsheet.cli.errors import EXIT_BAD_INPUT, EXIT_UNAVAILABLE, CliError
 from jobsheet.cli.output import console, err_console, print_json
+from jobsheet.payload_codec import PayloadKeyError
 from jobsheet.processes import tail
 from jobsheet.settings import load_settings
 from jobsheet.stack import ServiceStatus, Stack
+from jobsheet.temporal import payload_key_ring
+from jobsheet.temporal import rotate_payload_key as rotate_payload_key_file
 
 app = typer.Typer(
     help="Run the local stack: Temporal dev server, S3, the worker and the public API."
@@ -93,3 +97,23 @@ def logs(
         path = stack.log_file(name)
         console.rule(f"{name} ({path})")
         console.print(tail(path, lines) or "(empty)", markup=False, highlight=False)
+
+
+@app.command("rotate-payload-key")
+def rotate_payload_key(as_json: bool = JSON_OPTION) -> None:
+    """Add a new current key that encrypts Temporal payloads from now on; the old keys stay,
+    so every payload they encrypted still opens."""
+    settings = load_settings()
+    try:
+        key = rotate_payload_key_file(settings)
+    except PayloadKeyError as exc:
+        raise CliError(str(exc), code=EXIT_BAD_INPUT) from None
+    ring = payload_key_ring(settings)
+    if as_json:
+        print_json({"current": key.key_id, "keys": list(ring.key_ids)})
+        return
+    console.print(f"new current payload key: {key.key_id} (keys: {', '.join(ring.key_ids)})")
+    console.print(
+        "running workers and the API read it within a second; keep the old keys while any "
+        "history they encrypted is kept"
+    )
