@@ -139,15 +139,19 @@ def start_process(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     die_with_parent: bool = False,
+    umask: int | None = None,
 ) -> tuple[PidRecord, subprocess.Popen[bytes]]:
     """Start ``argv`` in a new session with output to ``log_file`` and record it in ``pid_file``.
 
     ``die_with_parent`` (for test servers) has the kernel kill the server if the process that
     started it dies without stopping it, so an interrupted test run leaves no server behind.
+    ``umask`` is the server's (the local stack gives its servers 077, so that every file they
+    create, a database, an object, a log, is its owner's alone). The log file is created 0600.
     """
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("ab") as log:
+    log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pid_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -156,14 +160,24 @@ def start_process(
             env=env,
             cwd=cwd,
             start_new_session=True,
+            # Python applies a umask between fork and exec itself (no preexec_fn needed).
+            umask=-1 if umask is None else umask,
             preexec_fn=die_with_parent_in_child if die_with_parent else None,
         )
     ticks = start_ticks(proc.pid)
     record = PidRecord(pid=proc.pid, start_ticks=ticks if ticks is not None else -1)
     tmp = pid_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": record.pid, "start_ticks": record.start_ticks}))
+    write_private(tmp, json.dumps({"pid": record.pid, "start_ticks": record.start_ticks}))
     tmp.replace(pid_file)
     return record, proc
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, a file only its owner may read (0600, whatever the umask)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
 
 
 def stop_process(record: PidRecord, *, timeout: float = 15.0) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -35,6 +36,8 @@ from jobsheet.stack_services import (
 )
 
 READY_TIMEOUT_SECONDS = 60.0
+SERVER_UMASK = 0o077
+"""Every file the stack's processes create (database, objects, logs) is their owner's alone."""
 BOOTSTRAP_TIMEOUT_SECONDS = 60.0
 
 __all__ = [
@@ -115,6 +118,9 @@ class Stack:
                         "start; stop whatever holds it or choose another port (see README)"
                     )
             to_start.append(service)
+        # Owner-only from the first file on: the state holds the run tokens (Temporal's
+        # database), the users' data (S3), the generated secrets and the logs.
+        private_state_dir(self.state_dir)
         # The operator's key exists before the ledger worker starts: it is the worker's trust
         # anchor for deposits (jobsheet/ledger/trust.py); registering it waits for Temporal.
         ensure_identity(self.settings.operator_user, config_dir=self.state_dir)
@@ -144,17 +150,21 @@ class Stack:
 
     def _start(self, service: Service) -> processes.PidRecord:
         log = self.log_file(service.name)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Readiness lines are looked for only in what this process writes, not in older runs.
         offset = log.stat().st_size if log.exists() else 0
-        self.paths.log_start_file(service.name).write_text(str(offset))
+        processes.write_private(self.paths.log_start_file(service.name), str(offset))
+        argv = service.argv()
+        # argv() may have made the service's data directory: owner-only before it starts.
+        private_entries(self.state_dir)
         record, _ = processes.start_process(
-            service.argv(),
+            argv,
             pid_file=self.pid_file(service.name),
             log_file=log,
             env={**_inherited_env(), **service.env()},
             cwd=service.cwd or self.state_dir,
+            umask=SERVER_UMASK,
         )
         return record
 
@@ -219,6 +229,35 @@ class Stack:
                 )
             )
         return result
+
+
+def private_state_dir(state_dir: Path) -> None:
+    """Make the state directory its owner's alone: created 0700, and every directory and file
+    already in it stripped of group and other permissions (a state directory made by an older
+    version, with a 0644 database or 0644 objects, is fixed at ``up``). Symlinks are left as
+    they are and never followed."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _owner_only(state_dir)
+    for root, dirs, files in os.walk(state_dir):
+        for name in dirs + files:
+            _owner_only(Path(root) / name)
+
+
+def private_entries(state_dir: Path) -> None:
+    """Strip group and other permissions from the state directory's direct entries (cheap; for
+    a directory a service has just made)."""
+    for entry in os.scandir(state_dir):
+        _owner_only(Path(entry.path))
+
+
+def _owner_only(path: Path) -> None:
+    try:
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode) or not stat.S_IMODE(mode) & 0o077:
+            return
+        os.chmod(path, stat.S_IMODE(mode) & 0o700)
+    except (FileNotFoundError, PermissionError):
+        pass  # gone meanwhile, or not ours: the 0700 state directory still hides it
 
 
 def _inherited_env() -> dict[str, str]:
