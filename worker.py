@@ -89,17 +89,24 @@ def compute_workers(
     executor: concurrent.futures.Executor,
     services: Sequence[str],
 ) -> list[Worker]:
-    """One worker per compute service named, each on that service's task queue."""
+    """One worker per compute service named, each on that service's task queue.
+
+    First the process prepares its sandbox (jobsheet/compute/sandbox.py): it makes itself
+    non-dumpable, removes the run directories SIGKILLed workers left, and chooses the user
+    calculations run as (``JOBSHEET_COMPUTE_RUN_AS_USER``) and the cgroups that limit them.
+    """
     from activities.compute import ComputeActivities
     from jobsheet.compute.config import load_compute_config
+    from jobsheet.compute.sandbox import prepare_sandbox
     from workflows.compute_service import ComputeServiceWorkflow
 
     config = load_compute_config(settings.calculations_file)
+    sandbox = prepare_sandbox(settings.compute_run_as_user)
     workers = []
     for name in services or sorted(config.services):
         task_queue = settings.compute_task_queue(name)
         compute = ComputeActivities(
-            client=client, config=config, service=name, task_queue=task_queue
+            client=client, config=config, service=name, task_queue=task_queue, sandbox=sandbox
         )
         workers.append(
             Worker(

@@ -12,7 +12,6 @@ import hashlib
 import logging
 import os
 import secrets
-import tempfile
 from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +46,7 @@ from jobsheet.compute.models import (
     Usage,
 )
 from jobsheet.compute.runner import Limits, ProcessOutcome, run_isolated
+from jobsheet.compute.sandbox import Sandbox
 from jobsheet.write_par import BadOutputKey, WritePar, check_relative_key
 from workflows.compute_service import (
     ComputeServiceWorkflow,
@@ -73,7 +73,13 @@ class ComputeActivities:
     """The activities of one compute service, created once per worker."""
 
     def __init__(
-        self, *, client: Client, config: ComputeConfig, service: str, task_queue: str
+        self,
+        *,
+        client: Client,
+        config: ComputeConfig,
+        service: str,
+        task_queue: str,
+        sandbox: Sandbox | None = None,
     ) -> None:
         # httpx logs request URLs at INFO, and presigned URLs are secrets.
         logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -82,6 +88,8 @@ class ComputeActivities:
         self._service = config.service(service)
         self._task_queue = task_queue
         self._run_slots = asyncio.Semaphore(self._service.max_concurrent_runs)
+        # Who calculations run as and where (worker.py prepares it at start: see sandbox.py).
+        self._sandbox = sandbox or Sandbox()
 
     @property
     def max_concurrent_activities(self) -> int:
@@ -214,10 +222,8 @@ class ComputeActivities:
                 self._run_slots.release()
             raise
         try:
-            with tempfile.TemporaryDirectory(
-                prefix="jobsheet-run-", ignore_cleanup_errors=True
-            ) as tmp:
-                return await self._run_in(Path(tmp), request, calculation, parameters)
+            with self._sandbox.run_directory() as root:
+                return await self._run_in(root, request, calculation, parameters)
         finally:
             self._run_slots.release()
 
@@ -250,6 +256,7 @@ class ComputeActivities:
                 input_path=input_path,
                 output_dir=output_dir,
                 base_dir=self._config.base_dir,
+                python=self._sandbox.user.python,
             )
             limits = Limits(
                 wall_seconds=contract.max_runtime_seconds,
@@ -269,6 +276,7 @@ class ComputeActivities:
                 limits=limits,
                 heartbeat_seconds=self._service.heartbeat_seconds,
                 on_progress=lambda progress: activity.heartbeat(progress.model_dump(mode="json")),
+                sandbox=self._sandbox,
             )
             status = _status(outcome)
             outputs: list[OutputObject] = []

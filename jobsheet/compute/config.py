@@ -107,13 +107,22 @@ class Calculation(BaseModel):
         return filled
 
     def render_argv(
-        self, parameters: dict[str, Any], *, input_path: Path, output_dir: Path, base_dir: Path
+        self,
+        parameters: dict[str, Any],
+        *,
+        input_path: Path,
+        output_dir: Path,
+        base_dir: Path,
+        python: str | None = None,
     ) -> list[str]:
-        """The argv with every placeholder replaced; parameters must already be validated."""
+        """The argv with every placeholder replaced; parameters must already be validated.
+
+        ``python`` is the interpreter ``{python}`` names (default: the worker's; the sandbox's
+        when the calculation's user cannot run that one)."""
         values = {
             "input": str(input_path),
             "output_dir": str(output_dir),
-            "python": sys.executable,
+            "python": python or sys.executable,
             "calculations_dir": str(base_dir),
         }
         for name, value in parameters.items():

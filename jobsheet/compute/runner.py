@@ -1,10 +1,15 @@
-"""Run one program in isolation: its own process group, a scrubbed environment, rlimits and a clock.
+"""Run one program in isolation: its own user, process group and cgroup, a scrubbed environment,
+rlimits and a clock.
 
-The program starts in a fresh session (so its process group id is its pid) with only ``PATH``,
-``LANG`` and ``HOME`` (the run directory) in its environment, stdin from /dev/null and stdout and
-stderr in files. ``setrlimit`` bounds CPU seconds, address space, file size and processes; the
-runner bounds wall time and total output bytes itself. Whatever way the run ends (exit, limit,
-cancellation), every process left in the group is killed before the runner returns.
+The program starts in a fresh session (so its process group id is its pid) as the sandbox's
+calculation user (:mod:`jobsheet.compute.sandbox`: an unprivileged user when the worker is root),
+with only ``PATH``, ``LANG``, ``HOME`` and ``TMPDIR`` (its home in the run directory) in its
+environment, stdin from /dev/null and stdout and stderr in files the worker opened.
+``setrlimit`` bounds CPU seconds, address space, file size and processes, a cgroup (where the
+machine offers one) bounds processes and memory; the runner bounds wall time and total output
+bytes itself. Whatever way the run ends (exit, limit, cancellation), every process left in the
+group (and the cgroup) is killed, and the run directory is taken back from the calculation's
+user, before the runner returns.
 """
 
 from __future__ import annotations
@@ -21,13 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobsheet.compute.models import RunPhase, RunProgress
-from jobsheet.processes import die_with_parent_in_child, proc_stat
+from jobsheet.compute.sandbox import CalculationUser, Sandbox, hand_over, reclaim
+from jobsheet.processes import die_with_parent_in_child, no_new_privileges_in_child, proc_stat
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 POLL_SECONDS = 0.05
 SIZE_CHECK_SECONDS = 0.25
 PROGRESS_LINE = re.compile(rb"^PROGRESS\s+([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
+WORKER_THREAD_HEADROOM = 64
+"""Tasks the worker may start while a calculation that shares its user runs (thread pools grow
+lazily), on top of the processes the calculation may have."""
 
 
 @dataclass(frozen=True)
@@ -56,21 +65,69 @@ class ProcessOutcome:
 
 
 def scrubbed_environment(home: Path) -> dict[str, str]:
-    return {"PATH": SAFE_PATH, "LANG": "C.UTF-8", "HOME": str(home)}
+    return {"PATH": SAFE_PATH, "LANG": "C.UTF-8", "HOME": str(home), "TMPDIR": str(home)}
 
 
-def _apply_limits(limits: Limits) -> Callable[[], None]:
+def tasks_of_uid(uid: int) -> int:
+    """How many tasks (threads) the user ``uid`` has now: what ``RLIMIT_NPROC`` counts."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status") as handle:
+                status = handle.read()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        try:
+            if int(fields["Uid"].split()[0]) == uid:
+                total += int(fields["Threads"])
+        except (KeyError, ValueError, IndexError):
+            continue
+    return total
+
+
+def process_limit(limits: Limits, user: CalculationUser) -> int:
+    """``RLIMIT_NPROC`` for a run as ``user``.
+
+    The kernel counts every task of the user's, not the run's: the calculation may add
+    ``limits.processes`` to what the user already has (with a dedicated user that is what its
+    other runs have; sharing the worker's user, the worker's threads and some room for more).
+    """
+    extra = tasks_of_uid(user.uid)
+    if user.is_worker:
+        extra += WORKER_THREAD_HEADROOM
+    return limits.processes + extra
+
+
+def _child_setup(
+    limits: Limits, *, user: CalculationUser, nproc: int, cgroup_fd: int | None
+) -> Callable[[], None]:
     cpu = max(1, limits.cpu_seconds)
+    switch = not user.is_worker
+    parent = os.getpid()
 
-    def preexec() -> None:  # runs in the child between fork and exec: no locks, no allocation
+    def preexec() -> None:  # runs in the child between fork and exec: system calls only
+        if cgroup_fd is not None:
+            os.write(cgroup_fd, b"0")  # join the run's cgroup while still privileged
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if switch:
+            os.setgroups([])
+            os.setgid(user.gid)
+            os.setuid(user.uid)
+        # No setuid program or file capability gives the calculation more than it has.
+        no_new_privileges_in_child()
         os.umask(0o077)
-        # If the worker dies (SIGKILL), the kernel kills the program's leader too.
+        # If the worker dies (SIGKILL), the kernel kills the program's leader too. Set after
+        # the switch of user, which clears it.
         die_with_parent_in_child()
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
 
     return preexec
 
@@ -137,22 +194,31 @@ class ProgressReader:
 
 
 def start_isolated(
-    argv: list[str], *, run_dir: Path, stdout_path: Path, stderr_path: Path, limits: Limits
+    argv: list[str],
+    *,
+    home: Path,
+    stdout_path: Path,
+    stderr_path: Path,
+    limits: Limits,
+    user: CalculationUser,
+    cgroup_fd: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` as the leader of a new session, limited, with output to files."""
+    """Start ``argv`` in ``home`` as ``user``, the leader of a new session, limited, with output
+    to files."""
+    nproc = process_limit(limits, user)
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-        # preexec_fn only calls setrlimit/umask, which take no locks, so it is safe after fork
-        # even though the worker has other threads.
+        # preexec_fn makes system calls only (setrlimit, setuid, prctl, umask), which take no
+        # locks, so it is safe after fork even though the worker has other threads.
         return subprocess.Popen(
             argv,
-            cwd=run_dir,
-            env=scrubbed_environment(run_dir),
+            cwd=home,
+            env=scrubbed_environment(home),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
             close_fds=True,
             start_new_session=True,
-            preexec_fn=_apply_limits(limits),
+            preexec_fn=_child_setup(limits, user=user, nproc=nproc, cgroup_fd=cgroup_fd),
         )
 
 
@@ -174,15 +240,61 @@ async def run_isolated(
     limits: Limits,
     heartbeat_seconds: float,
     on_progress: Callable[[RunProgress], None],
+    sandbox: Sandbox | None = None,
 ) -> ProcessOutcome:
     """Run ``argv`` in ``run_dir`` under ``limits``; report progress every ``heartbeat_seconds``.
 
-    If the calling task is cancelled, the whole process group is killed before the
-    cancellation propagates.
+    ``run_dir`` is handed over to the sandbox's calculation user for the run (but for the
+    directories of ``stdout_path`` and ``stderr_path``) and taken back before this returns. If
+    the calling task is cancelled, the whole process group is killed before the cancellation
+    propagates.
     """
-    proc = start_isolated(
-        argv, run_dir=run_dir, stdout_path=stdout_path, stderr_path=stderr_path, limits=limits
+    sandbox = sandbox or Sandbox()
+    home = hand_over(run_dir, sandbox.user, keep={stdout_path.parent, stderr_path.parent})
+    cgroup = sandbox.run_cgroup(
+        run_dir, processes=limits.processes, memory_bytes=limits.memory_bytes
     )
+    try:
+        cgroup_fd = cgroup.open_procs() if cgroup is not None else None
+        try:
+            proc = start_isolated(
+                argv,
+                home=home,
+                stdout_path=stdout_path,
+                stderr_path=stderr_path,
+                limits=limits,
+                user=sandbox.user,
+                cgroup_fd=cgroup_fd,
+            )
+        finally:
+            if cgroup_fd is not None:
+                os.close(cgroup_fd)
+        return await _supervise(
+            proc,
+            output_dir=output_dir,
+            stdout_path=stdout_path,
+            stderr_path=stderr_path,
+            limits=limits,
+            heartbeat_seconds=heartbeat_seconds,
+            on_progress=on_progress,
+        )
+    finally:
+        if cgroup is not None:
+            cgroup.remove()  # whatever left the process group dies here
+        reclaim(run_dir)
+
+
+async def _supervise(
+    proc: subprocess.Popen[bytes],
+    *,
+    output_dir: Path,
+    stdout_path: Path,
+    stderr_path: Path,
+    limits: Limits,
+    heartbeat_seconds: float,
+    on_progress: Callable[[RunProgress], None],
+) -> ProcessOutcome:
+    """Watch the started program to its end: wall time, output size, progress."""
     pgid = proc.pid
     started = time.monotonic()
     progress = ProgressReader(stdout_path)

@@ -12,6 +12,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from jobsheet.compute.models import RunProgress, RunStatus
 from jobsheet.processes import group_members
 from tests.compute.conftest import ComputeHarness, output_prefix
+from tests.markers import marker_dir_fixture  # noqa: F401 (the marker_dir fixture)
 
 
 def marker_pgid(marker: Path) -> int | None:
@@ -53,9 +54,9 @@ async def test_failed_run_reports_exit_status_and_stderr_tail(compute: ComputeHa
 
 
 async def test_timed_out_run_is_killed_with_its_whole_tree(
-    compute: ComputeHarness, tmp_path: Path
+    compute: ComputeHarness, marker_dir: Path
 ) -> None:
-    marker = tmp_path / "sleepy.pgid"
+    marker = marker_dir / "sleepy.pgid"
     contract = await compute.contract("sleepy", {"marker": str(marker)}, service="test")
     result = await compute.run(compute.run_request(contract))
     assert result.status == RunStatus.TIMED_OUT
@@ -66,9 +67,9 @@ async def test_timed_out_run_is_killed_with_its_whole_tree(
 
 
 async def test_cancelling_the_run_kills_its_whole_tree(
-    compute: ComputeHarness, tmp_path: Path
+    compute: ComputeHarness, marker_dir: Path
 ) -> None:
-    marker = tmp_path / "long.pgid"
+    marker = marker_dir / "long.pgid"
     contract = await compute.contract("long", {"marker": str(marker)}, service="test")
     handle = await compute.start(
         "run_calculation", compute.run_request(contract), service="test", heartbeat_timeout=2
@@ -85,9 +86,9 @@ async def test_cancelling_the_run_kills_its_whole_tree(
 
 
 async def test_a_forked_child_does_not_outlive_the_program(
-    compute: ComputeHarness, tmp_path: Path
+    compute: ComputeHarness, marker_dir: Path
 ) -> None:
-    marker = tmp_path / "forker.pgid"
+    marker = marker_dir / "forker.pgid"
     contract = await compute.contract("forker", {"marker": str(marker)}, service="test")
     result = await compute.run(compute.run_request(contract))
     assert result.status == RunStatus.SUCCEEDED
@@ -121,8 +122,8 @@ async def test_retry_overwrites_outputs_instead_of_duplicating(compute: ComputeH
     assert stored[output_prefix(contract) + "files/copy"] == b"same input\n"
 
 
-async def test_progress_is_heartbeated(compute: ComputeHarness, tmp_path: Path) -> None:
-    marker = tmp_path / "steps.pgid"
+async def test_progress_is_heartbeated(compute: ComputeHarness, marker_dir: Path) -> None:
+    marker = marker_dir / "steps.pgid"
     contract = await compute.contract("steps", {"marker": str(marker)}, service="test")
     handle = await compute.start("run_calculation", compute.run_request(contract), service="test")
     seen: list[RunProgress] = []

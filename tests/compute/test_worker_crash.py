@@ -24,6 +24,7 @@ from jobsheet.temporal import payload_key_ring
 from tests.compute.conftest import ComputeHarness, output_prefix
 from tests.compute.harness import CallComputeWorkflow
 from tests.compute.test_outcomes import read_marker, wait_until_group_gone
+from tests.markers import marker_dir_fixture  # noqa: F401 (the marker_dir fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,8 +56,11 @@ class WorkerProcesses:
     async def start(self) -> subprocess.Popen[str]:
         proc = self._spawn()
         assert proc.stdout is not None
-        ready = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=60)
-        assert ready.startswith("worker ready: role=compute"), ready
+        said = []
+        while not said or not said[-1].startswith("worker ready: role=compute"):
+            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=60)
+            assert line, "".join(said)  # the worker exited before it was ready
+            said.append(line)
         return proc
 
     def _spawn(self) -> subprocess.Popen[str]:
@@ -94,9 +98,9 @@ async def test_sigkilled_worker_run_is_finished_by_another_worker(
     worker_processes: WorkerProcesses,
     task_queue: str,
     s3: Minio,
-    tmp_path: Path,
+    marker_dir: Path,
 ) -> None:
-    marker = tmp_path / "steps.pgid"
+    marker = marker_dir / "steps.pgid"
     first = await worker_processes.start()
     async with Worker(client, task_queue=task_queue, workflows=[CallComputeWorkflow]):
         harness = ComputeHarness(

@@ -16,6 +16,7 @@ from jobsheet.jobs.client import cancel_job, job_handle, trigger_run
 from jobsheet.jobs.messages import cancel_resource
 from jobsheet.jobs.models import JobSheet, JobState, input_key
 from tests.jobs.conftest import Deployment
+from tests.markers import marker_dir_fixture  # noqa: F401 (the marker_dir fixture)
 from workflows.compute_service import ComputeServiceWorkflow, contract_book_id
 
 
@@ -80,7 +81,7 @@ async def test_cancel_while_awaiting_upload_by_update_and_by_workflow_cancel(
 
 
 async def test_cancel_while_running_pays_for_the_time_used(
-    test_calcs: Deployment, tmp_path
+    test_calcs: Deployment, marker_dir
 ) -> None:
     env = test_calcs
     before = await env.balances()
@@ -88,7 +89,7 @@ async def test_cancel_while_running_pays_for_the_time_used(
     uids = []
     for n in range(2):
         submitted = await env.submit(
-            env.request(data, "long", service="test", marker=str(tmp_path / f"m{n}"))
+            env.request(data, "long", service="test", marker=str(marker_dir / f"m{n}"))
         )
         async with httpx.AsyncClient() as http:
             await http.put(submitted.upload_url, content=data)

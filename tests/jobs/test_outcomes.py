@@ -10,6 +10,7 @@ from jobsheet.jobs.client import trigger_run
 from jobsheet.jobs.models import JobState
 from jobsheet.money import round_cost
 from tests.jobs.conftest import Deployment
+from tests.markers import marker_dir_fixture  # noqa: F401 (the marker_dir fixture)
 
 
 async def _run(env: Deployment, calculation: str, **params: object) -> str:
@@ -22,12 +23,12 @@ async def _run(env: Deployment, calculation: str, **params: object) -> str:
 
 
 async def test_failed_and_timed_out_runs_pay_for_time_used(
-    test_calcs: Deployment, tmp_path
+    test_calcs: Deployment, marker_dir
 ) -> None:
     env = test_calcs
     before = await env.balances()
     failed_uid = await _run(env, "fail")
-    slow_uid = await _run(env, "sleepy", marker=str(tmp_path / "marker"))
+    slow_uid = await _run(env, "sleepy", marker=str(marker_dir / "marker"))
 
     failed = await env.wait_for(failed_uid, *[s for s in JobState if s.terminal])
     assert failed.state == JobState.FAILED

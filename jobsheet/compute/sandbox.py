@@ -1,0 +1,451 @@
+"""Where and as whom calculations run: the calculation's user, run directories, cgroups.
+
+A compute worker prepares its :class:`Sandbox` once, at start (:func:`prepare_sandbox`):
+
+- **The calculation's user.** A worker running as root runs every calculation as an
+  unprivileged user (``settings.compute_run_as_user``; by default ``jobsheet-calc`` if that
+  user exists, else ``nobody``), so the calculation cannot read the worker's environment, its
+  memory or its credentials, and ``RLIMIT_NPROC`` counts that user's processes, not the
+  worker's. A worker that is not root cannot switch users: calculations run as the worker's own
+  user, and the worker makes itself non-dumpable, so that they still cannot read its
+  ``/proc/<pid>/environ`` or memory (they could read the files the worker's user can).
+- **Run directories** are ``<tmp>/jobsheet-run-<worker pid>-<worker start ticks>-<random>``:
+  recognisably the runner's own, and naming the process that owns them. A worker that was
+  SIGKILLed cannot remove its own, so every compute worker sweeps, at start, the run directories
+  of owners that no longer run (never one of a live worker, whichever process it is).
+- **cgroup v2**, where the machine delegates one to the worker (the worker's own cgroup is
+  writable, offers ``pids`` and ``memory``, and holds the worker alone): each run gets a cgroup
+  with ``pids.max`` and ``memory.max``, and ``cgroup.kill`` ends whatever is left, even a
+  process that left the run's process group. Elsewhere this is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobsheet.processes import PidRecord, is_alive, make_undumpable, start_ticks
+
+log = logging.getLogger("jobsheet.compute")
+
+RUN_DIR_PREFIX = "jobsheet-run-"
+RUN_DIR_NAME = re.compile(r"^jobsheet-run-(\d+)-(\d+)-[0-9a-f]{16}$")
+DEDICATED_USER = "jobsheet-calc"
+FALLBACK_USER = "nobody"
+CGROUP_CONTROLLERS = ("pids", "memory")
+
+
+class SandboxError(RuntimeError):
+    """The configured calculation user cannot be used by this worker."""
+
+
+@dataclass(frozen=True)
+class CalculationUser:
+    """Who calculations run as, and the Python interpreter ``{python}`` names for them."""
+
+    name: str
+    uid: int
+    gid: int
+    python: str = sys.executable
+
+    @property
+    def is_worker(self) -> bool:
+        """Whether calculations run as the worker's own user (no switch)."""
+        return self.uid == os.geteuid()
+
+    @classmethod
+    def worker(cls) -> CalculationUser:
+        uid = os.geteuid()
+        return cls(name=_user_name(uid), uid=uid, gid=os.getegid())
+
+
+@dataclass(frozen=True)
+class RunCgroup:
+    """One run's cgroup (v2)."""
+
+    path: Path
+
+    def open_procs(self) -> int:
+        """A descriptor of ``cgroup.procs``: the child writes "0" to it to join, before it
+        drops its privileges."""
+        return os.open(self.path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+
+    def kill_all(self) -> None:
+        """SIGKILL every process in the cgroup, wherever it moved in the process tree."""
+        kill_file = self.path / "cgroup.kill"
+        try:
+            if kill_file.exists():
+                kill_file.write_text("1")
+                return
+            for pid in (self.path / "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+
+    def remove(self) -> None:
+        """Kill what is left and remove the cgroup (it goes once its processes are reaped)."""
+        self.kill_all()
+        for _ in range(50):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.02)  # busy until the killed processes are gone
+        log.warning("run cgroup %s is still busy; the next worker start removes it", self.path)
+
+
+@dataclass(frozen=True)
+class CgroupParent:
+    """A cgroup v2 directory in which this worker may create run cgroups."""
+
+    path: Path
+
+    def create(self, name: str, *, processes: int, memory_bytes: int) -> RunCgroup | None:
+        """A cgroup for one run with its limits, or None if it cannot be made now."""
+        path = self.path / name
+        try:
+            path.mkdir(mode=0o700)
+            (path / "pids.max").write_text(str(processes))
+            (path / "memory.max").write_text(str(memory_bytes))
+            swap = path / "memory.swap.max"
+            if swap.exists():
+                swap.write_text("0")
+        except OSError as exc:
+            log.warning("no cgroup for this run (%s); rlimits only", exc)
+            with contextlib.suppress(OSError):
+                path.rmdir()
+            return None
+        return RunCgroup(path)
+
+    def sweep(self) -> list[Path]:
+        """Remove the run cgroups of workers that no longer run."""
+        removed = []
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.path):
+                if _stale_run_name(entry.name) and entry.is_dir(follow_symlinks=False):
+                    RunCgroup(Path(entry.path)).remove()
+                    removed.append(Path(entry.path))
+        return removed
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """Where and as whom one compute worker's calculations run."""
+
+    user: CalculationUser = field(default_factory=CalculationUser.worker)
+    run_base: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+    cgroups: CgroupParent | None = None
+
+    @contextlib.contextmanager
+    def run_directory(self) -> Iterator[Path]:
+        """A fresh run directory named after this process, removed on the way out."""
+        path = self.run_base / run_dir_name()
+        path.mkdir(mode=0o700)
+        try:
+            yield path
+        finally:
+            remove_tree(path)
+
+    def run_cgroup(self, run_dir: Path, *, processes: int, memory_bytes: int) -> RunCgroup | None:
+        if self.cgroups is None:
+            return None
+        return self.cgroups.create(run_dir.name, processes=processes, memory_bytes=memory_bytes)
+
+
+# --- run directories ----------------------------------------------------------------------------
+
+
+def run_dir_name(pid: int | None = None) -> str:
+    """``jobsheet-run-<pid>-<start ticks>-<random>``: whose it is, and unguessable."""
+    pid = os.getpid() if pid is None else pid
+    ticks = start_ticks(pid)
+    return f"{RUN_DIR_PREFIX}{pid}-{ticks if ticks is not None else 0}-{secrets.token_hex(8)}"
+
+
+def _stale_run_name(name: str) -> bool:
+    """Whether ``name`` is a run directory (or cgroup) whose owning worker no longer runs."""
+    match = RUN_DIR_NAME.match(name)
+    if match is None:
+        return False
+    return not is_alive(PidRecord(pid=int(match.group(1)), start_ticks=int(match.group(2))))
+
+
+def sweep_run_dirs(base: Path | None = None) -> list[Path]:
+    """Remove the run directories under ``base`` (the temporary directory) whose owner process
+    is gone (a worker SIGKILLed mid-run); only directories of this user with the runner's names.
+    """
+    base = base or Path(tempfile.gettempdir())
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            if entry.stat(follow_symlinks=False).st_uid != os.geteuid():
+                continue
+        except OSError:
+            continue
+        if _stale_run_name(entry.name):
+            remove_tree(Path(entry.path))
+            removed.append(Path(entry.path))
+    return removed
+
+
+def remove_tree(path: Path) -> None:
+    """Remove ``path`` and everything in it, whatever modes a calculation left behind."""
+
+    def retry_writable(function: object, failed: str, _exc: object) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(failed), 0o700)
+            if os.path.isdir(failed) and not os.path.islink(failed):
+                os.chmod(failed, 0o700)
+                shutil.rmtree(failed, ignore_errors=True)
+            else:
+                os.unlink(failed)
+
+    if path.exists() or path.is_symlink():
+        shutil.rmtree(path, onerror=retry_writable)
+
+
+def hand_over(run_dir: Path, user: CalculationUser, *, keep: set[Path]) -> Path:
+    """Give the calculation's user its part of ``run_dir``; returns its home directory.
+
+    ``run_dir`` stays the worker's (0711: the user may pass, not list or rename), ``keep`` (the
+    logs the worker opened for it) stays the worker's alone; everything else (the input, the
+    output directory) and a fresh ``home`` become the user's.
+    """
+    home = run_dir / "home"
+    home.mkdir(mode=0o700, exist_ok=True)
+    if user.is_worker:
+        return home
+    os.chmod(run_dir, 0o711)
+    for entry in os.scandir(run_dir):
+        path = Path(entry.path)
+        if path in keep or entry.is_symlink():
+            continue
+        _chown_tree(path, user.uid, user.gid)
+    return home
+
+
+def _chown_tree(top: Path, uid: int, gid: int) -> None:
+    os.chown(top, uid, gid, follow_symlinks=False)
+    if top.is_dir() and not top.is_symlink():
+        for root, dirs, files in os.walk(top):
+            for name in dirs + files:
+                os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
+
+
+def reclaim(run_dir: Path) -> None:
+    """Take ``run_dir`` back from the calculation, before anything in it is read.
+
+    Top down, each directory is made the worker's, 0700, before its entries are touched, so a
+    process of the calculation that outlived it can no longer add, rename or swap anything (a
+    symlink to a secret in place of an output); files become the worker's, 0600.
+    """
+    uid, gid = os.geteuid(), os.getegid()
+    for _root, dirs, files, fd in os.fwalk(run_dir, follow_symlinks=False):
+        with contextlib.suppress(OSError):
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, 0o700)
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                os.chmod(name, 0o700, dir_fd=fd)
+        for name in files:
+            with contextlib.suppress(OSError):
+                os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+                if not stat.S_ISLNK(mode):
+                    os.chmod(name, 0o600, dir_fd=fd)
+
+
+# --- the calculation's user -------------------------------------------------------------------
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def resolve_user(setting: str) -> CalculationUser:
+    """The user calculations run as, from ``settings.compute_run_as_user``.
+
+    Empty: ``jobsheet-calc`` (if it exists) or ``nobody`` for a root worker, the worker's own
+    user otherwise. A worker that is not root cannot run calculations as anyone else.
+    """
+    euid = os.geteuid()
+    name = setting.strip()
+    if not name:
+        if euid != 0:
+            return CalculationUser.worker()
+        name = DEDICATED_USER if _user_exists(DEDICATED_USER) else FALLBACK_USER
+    try:
+        entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    except KeyError:
+        raise SandboxError(
+            f"JOBSHEET_COMPUTE_RUN_AS_USER names {name!r}, which is not a user here"
+        ) from None
+    if entry.pw_uid != euid and euid != 0:
+        raise SandboxError(
+            f"this worker runs as {_user_name(euid)}, not root, so it cannot run calculations "
+            f"as {entry.pw_name}: run it as root, or leave JOBSHEET_COMPUTE_RUN_AS_USER empty "
+            "(calculations then run as the worker's own user)"
+        )
+    return CalculationUser(name=entry.pw_name, uid=entry.pw_uid, gid=entry.pw_gid)
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def runs_as(user: CalculationUser, argv: list[str]) -> bool:
+    """Whether ``argv`` exits 0 when run as ``user`` (from an empty directory, no environment)."""
+    try:
+        result = subprocess.run(
+            argv,
+            user=user.uid,
+            group=user.gid,
+            extra_groups=[],
+            cwd="/",
+            env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return result.returncode == 0
+
+
+@functools.cache
+def python_for(user: CalculationUser) -> str:
+    """The interpreter ``{python}`` names for ``user``: the worker's own if the user may run
+    it, else a system Python of the same version, else any system ``python3``."""
+    if user.is_worker or runs_as(user, [sys.executable, "-c", ""]):
+        return sys.executable
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (version, "python3"):
+        for directory in ("/usr/local/bin", "/usr/bin", "/bin"):
+            path = os.path.join(directory, candidate)
+            if os.access(path, os.X_OK) and runs_as(user, [path, "-c", ""]):
+                return path
+    return sys.executable
+
+
+# --- cgroup v2 ------------------------------------------------------------------------------------
+
+
+def detect_cgroups(
+    *, mountinfo: Path = Path("/proc/self/mountinfo"), own: Path = Path("/proc/self/cgroup")
+) -> CgroupParent | None:
+    """The cgroup v2 directory this worker may create run cgroups in, or None.
+
+    It is the worker's own cgroup when that offers ``pids`` and ``memory`` and is writable:
+    already enabled for children (the root cgroup, a delegated parent), or holding this process
+    alone, in which case the worker moves itself into a leaf (``jobsheet-worker``) and enables
+    the controllers for the run cgroups beside it. Anything else (cgroup v1, a read-only
+    cgroupfs in a container, a cgroup shared with other processes) means None.
+    """
+    try:
+        mount = _cgroup2_mount(mountinfo)
+        relative = _cgroup2_path(own)
+        if mount is None or relative is None:
+            return None
+        here = mount / relative.lstrip("/")
+        offered = set((here / "cgroup.controllers").read_text().split())
+        if not set(CGROUP_CONTROLLERS) <= offered or not os.access(here, os.W_OK):
+            return None
+        enabled = set((here / "cgroup.subtree_control").read_text().split())
+        if not set(CGROUP_CONTROLLERS) <= enabled:
+            if (here / "cgroup.procs").read_text().split() != [str(os.getpid())]:
+                return None
+            leaf = here / "jobsheet-worker"
+            leaf.mkdir(mode=0o755, exist_ok=True)
+            (leaf / "cgroup.procs").write_text(str(os.getpid()))
+            (here / "cgroup.subtree_control").write_text(
+                " ".join(f"+{name}" for name in CGROUP_CONTROLLERS)
+            )
+        return CgroupParent(here)
+    except OSError as exc:
+        log.info("no cgroup v2 limits for calculations: %s", exc)
+        return None
+
+
+def _cgroup2_mount(mountinfo: Path) -> Path | None:
+    for line in mountinfo.read_text().splitlines():
+        before, _, after = line.partition(" - ")
+        if after.split()[:1] == ["cgroup2"]:
+            return Path(before.split()[4])
+    return None
+
+
+def _cgroup2_path(own: Path) -> str | None:
+    for line in own.read_text().splitlines():
+        if line.startswith("0::"):
+            return line[3:].strip()
+    return None
+
+
+# --- the worker ---------------------------------------------------------------------------------
+
+
+def prepare_sandbox(run_as_user: str, *, run_base: Path | None = None) -> Sandbox:
+    """What a compute worker does once, at start: hide its environment, sweep the run
+    directories (and cgroups) SIGKILLed workers left, choose the calculations' user and
+    Python, and look for cgroup v2."""
+    make_undumpable()
+    base = run_base or Path(tempfile.gettempdir())
+    for path in sweep_run_dirs(base):
+        log.info("removed %s, left by a worker that no longer runs", path)
+    user = resolve_user(run_as_user)
+    user = CalculationUser(user.name, user.uid, user.gid, python=python_for(user))
+    if user.uid == 0:
+        log.warning(
+            "calculations run as root: they can read the worker's credentials; set "
+            "JOBSHEET_COMPUTE_RUN_AS_USER to an unprivileged user"
+        )
+    elif user.is_worker:
+        log.warning(
+            "calculations run as the worker's own user %s (only a root worker can switch "
+            "users): they cannot read its environment, but can read its user's files",
+            user.name,
+        )
+    if user.python != sys.executable:
+        log.info("{python} is %s for %s (it cannot run %s)", user.python, user.name, sys.executable)
+    cgroups = detect_cgroups()
+    if cgroups is not None:
+        cgroups.sweep()
+    log.info(
+        "calculations run as %s (uid %d)%s",
+        user.name,
+        user.uid,
+        f", limited by cgroups under {cgroups.path}" if cgroups else "",
+    )
+    return Sandbox(user=user, run_base=base, cgroups=cgroups)
