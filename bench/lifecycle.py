@@ -8,7 +8,11 @@ prints completed jobs per second, submit-to-PARs latency (p50, p95) and history 
 each next to the baseline's figure and the ratio. Starts its own Temporal dev server, S3 server
 and PAR gateway on free 127.0.0.1 ports.
 
-    .venv/bin/python -m bench.lifecycle [--jobs 20]
+What payload encryption costs: by default it runs twice, once with the product's converter
+(every payload sealed with AES-256-GCM) and once with payloads in clear (the API too), each on
+a fresh dev server, and prints the jobs' figures side by side (``--codec on`` or ``off`` runs one).
+
+    .venv/bin/python -m bench.lifecycle [--jobs 20] [--codec both|on|off]
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ with workflow.unsafe.imports_passed_through():
     from jobsheet.jobs.client import job_handle, trigger_run
     from jobsheet.jobs.models import JobState
     from jobsheet.objectstore import ensure_bucket, internal_client
+    from jobsheet.payload_codec import PayloadKeyRing
     from jobsheet.settings import Settings
-    from jobsheet.temporal import exit_without_teardown
+    from jobsheet.temporal import data_converter, exit_without_teardown
     from tests.api_server import start_api
     from tests.jobs.conftest import Deployment, deployment
     from tests.servers import start_s3_server, start_temporal_dev_server
@@ -145,10 +150,18 @@ async def run_baseline(client: Client, count: int) -> Figures:
     return Figures(count / elapsed, latencies, statistics.mean(events))
 
 
-async def main(count: int) -> None:
+async def connect_in_clear(settings: Settings) -> Client:
+    """The API's Temporal connection without payload encryption (the run in clear)."""
+    config = settings.temporal_connect_config()
+    return await Client.connect(data_converter=data_converter(None), **config)
+
+
+async def measure(count: int, *, encrypted: bool) -> tuple[Figures, Figures]:
+    """(jobs, baseline) on fresh servers, payloads sealed or in clear everywhere."""
     with tempfile.TemporaryDirectory() as tmp:
         s3_server = start_s3_server(Path(tmp) / "s3")
-        env = await start_temporal_dev_server()
+        keys = PayloadKeyRing.generate().serialise()
+        env = await start_temporal_dev_server(payload_keys=keys if encrypted else None)
         try:
             settings = Settings(
                 state_dir=Path(tmp) / "state",
@@ -160,9 +173,13 @@ async def main(count: int) -> None:
                 task_queue_jobs="bench-jobs",
                 task_queue_ledger="bench-ledger",
                 compute_task_queue_prefix="bench-compute-",
+                payload_keys=SecretStr(keys),
             )
             ensure_bucket(internal_client(settings), settings.bucket)
-            gateway = start_api(settings)
+            if encrypted:
+                gateway = start_api(settings)
+            else:
+                gateway = start_api(settings, connector=connect_in_clear)
             try:
                 baseline = await run_baseline(env.client, count)
                 async with deployment(env.client, gateway.settings, funds="10000.00") as dep:
@@ -172,21 +189,56 @@ async def main(count: int) -> None:
         finally:
             await env.shutdown()
             processes.stop_process(s3_server.record)
-    print(f"{count} concurrent jobs (checksum) vs a bare update+activity workflow, same servers")
-    print(f"{'figure':32} {'jobs':>10} {'baseline':>10} {'ratio':>8}")
-    rows = [
-        ("completed per second", jobs.per_second, baseline.per_second),
-        ("submit-to-PARs p50 (s)", jobs.p(0.5), baseline.p(0.5)),
-        ("submit-to-PARs p95 (s)", jobs.p(0.95), baseline.p(0.95)),
-        ("history events per job", jobs.events, baseline.events),
+    return jobs, baseline
+
+
+def rows(figures: Figures) -> list[tuple[str, float]]:
+    return [
+        ("completed per second", figures.per_second),
+        ("submit-to-PARs p50 (s)", figures.p(0.5)),
+        ("submit-to-PARs p95 (s)", figures.p(0.95)),
+        ("history events per job", figures.events),
     ]
-    for name, value, base in rows:
+
+
+def print_against_baseline(title: str, jobs: Figures, baseline: Figures) -> None:
+    print(title)
+    print(f"{'figure':32} {'jobs':>10} {'baseline':>10} {'ratio':>8}")
+    for (name, value), (_, base) in zip(rows(jobs), rows(baseline), strict=True):
         print(f"{name:32} {value:10.3f} {base:10.3f} {value / base:8.2f}")
+
+
+async def main(count: int, codec: str) -> None:
+    measured: dict[str, tuple[Figures, Figures]] = {}
+    for mode in ("on", "off"):
+        if codec in (mode, "both"):
+            measured[mode] = await measure(count, encrypted=mode == "on")
+    for mode, (jobs, baseline) in measured.items():
+        label = "payloads encrypted" if mode == "on" else "payloads in clear"
+        print_against_baseline(
+            f"{count} concurrent jobs (checksum) vs a bare update+activity workflow, same "
+            f"servers, {label}",
+            jobs,
+            baseline,
+        )
+        print()
+    if len(measured) == 2:
+        on, off = measured["on"][0], measured["off"][0]
+        print(f"{count} concurrent jobs: what encrypting every payload costs")
+        print(f"{'figure':32} {'encrypted':>10} {'in clear':>10} {'ratio':>8}")
+        for (name, value), (_, clear) in zip(rows(on), rows(off), strict=True):
+            print(f"{name:32} {value:10.3f} {clear:10.3f} {value / clear:8.2f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument(
+        "--codec",
+        choices=("both", "on", "off"),
+        default="both",
+        help="run with payloads encrypted, in clear, or both (default) for the comparison",
+    )
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.jobs))
+    asyncio.run(main(arguments.jobs, arguments.codec))
     exit_without_teardown(0)
