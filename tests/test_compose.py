@@ -147,3 +147,23 @@ def test_compute_pars_name_hosts_inside_the_network(compose: dict[str, Any]) -> 
         assert env["JOBSHEET_S3_COMPUTE_ENDPOINT"] == "minio:9000"
         assert env["JOBSHEET_API_COMPUTE_URL"] == "http://api:8090"
     assert "8090:8090" in services["api"]["ports"]
+
+
+def test_payloads_are_encrypted_and_the_web_ui_decodes_through_the_api(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    api, worker = services["api"]["environment"], services["worker"]["environment"]
+    # One key ring for the worker and the API, never written into the file.
+    assert api["JOBSHEET_PAYLOAD_KEYS"] == worker["JOBSHEET_PAYLOAD_KEYS"]
+    assert re.fullmatch(r"\$\{JOBSHEET_PAYLOAD_KEYS:\?[^}]+\}", worker["JOBSHEET_PAYLOAD_KEYS"])
+    # The Web UI's codec endpoint is the API's, with the token the API checks.
+    token = api["JOBSHEET_CODEC_TOKEN"]
+    assert re.fullmatch(r"\$\{JOBSHEET_CODEC_TOKEN:\?[^}]+\}", token)
+    assert "JOBSHEET_CODEC_TOKEN" not in worker
+    endpoint = services["temporal-ui"]["environment"]["TEMPORAL_CODEC_ENDPOINT"]
+    assert endpoint == f"http://${{JOBSHEET_PUBLIC_HOST:-localhost}}:8090/codec/{token}"
+    # ...and answers the browser on the UI's published origin.
+    ui_port = services["temporal-ui"]["ports"][0].split(":")[1]
+    origins = api["JOBSHEET_CODEC_CORS_ORIGINS"].split(",")
+    assert f"http://127.0.0.1:{ui_port}" in origins and f"http://localhost:{ui_port}" in origins
