@@ -85,7 +85,7 @@ def _create_secret_file(path: Path, make: Callable[[], str]) -> None:
     this one reads either nothing or everything."""
     if path.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     aside = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
     fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
