@@ -36,6 +36,7 @@ from temporalio.converter import PayloadCodec
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
 NONCE_BYTES = 12
+TAG_BYTES = 16
 KEY_BYTES = 32
 KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 RELOAD_INTERVAL_SECONDS = 1.0
@@ -79,6 +80,8 @@ class PayloadKey:
 
     def open(self, sealed: bytes) -> bytes:
         nonce, body = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
+        if len(nonce) < NONCE_BYTES or len(body) < TAG_BYTES:
+            raise PayloadKeyError(f"a payload sealed with key {self.key_id} is cut short")
         try:
             return self._aead.decrypt(nonce, body, self._aad())
         except InvalidTag:

@@ -87,6 +87,10 @@ async def test_an_altered_payload_or_a_relabelled_key_does_not_open() -> None:
     relabelled.metadata[KEY_ID_METADATA] = second.key_id.encode()
     with pytest.raises(PayloadKeyError, match="does not open"):
         await codec.decode([relabelled])
+    for cut in (b"", sealed.data[:20]):
+        short = Payload(metadata=dict(sealed.metadata), data=cut)
+        with pytest.raises(PayloadKeyError, match="cut short"):
+            await codec.decode([short])
 
 
 @pytest.mark.parametrize(
