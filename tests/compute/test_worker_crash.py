@@ -1,13 +1,16 @@
-"""A compute worker SIGKILLed mid-run: the heartbeat timeout notices and another worker reruns."""
+"""A compute worker SIGKILLed mid-run: the heartbeat timeout notices and another worker reruns,
+and the run directory the dead worker left is removed when the next worker starts."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from temporalio.worker import Worker
 
 from jobsheet.compute.models import RunResult, RunStatus
 from jobsheet.compute.runner import kill_group
+from jobsheet.compute.sandbox import run_dir_name
 from jobsheet.processes import group_members
 from jobsheet.settings import Settings
 from jobsheet.temporal import payload_key_ring
@@ -47,10 +51,14 @@ def compute_worker_env(settings: Settings) -> dict[str, str]:
 
 
 class WorkerProcesses:
-    """``worker.py --role compute`` subprocesses, each stopped by pid at the end."""
+    """``worker.py --role compute`` subprocesses, each stopped by pid at the end.
 
-    def __init__(self, settings: Settings) -> None:
-        self._env = compute_worker_env(settings)
+    Their temporary directory (where run directories go) is ``run_base``, this test's own.
+    """
+
+    def __init__(self, settings: Settings, run_base: Path) -> None:
+        self.env = {**compute_worker_env(settings), "TMPDIR": str(run_base)}
+        self.run_base = run_base
         self.started: list[subprocess.Popen[str]] = []
 
     async def start(self) -> subprocess.Popen[str]:
@@ -66,7 +74,7 @@ class WorkerProcesses:
     def _spawn(self) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "worker.py"), "--role", "compute", "--service", "test"],
-            env=self._env,
+            env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -85,11 +93,18 @@ class WorkerProcesses:
 
 @pytest.fixture
 def worker_processes(compute_settings: Settings) -> Iterator[WorkerProcesses]:
-    workers = WorkerProcesses(compute_settings)
+    run_base = Path(tempfile.mkdtemp(prefix="jobsheet-test-tmp-"))
+    run_base.chmod(0o755)
+    workers = WorkerProcesses(compute_settings, run_base)
     try:
         yield workers
     finally:
         workers.stop_all()
+        shutil.rmtree(run_base, ignore_errors=True)
+
+
+def run_dirs_of(base: Path, pid: int) -> list[Path]:
+    return sorted(base.glob(f"jobsheet-run-{pid}-*"))
 
 
 async def test_sigkilled_worker_run_is_finished_by_another_worker(
@@ -120,12 +135,23 @@ async def test_sigkilled_worker_run_is_finished_by_another_worker(
         )
         first_group = await read_marker(marker)
         marker.unlink()
+        base = worker_processes.run_base
+        [left_behind] = run_dirs_of(base, first.pid)
+        # Run directories the next worker must leave alone: one named after a live process
+        # (this one: as if another worker were running), and one not named like the runner's.
+        live = base / run_dir_name(os.getpid())
+        foreign = base / "jobsheet-run-notours"
+        for directory in (live, foreign):
+            directory.mkdir()
         try:
             first.send_signal(signal.SIGKILL)
             first.wait()
             # The program's leader has PR_SET_PDEATHSIG: it dies with its worker.
             assert await wait_until_group_gone(first_group) == []
+            assert left_behind.is_dir()  # a SIGKILLed worker cannot clean up
             await worker_processes.start()
+            assert not left_behind.exists()  # the next worker's start removed it
+            assert live.is_dir() and foreign.is_dir()
             result = RunResult.model_validate(await handle.result())
         finally:
             kill_group(first_group)
