@@ -13,7 +13,7 @@ COPY worker.py ./
 # jobsheet runs the API (and any role but compute); jobsheet-calc owns nothing and runs the
 # calculations: a worker started as root (compose's worker) switches to it for each run, so a
 # calculation cannot read the worker's environment or credentials, and RLIMIT_NPROC counts the
-# calculations alone (docs/2026-11-29-compute-isolation.md).
+# calculations alone (docs/2026-11-28-hardening.md).
 RUN pip install . \
     && useradd --system --home /app jobsheet \
     && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \

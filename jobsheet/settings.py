@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     compute_run_as_user: str = ""
     """The user (name or uid) calculations run as. A root worker switches to it for each run;
     empty: ``jobsheet-calc`` if that user exists, else ``nobody``, when the worker runs as root,
-    and the worker's own user otherwise (see docs/2026-11-29-compute-isolation.md)."""
+    and the worker's own user otherwise (see docs/2026-11-28-hardening.md)."""
 
     config_dir: Path | None = None
     user: str | None = None
