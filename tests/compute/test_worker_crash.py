@@ -64,7 +64,7 @@ class WorkerProcesses:
     async def start(self) -> subprocess.Popen[str]:
         proc = self._spawn()
         assert proc.stdout is not None
-        said = []
+        said: list[str] = []
         while not said or not said[-1].startswith("worker ready: role=compute"):
             line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=60)
             assert line, "".join(said)  # the worker exited before it was ready
