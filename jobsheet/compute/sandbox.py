@@ -13,10 +13,11 @@ A compute worker prepares its :class:`Sandbox` once, at start (:func:`prepare_sa
   recognisably the runner's own, and naming the process that owns them. A worker that was
   SIGKILLed cannot remove its own, so every compute worker sweeps, at start, the run directories
   of owners that no longer run (never one of a live worker, whichever process it is).
-- **cgroup v2**, where the machine delegates one to the worker (the worker's own cgroup is
-  writable, offers ``pids`` and ``memory``, and holds the worker alone): each run gets a cgroup
-  with ``pids.max`` and ``memory.max``, and ``cgroup.kill`` ends whatever is left, even a
-  process that left the run's process group. Elsewhere this is skipped.
+- **cgroup v2** (:mod:`jobsheet.compute.cgroups`), where the machine delegates one to the
+  worker (the worker's own cgroup is writable, offers ``pids`` and ``memory``, and holds the
+  worker alone): each run gets a cgroup with ``pids.max`` and ``memory.max``, and
+  ``cgroup.kill`` ends whatever is left, even a process that left the run's process group.
+  Elsewhere this is skipped.
 """
 
 from __future__ import annotations
@@ -29,16 +30,15 @@ import pwd
 import re
 import secrets
 import shutil
-import signal
 import stat
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jobsheet.compute.cgroups import CgroupParent, RunCgroup, detect_cgroups
 from jobsheet.processes import PidRecord, is_alive, make_undumpable, start_ticks
 
 log = logging.getLogger("jobsheet.compute")
@@ -47,7 +47,6 @@ RUN_DIR_PREFIX = "jobsheet-run-"
 RUN_DIR_NAME = re.compile(r"^jobsheet-run-(\d+)-(\d+)-[0-9a-f]{16}$")
 DEDICATED_USER = "jobsheet-calc"
 FALLBACK_USER = "nobody"
-CGROUP_CONTROLLERS = ("pids", "memory")
 
 
 class SandboxError(RuntimeError):
@@ -72,78 +71,6 @@ class CalculationUser:
     def worker(cls) -> CalculationUser:
         uid = os.geteuid()
         return cls(name=_user_name(uid), uid=uid, gid=os.getegid())
-
-
-@dataclass(frozen=True)
-class RunCgroup:
-    """One run's cgroup (v2)."""
-
-    path: Path
-
-    def open_procs(self) -> int:
-        """A descriptor of ``cgroup.procs``: the child writes "0" to it to join, before it
-        drops its privileges."""
-        return os.open(self.path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
-
-    def kill_all(self) -> None:
-        """SIGKILL every process in the cgroup, wherever it moved in the process tree."""
-        kill_file = self.path / "cgroup.kill"
-        try:
-            if kill_file.exists():
-                kill_file.write_text("1")
-                return
-            for pid in (self.path / "cgroup.procs").read_text().split():
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(int(pid), signal.SIGKILL)
-        except OSError:
-            pass
-
-    def remove(self) -> None:
-        """Kill what is left and remove the cgroup (it goes once its processes are reaped)."""
-        self.kill_all()
-        for _ in range(50):
-            try:
-                self.path.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.02)  # busy until the killed processes are gone
-        log.warning("run cgroup %s is still busy; the next worker start removes it", self.path)
-
-
-@dataclass(frozen=True)
-class CgroupParent:
-    """A cgroup v2 directory in which this worker may create run cgroups."""
-
-    path: Path
-
-    def create(self, name: str, *, processes: int, memory_bytes: int) -> RunCgroup | None:
-        """A cgroup for one run with its limits, or None if it cannot be made now."""
-        path = self.path / name
-        try:
-            path.mkdir(mode=0o700)
-            (path / "pids.max").write_text(str(processes))
-            (path / "memory.max").write_text(str(memory_bytes))
-            swap = path / "memory.swap.max"
-            if swap.exists():
-                swap.write_text("0")
-        except OSError as exc:
-            log.warning("no cgroup for this run (%s); rlimits only", exc)
-            with contextlib.suppress(OSError):
-                path.rmdir()
-            return None
-        return RunCgroup(path)
-
-    def sweep(self) -> list[Path]:
-        """Remove the run cgroups of workers that no longer run."""
-        removed = []
-        with contextlib.suppress(OSError):
-            for entry in os.scandir(self.path):
-                if _stale_run_name(entry.name) and entry.is_dir(follow_symlinks=False):
-                    RunCgroup(Path(entry.path)).remove()
-                    removed.append(Path(entry.path))
-        return removed
 
 
 @dataclass(frozen=True)
@@ -359,60 +286,6 @@ def python_for(user: CalculationUser) -> str:
     return sys.executable
 
 
-# --- cgroup v2 ------------------------------------------------------------------------------------
-
-
-def detect_cgroups(
-    *, mountinfo: Path = Path("/proc/self/mountinfo"), own: Path = Path("/proc/self/cgroup")
-) -> CgroupParent | None:
-    """The cgroup v2 directory this worker may create run cgroups in, or None.
-
-    It is the worker's own cgroup when that offers ``pids`` and ``memory`` and is writable:
-    already enabled for children (the root cgroup, a delegated parent), or holding this process
-    alone, in which case the worker moves itself into a leaf (``jobsheet-worker``) and enables
-    the controllers for the run cgroups beside it. Anything else (cgroup v1, a read-only
-    cgroupfs in a container, a cgroup shared with other processes) means None.
-    """
-    try:
-        mount = _cgroup2_mount(mountinfo)
-        relative = _cgroup2_path(own)
-        if mount is None or relative is None:
-            return None
-        here = mount / relative.lstrip("/")
-        offered = set((here / "cgroup.controllers").read_text().split())
-        if not set(CGROUP_CONTROLLERS) <= offered or not os.access(here, os.W_OK):
-            return None
-        enabled = set((here / "cgroup.subtree_control").read_text().split())
-        if not set(CGROUP_CONTROLLERS) <= enabled:
-            if (here / "cgroup.procs").read_text().split() != [str(os.getpid())]:
-                return None
-            leaf = here / "jobsheet-worker"
-            leaf.mkdir(mode=0o755, exist_ok=True)
-            (leaf / "cgroup.procs").write_text(str(os.getpid()))
-            (here / "cgroup.subtree_control").write_text(
-                " ".join(f"+{name}" for name in CGROUP_CONTROLLERS)
-            )
-        return CgroupParent(here)
-    except OSError as exc:
-        log.info("no cgroup v2 limits for calculations: %s", exc)
-        return None
-
-
-def _cgroup2_mount(mountinfo: Path) -> Path | None:
-    for line in mountinfo.read_text().splitlines():
-        before, _, after = line.partition(" - ")
-        if after.split()[:1] == ["cgroup2"]:
-            return Path(before.split()[4])
-    return None
-
-
-def _cgroup2_path(own: Path) -> str | None:
-    for line in own.read_text().splitlines():
-        if line.startswith("0::"):
-            return line[3:].strip()
-    return None
-
-
 # --- the worker ---------------------------------------------------------------------------------
 
 
@@ -441,7 +314,7 @@ def prepare_sandbox(run_as_user: str, *, run_base: Path | None = None) -> Sandbo
         log.info("{python} is %s for %s (it cannot run %s)", user.python, user.name, sys.executable)
     cgroups = detect_cgroups()
     if cgroups is not None:
-        cgroups.sweep()
+        cgroups.sweep(_stale_run_name)
     log.info(
         "calculations run as %s (uid %d)%s",
         user.name,

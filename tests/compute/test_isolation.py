@@ -30,15 +30,14 @@ from minio import Minio
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from jobsheet.compute.cgroups import CgroupParent, detect_cgroups
 from jobsheet.compute.config import load_compute_config
 from jobsheet.compute.models import RunStatus
 from jobsheet.compute.runner import Limits, run_isolated
 from jobsheet.compute.sandbox import (
     CalculationUser,
-    CgroupParent,
     Sandbox,
     SandboxError,
-    detect_cgroups,
     prepare_sandbox,
     python_for,
     resolve_user,
