@@ -99,13 +99,18 @@ class Settings(BaseSettings):
     """The Web UI origins (comma-separated) whose browsers may call the codec endpoint; default:
     the local stack's UI, ``http://127.0.0.1:$JOBSHEET_TEMPORAL_UI_PORT`` and ``localhost``."""
     run_par_burst: int = Field(default=5, gt=0)
-    """Run PAR calls one job may make at once before the API answers 429."""
+    """Run PAR calls with a job's right token at once before the API answers 429 (wrong
+    tokens never count against the job)."""
     run_par_per_minute: float = Field(default=6.0, gt=0)
-    """Run PAR calls per minute one job may make, sustained."""
+    """Run PAR calls with a job's right token per minute, sustained."""
     run_par_client_burst: int = Field(default=30, gt=0)
-    """Run PAR calls one client address may make at once before the API answers 429."""
+    """Failed run PAR calls (wrong token, unknown job) one client address may make at once
+    before its failing calls answer 429."""
     run_par_client_per_minute: float = Field(default=60.0, gt=0)
-    """Run PAR calls per minute one client address may make, sustained."""
+    """Failed run PAR calls per minute one client address may make, sustained."""
+    write_url_seconds: int = Field(default=15 * 60, gt=0, le=15 * 60)
+    """The longest a presigned PUT granted for a bucket-write PAR lives (the jobs worker signs
+    it into each PAR); a job sweeps its storage once the last one can have expired."""
 
     provider_account: str = "provider"
     """The account that cashes users' cheques and is paid for their jobs."""

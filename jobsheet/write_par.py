@@ -4,8 +4,10 @@ S3 presigned PUTs name a single key and not every S3 server has POST-policy uplo
 compute side gets a *capability* instead: ``wp1.<payload>.<mac>``, where the payload is the
 canonical JSON of (job uid, output prefix, expiry) in URL-safe base64 and the MAC is
 HMAC-SHA256 under the PAR signing key. The PAR gateway checks the MAC and expiry, checks each
-requested key lies inside the prefix, and answers with a presigned PUT for that one key. Whoever
-holds the capability holds no storage credentials and can write nowhere else.
+requested key lies inside the prefix, checks the job is still running (the sheet its workflow
+persisted), and answers with a presigned PUT for that one key, valid for at most the capability's
+``url_seconds``. Whoever holds the capability holds no storage credentials and can write nowhere
+else, and nothing at all once the job has left ``running``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from jobsheet.settings import Settings
 TOKEN_VERSION = "wp1"
 _DOMAIN = b"jobsheet:bucket-write-par:v1:"
 MAX_KEY_BYTES = 900
+MAX_URL_SECONDS = 15 * 60
+"""The longest a presigned PUT granted for a bucket-write PAR may live."""
 
 
 class WriteParError(Exception):
@@ -57,6 +61,12 @@ class BadOutputKey(WriteParError):
     status = 400
 
 
+class JobNotRunning(WriteParError):
+    """The capability is genuine, but its job is not running (any more): it writes nothing."""
+
+    status = 410
+
+
 class WriteCapability(BaseModel):
     """What a bucket-write capability grants: writes under ``prefix`` until ``expires_at``."""
 
@@ -66,6 +76,9 @@ class WriteCapability(BaseModel):
     prefix: str
     expires_at: int
     """Unix seconds."""
+    url_seconds: int = Field(default=MAX_URL_SECONDS, ge=1, le=MAX_URL_SECONDS)
+    """The longest a presigned PUT granted for it lives, so that the job knows when the last
+    one it granted has expired (capabilities signed before this field: the maximum)."""
 
     def expiry(self) -> datetime:
         return datetime.fromtimestamp(self.expires_at, UTC)
@@ -159,13 +172,22 @@ def write_par_path(token: str) -> str:
 
 
 def issue_write_par(
-    settings: Settings, *, job_uid: str, prefix: str, expires_at: datetime
+    settings: Settings,
+    *,
+    job_uid: str,
+    prefix: str,
+    expires_at: datetime,
+    url_seconds: int = MAX_URL_SECONDS,
 ) -> WritePar:
-    """Sign a bucket-write PAR for ``prefix`` until ``expires_at`` (needs only the PAR key)."""
+    """Sign a bucket-write PAR for ``prefix`` until ``expires_at`` (needs only the PAR key);
+    each presigned PUT granted for it lives at most ``url_seconds``."""
     if expires_at.tzinfo is None:
         raise ValueError("expires_at must be timezone-aware")
     capability = WriteCapability(
-        job_uid=job_uid, prefix=check_prefix(prefix), expires_at=int(expires_at.timestamp())
+        job_uid=job_uid,
+        prefix=check_prefix(prefix),
+        expires_at=int(expires_at.timestamp()),
+        url_seconds=url_seconds,
     )
     token = sign_write_capability(settings.par_signing_key(), capability)
     return WritePar(

@@ -2,12 +2,14 @@
 
 Every state change of a job sheet happens in this file: submission (verify, contract, pay,
 issue PARs), waiting for the run trigger until the deadline, running, settling, expiry,
-cancellation with compensation in reverse, and the retention of outputs.
+cancellation with compensation in reverse, the retention of outputs and the clean-up of
+everything the job's PARs could write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -26,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         IssueObjectParInput,
         IssueWriteParInput,
         PersistSheetInput,
+        SealOutputsInput,
         StorageActivities,
     )
     from jobsheet import search_attributes
@@ -65,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
         input_key,
         job_prefix,
         output_prefix,
+        staging_prefix,
     )
     from jobsheet.ledger.models import (
         CashChequeInput,
@@ -83,9 +87,33 @@ STEP_TIMEOUT = timedelta(seconds=60)
 SUBMIT_STEP_TIMEOUT = timedelta(minutes=2)
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 RUN_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3)
+# Behind PATCH_RUN_RETRIES: infrastructure failures (a worker lost, S3 or the API down) are
+# retried with backoff until the contract's deadline (the schedule-to-close timeout), not for a
+# fixed count. A calculation's own failure is a result, never retried; refusals are
+# non-retryable errors.
+RUN_RETRY_UNTIL_DEADLINE = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=0,
+)
 RUN_TRANSFER_ALLOWANCE = timedelta(minutes=10)
 # Settlement must end before the credit note's automatic refund: hold it this long past the run.
 RECEIPT_MARGIN = timedelta(hours=1)
+SEAL_TIMEOUT = timedelta(minutes=30)
+# A presigned URL's life is checked by S3's clock, and it was signed by another host's: sweep
+# this long after the last one can have expired.
+SWEEP_MARGIN = timedelta(seconds=15)
+
+# Workflow changes, each behind its patch so that histories in flight still replay.
+PATCH_STAGED_OUTPUTS = "staged-outputs"
+"""The bucket-write PAR covers a staging prefix; settlement seals checked copies of the outputs
+under the output prefix, which no PAR can write."""
+PATCH_RUN_RETRIES = "run-retries-until-deadline"
+"""The run retries infrastructure failures until the contract's deadline."""
+PATCH_STORAGE_SWEEP = "storage-sweep-after-end"
+"""Every terminal state deletes ``jobs/<uid>/``: at once when nothing is kept, at the end of the
+retention otherwise, and again once every PAR that could write there has expired."""
 
 OUTCOME_STATES = {
     RunStatus.SUCCEEDED: JobState.SUCCEEDED,
@@ -118,6 +146,10 @@ class JobSheetWorkflow:
         self._triggered = False
         self._cancel_reason: str | None = None
         self._run_started: datetime | None = None
+        self._staged = False
+        self._left_running_at: datetime | None = None
+        self._sweep_at: datetime | None = start.carried_sweep_at
+        self._retention_cut = False
         self._lock = asyncio.Lock()
         self._undo: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         self._download_pars: list[DownloadPar] = []
@@ -266,11 +298,15 @@ class JobSheetWorkflow:
     @workflow.run
     async def run(self, start: JobStart) -> JobSheet:
         if start.carried is not None:
-            await self._retain_outputs()
+            if workflow.patched(PATCH_STORAGE_SWEEP):
+                await self._wait_and_clean_up()
+                await workflow.wait_condition(workflow.all_handlers_finished)
+            else:
+                await self._retain_outputs()
             return self.sheet
         self._policy = await self._storage(
             StorageActivities.job_policy,
-            JobPolicyInput(service=start.request.service),
+            JobPolicyInput(service=start.request.service, calculation=start.request.calculation),
             "the operator's policy for this job",
         )
         try:
@@ -281,6 +317,9 @@ class JobSheetWorkflow:
                 self.sheet.error = str(refusal)
                 await self._compensate()
                 await self._end(JobState.REJECTED, str(refusal))
+                if workflow.patched(PATCH_STORAGE_SWEEP):
+                    await self._clean_up_storage()
+                    await workflow.wait_condition(workflow.all_handlers_finished)
                 return self.sheet
             if await self._wait_for_trigger():
                 await self._run_and_settle()
@@ -296,7 +335,9 @@ class JobSheetWorkflow:
             self._cancel_reason = self._cancel_reason or "the workflow was cancelled"
             if not self.sheet.terminal:
                 await self._cancel_in_flight()
-        if self.sheet.outputs and not self.sheet.outputs_deleted:
+        if workflow.patched(PATCH_STORAGE_SWEEP):
+            await self._clean_up_storage()
+        elif self.sheet.outputs and not self.sheet.outputs_deleted:
             await self._retain_outputs()
         else:
             await self._delete_uploads()
@@ -309,6 +350,10 @@ class JobSheetWorkflow:
         request = self._start.request
         uid = self.sheet.uid
         resource = request.fingerprint()
+        if self._config.refusal:
+            # The operator's calculations file has no such service or calculation: refused
+            # before anything is done (no compute queue nobody polls is waited for).
+            raise _Rejected(self._config.refusal)
         if self._start.authorisation.user != request.user:
             raise _Rejected("the authorisation is not by the user named in the request")
         await self._ledger(
@@ -365,14 +410,19 @@ class JobSheetWorkflow:
         self._undo.append(("refund the credit note", self._refund))
 
         now = workflow.now()
+        self._staged = workflow.patched(PATCH_STAGED_OUTPUTS)
+        write_prefix = staging_prefix(uid) if self._staged else output_prefix(uid)
         self._write_par = await self._storage(
             StorageActivities.issue_bucket_write_par,
             IssueWriteParInput(
-                job_uid=uid, prefix=output_prefix(uid), expires_at=contract.deadline
+                job_uid=uid,
+                prefix=write_prefix,
+                expires_at=contract.deadline,
+                url_seconds=self._config.write_url_seconds,
             ),
             "issue the bucket-write PAR",
         )
-        self._record_par(ParKind.BUCKET_WRITE, output_prefix(uid), now, contract.deadline)
+        self._record_par(ParKind.BUCKET_WRITE, write_prefix, now, contract.deadline)
         upload = await self._storage(
             StorageActivities.issue_object_par,
             IssueObjectParInput(
@@ -382,7 +432,13 @@ class JobSheetWorkflow:
         )
         self._upload_url = upload.url
         self.sheet.pars.append(upload.metadata)
-        self._record_par(ParKind.RUN, uid, now, self._deadline)
+        self._record_par(
+            ParKind.RUN,
+            uid,
+            now,
+            self._deadline,
+            token_sha256=hashlib.sha256(contract.run_token.encode()).hexdigest(),
+        )
         self._undo.append(("delete the uploaded input", self._delete_uploads))
         await self._change(JobState.AWAITING_UPLOAD, "paid; PARs issued")
 
@@ -432,7 +488,9 @@ class JobSheetWorkflow:
             + RUN_TRANSFER_ALLOWANCE,
             schedule_to_close_timeout=max(contract.deadline - workflow.now(), timedelta(minutes=1)),
             heartbeat_timeout=timedelta(seconds=self._config.run_heartbeat_seconds),
-            retry_policy=RUN_RETRY,
+            retry_policy=(
+                RUN_RETRY_UNTIL_DEADLINE if workflow.patched(PATCH_RUN_RETRIES) else RUN_RETRY
+            ),
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=f"run {contract.calculation}",
         )
@@ -480,6 +538,8 @@ class JobSheetWorkflow:
         contract = self._contract
         assert contract is not None
         await self._change(JobState.SETTLING, "settling the cost")
+        # The persisted sheet no longer says running: the API grants no more writes from here.
+        self._left_running_at = workflow.now()
         note = self.sheet.credit_notes[-1]
         charge = min(charge_for(contract, result), note.held)
         receipt = await self._ledger(
@@ -496,19 +556,42 @@ class JobSheetWorkflow:
         await self._release_contract()
         if final == JobState.CANCELLED:
             await self._delete_uploads()
+            written = staging_prefix if self._staged else output_prefix
             await self._storage(
                 StorageActivities.delete_objects,
-                DeleteObjectsInput(prefix=output_prefix(self.sheet.uid)),
+                DeleteObjectsInput(prefix=written(self.sheet.uid)),
                 "delete the cancelled run's outputs",
             )
             self.sheet.outputs = []
             await self._end(final, self._cancel_reason or "cancelled")
             return
+        if self.sheet.outputs and self._staged:
+            await self._seal_outputs()
         if self.sheet.outputs:
             retention = timedelta(seconds=self._config.retention_seconds)
             self.sheet.outputs_retained_until = workflow.now() + retention
             await self._issue_download_pars()
         await self._end(final, self.sheet.error or "the run succeeded")
+
+    async def _seal_outputs(self) -> None:
+        """Copy the outputs, checked against the run's report, to where no PAR can write; the
+        owner downloads these copies, so a write granted earlier cannot change them."""
+        uid = self.sheet.uid
+        sealed = await workflow.execute_activity_method(
+            StorageActivities.seal_outputs,
+            SealOutputsInput(job_uid=uid, outputs=self.sheet.outputs),
+            start_to_close_timeout=SEAL_TIMEOUT,
+            heartbeat_timeout=timedelta(minutes=2),
+            retry_policy=RETRY,
+            summary="seal the outputs under the output prefix",
+        )
+        self.sheet.outputs = list(sealed.outputs)
+        self.sheet.outputs_discarded = list(sealed.discarded)
+        await self._storage(
+            StorageActivities.delete_objects,
+            DeleteObjectsInput(prefix=staging_prefix(uid)),
+            "delete the staged outputs: the sealed copies are kept",
+        )
 
     async def _cancel_in_flight(self) -> None:
         """Cancellation of the workflow itself, in whatever state it was."""
@@ -595,9 +678,86 @@ class JobSheetWorkflow:
             self.sheet.pars.append(issued.metadata)
         self._download_pars = pars
 
+    def _keeps_outputs(self) -> bool:
+        return bool(self.sheet.outputs) and not self.sheet.outputs_deleted
+
+    def _writes_end(self) -> datetime | None:
+        """When no PAR of this job can write any more (plus a margin for clocks), or None
+        when it never had one that could."""
+        ends: list[datetime] = []
+        if self._upload_url and self._deadline is not None:
+            ends.append(self._deadline)  # a presigned PUT cannot be revoked
+        if self._write_par is not None and self._left_running_at is not None:
+            # The API stopped granting PUTs once the sheet left running; the last one granted
+            # lives at most write_url_seconds, and never past the capability.
+            url_life = timedelta(seconds=self._config.write_url_seconds)
+            ends.append(min(self._write_par.expires_at, self._left_running_at + url_life))
+        return max(ends) + SWEEP_MARGIN if ends else None
+
+    async def _clean_up_storage(self) -> None:
+        """After the end, nothing a PAR wrote outlives the job: what is not kept goes now, the
+        outputs when their retention ends, and ``jobs/<uid>/`` is swept once more when the
+        last PAR that could write there has expired (late writes included)."""
+        self._sweep_at = self._writes_end()
+        if not self._keeps_outputs():
+            await self._delete_job_storage("delete what the job stored: nothing is kept")
+        await self._wait_and_clean_up()
+
+    def _next_clean_up(self) -> datetime | None:
+        due = [self._sweep_at] if self._sweep_at is not None else []
+        if self._keeps_outputs():
+            assert self.sheet.outputs_retained_until is not None
+            due.append(workflow.now() if self._retention_cut else self.sheet.outputs_retained_until)
+        return min(due) if due else None
+
+    async def _wait_and_clean_up(self) -> None:
+        """Wait for each clean-up in turn (continuing as new when Temporal suggests it)."""
+        while (until := self._next_clean_up()) is not None:
+            if workflow.now() < until:
+                try:
+                    await workflow.wait_condition(
+                        lambda: workflow.info().is_continue_as_new_suggested(),
+                        timeout=until - workflow.now(),
+                        timeout_summary="the next clean-up of the job's storage",
+                    )
+                except TimeoutError:
+                    continue
+                except asyncio.CancelledError:
+                    # A workflow cancel ends the retention now; the sweep still waits for the
+                    # last PAR that could write to expire.
+                    self._retention_cut = True
+                    continue
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    self._start.model_copy(
+                        update={
+                            "carried": self.sheet,
+                            "carried_config": self._policy,
+                            "carried_sweep_at": self._sweep_at,
+                        }
+                    )
+                )
+            now = workflow.now()
+            retained_until = self.sheet.outputs_retained_until
+            if self._keeps_outputs() and (
+                self._retention_cut or (retained_until is not None and now >= retained_until)
+            ):
+                await self._delete_outputs_after_retention()
+            if self._sweep_at is not None and now >= self._sweep_at:
+                await self._delete_job_storage("sweep late writes: every write PAR has expired")
+                self._sweep_at = None
+
+    async def _delete_job_storage(self, summary: str) -> None:
+        """Delete everything under ``jobs/<uid>/`` but the outputs still retained."""
+        uid = self.sheet.uid
+        prefix = staging_prefix(uid) if self._keeps_outputs() else job_prefix(uid)
+        await self._storage(
+            StorageActivities.delete_objects, DeleteObjectsInput(prefix=prefix), summary
+        )
+
     async def _retain_outputs(self) -> None:
         """Keep outputs until the retention ends (or the workflow is cancelled), then delete them
-        and close."""
+        and close. (Histories from before PATCH_STORAGE_SWEEP.)"""
         until = self.sheet.outputs_retained_until
         assert until is not None
         while workflow.now() < until:
@@ -615,6 +775,9 @@ class JobSheetWorkflow:
                     update={"carried": self.sheet, "carried_config": self._policy}
                 )
             )
+        await self._delete_outputs_after_retention()
+
+    async def _delete_outputs_after_retention(self) -> None:
         await self._storage(
             StorageActivities.delete_objects,
             DeleteObjectsInput(prefix=job_prefix(self.sheet.uid)),
@@ -667,9 +830,23 @@ class JobSheetWorkflow:
                 raise _Rejected(_cause(exc)) from None
             raise
 
-    def _record_par(self, kind: ParKind, target: str, now: datetime, expires_at: datetime) -> None:
+    def _record_par(
+        self,
+        kind: ParKind,
+        target: str,
+        now: datetime,
+        expires_at: datetime,
+        *,
+        token_sha256: str | None = None,
+    ) -> None:
         self.sheet.pars.append(
-            ParMetadata(kind=kind, target=target, issued_at=now, expires_at=expires_at)
+            ParMetadata(
+                kind=kind,
+                target=target,
+                issued_at=now,
+                expires_at=expires_at,
+                token_sha256=token_sha256,
+            )
         )
 
     def _close_pars(self, *kinds: ParKind) -> None:

@@ -31,6 +31,12 @@ class JobConfig(BaseModel):
     run_heartbeat_seconds: int = Field(default=10, gt=0)
     search_attributes: bool = True
     """Upsert the JobState search attribute (off where the server has no such attribute)."""
+    write_url_seconds: int = Field(default=15 * 60, gt=0, le=15 * 60)
+    """The longest a presigned PUT granted for the bucket-write PAR lives (signed into the PAR),
+    so the workflow knows when no late write can land any more."""
+    refusal: str = ""
+    """Why the operator refuses this job before anything is done, as ``"Type: message"``
+    (an unknown service or calculation); empty when the job may go ahead."""
 
 
 class JobStart(BaseModel):
@@ -43,10 +49,15 @@ class JobStart(BaseModel):
     carried: JobSheet | None = None
     carried_config: JobConfig | None = None
     """The policy fetched at submission, carried only across continue-as-new."""
+    carried_sweep_at: datetime | None = None
+    """When the job's storage is swept once more (no write PAR can write after it), carried
+    across continue-as-new."""
 
 
 class JobPolicyInput(BaseModel):
     service: str
+    calculation: str = ""
+    """Checked against the operator's calculations file (empty: not checked)."""
 
 
 class SubmitInput(BaseModel):

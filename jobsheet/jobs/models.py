@@ -101,6 +101,9 @@ class ParMetadata(BaseModel):
     issued_at: datetime
     expires_at: datetime
     closed_at: datetime | None = None
+    token_sha256: str | None = None
+    """For the run PAR: the sha256 of its token (hex), so the API can refuse a wrong token
+    without asking the job. A digest of 256 random bits reveals nothing of the token."""
 
 
 class TimelineEntry(BaseModel):
@@ -148,6 +151,9 @@ class JobSheet(BaseModel):
     outputs: list[OutputObject] = Field(default_factory=list)
     outputs_retained_until: datetime | None = None
     outputs_deleted: bool = False
+    outputs_discarded: list[str] = Field(default_factory=list)
+    """Outputs the run reported whose stored bytes no longer matched its report when the job
+    settled (changed through the bucket-write PAR after the run wrote them): not kept."""
     progress: RunProgress | None = None
     usage: Usage | None = None
     run_status: str | None = None
@@ -205,4 +211,11 @@ def input_key(uid: str) -> str:
 
 
 def output_prefix(uid: str) -> str:
+    """Where the outputs the owner downloads live: sealed at settlement, where no PAR writes."""
     return f"jobs/{uid}/output/"
+
+
+def staging_prefix(uid: str) -> str:
+    """Where the compute service writes outputs through the bucket-write PAR while the job
+    runs; settlement copies them (checked) to :func:`output_prefix` and deletes these."""
+    return f"jobs/{uid}/staging/"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 from minio import Minio
@@ -27,6 +28,14 @@ def read_sheet(s3: Minio, bucket: str, uid: str) -> JobSheet:
     finally:
         response.close()
         response.release_conn()
+
+
+def write_sheet(s3: Minio, bucket: str, sheet: JobSheet) -> None:
+    """Persist ``sheet`` (it holds no secrets) at ``jobsheets/<uid>.json``."""
+    data = json.dumps(sheet.to_data(), indent=2, sort_keys=True).encode()
+    s3.put_object(
+        bucket, sheet_key(sheet.uid), io.BytesIO(data), len(data), content_type="application/json"
+    )
 
 
 def list_sheet_uids(s3: Minio, bucket: str) -> list[str]:
