@@ -19,6 +19,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from jobsheet.compute.models import ComputeContract, ContractRequest, RunRequest, RunResult
+from jobsheet.jobs.models import JobSheet, JobState
+from jobsheet.jobs.store import write_sheet
 from jobsheet.settings import Settings
 from jobsheet.storage_pars import issue_read_par
 from jobsheet.write_par import issue_write_par
@@ -79,10 +81,13 @@ class ComputeHarness:
     def run_request(
         self, contract: ComputeContract, input_bytes: bytes | None = b"hello world\n"
     ) -> RunRequest:
-        """Upload the input (unless None) and issue the read and bucket-write PARs for it."""
+        """Upload the input (unless None) and issue the read and bucket-write PARs for it; the
+        job's sheet says running, as the job sheet workflow persists it before a run."""
         key = f"jobs/{contract.job_uid}/input"
         if input_bytes is not None:
             self.s3.put_object(self.settings.bucket, key, io.BytesIO(input_bytes), len(input_bytes))
+        running = JobSheet(uid=contract.job_uid, state=JobState.RUNNING)
+        write_sheet(self.s3, self.settings.bucket, running)
         return RunRequest(
             contract=contract,
             input=issue_read_par(self.settings, key, timedelta(minutes=10)),

@@ -1,9 +1,13 @@
-"""The bucket-write PAR: signed capability, key checks, and the gateway's exchange route."""
+"""The bucket-write PAR: signed capability, key checks, and the gateway's exchange route (which
+honours a capability only while its job's persisted sheet says running)."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +15,9 @@ import httpx
 import pytest
 from minio import Minio
 
+from jobsheet.jobs.models import JobSheet, JobState
+from jobsheet.jobs.store import write_sheet
+from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings
 from jobsheet.write_par import (
     BadOutputKey,
@@ -83,12 +90,23 @@ def exchange(url: str, key: object) -> httpx.Response:
     return httpx.post(url, json={"key": key}, timeout=10)
 
 
-def par_for(settings: Settings, job: str, expires_in: timedelta = timedelta(minutes=5)) -> str:
+def par_for(
+    settings: Settings,
+    job: str,
+    expires_in: timedelta = timedelta(minutes=5),
+    *,
+    state: JobState | None = JobState.RUNNING,
+    url_seconds: int = 15 * 60,
+) -> str:
+    """A bucket-write PAR for ``job``, whose persisted sheet says ``state`` (None: no sheet)."""
+    if state is not None:
+        write_sheet(internal_client(settings), settings.bucket, JobSheet(uid=job, state=state))
     return issue_write_par(
         settings,
         job_uid=job,
         prefix=f"jobs/{job}/outputs/",
         expires_at=datetime.now(UTC) + expires_in,
+        url_seconds=url_seconds,
     ).url
 
 
@@ -148,3 +166,45 @@ def test_the_gateway_refuses_garbage(gateway: ApiServer) -> None:
     assert exchange(f"{gateway.url}/par/write/{uuid.uuid4().hex}", "x").status_code == 404
     url = par_for(gateway.settings, "job-a")
     assert httpx.post(url, content=b"not json", timeout=10).status_code == 400
+
+
+def test_a_capability_grants_nothing_unless_its_job_is_running(
+    gateway: ApiServer, s3: Minio
+) -> None:
+    settings = gateway.settings
+    url = par_for(settings, "job-c")
+    assert exchange(url, "early.txt").status_code == 200
+    for state in (
+        JobState.SETTLING,
+        JobState.SUCCEEDED,
+        JobState.EXPIRED,
+        JobState.AWAITING_UPLOAD,
+    ):
+        write_sheet(s3, settings.bucket, JobSheet(uid="job-c", state=state))
+        started = time.monotonic()
+        refused = exchange(url, "late.txt")
+        assert time.monotonic() - started < 1.0
+        assert refused.status_code == 410, (state, refused.text)
+        assert refused.json()["error"] == "JobNotRunning"
+        assert state.value in refused.json()["message"]
+    # A job nobody ever persisted (never submitted, or its sheet is gone) grants nothing either.
+    unknown = exchange(par_for(settings, "job-d", state=None), "x.txt")
+    assert unknown.status_code == 410 and unknown.json()["error"] == "JobNotRunning"
+    assert list(s3.list_objects(settings.bucket, prefix="jobs/job-c/outputs/late")) == []
+
+
+def test_a_granted_put_lives_at_most_the_capabilitys_url_seconds(gateway: ApiServer) -> None:
+    url = par_for(gateway.settings, "job-e", url_seconds=7)
+    grant = exchange(url, "short.txt").json()
+    lifetime = datetime.fromisoformat(grant["expires_at"]) - datetime.now(UTC)
+    assert lifetime <= timedelta(seconds=7)
+    assert "X-Amz-Expires=7" in grant["url"]
+
+
+def test_a_capability_signed_before_url_seconds_existed_gets_the_maximum() -> None:
+    raw = {"expires_at": 1_900_000_000, "job_uid": "job-1", "prefix": "jobs/job-1/outputs/"}
+    encoded = json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
+    payload = base64.urlsafe_b64encode(encoded).rstrip(b"=").decode()
+    signed = hmac.new(KEY, b"jobsheet:bucket-write-par:v1:" + payload.encode(), hashlib.sha256)
+    mac = base64.urlsafe_b64encode(signed.digest()).rstrip(b"=").decode()
+    assert verify_write_token(KEY, f"wp1.{payload}.{mac}", now=NOW).url_seconds == 15 * 60
