@@ -1,7 +1,9 @@
-"""A small in-memory token bucket per key, so one job or one client cannot hammer the gateway.
+"""A small in-memory token bucket per key, so one caller cannot hammer the gateway.
 
 It lives in one gateway process; several gateway replicas each keep their own buckets, which is
-good enough to stop guessing and accidental loops (the tokens themselves are unguessable).
+good enough to stop guessing and accidental loops (the tokens themselves are unguessable). A
+caller can be charged only for what it did wrong (:meth:`TokenBuckets.take` after a failure)
+and checked before it acts (:meth:`TokenBuckets.peek`).
 """
 
 from __future__ import annotations
@@ -39,8 +41,7 @@ class TokenBuckets:
         self._clock = clock
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
-    def take(self, key: str) -> float:
-        """Spend one call for ``key``: 0.0 when allowed, else the seconds until one is allowed."""
+    def _refilled(self, key: str) -> _Bucket:
         now = self._clock()
         bucket = self._buckets.pop(key, None)
         if bucket is None:
@@ -50,10 +51,20 @@ class TokenBuckets:
         self._buckets[key] = bucket
         while len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
+        return bucket
+
+    def take(self, key: str) -> float:
+        """Spend one call for ``key``: 0.0 when allowed, else the seconds until one is allowed."""
+        bucket = self._refilled(key)
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
             return 0.0
         return (1.0 - bucket.tokens) / self.rate
+
+    def peek(self, key: str) -> float:
+        """Like :meth:`take` without spending: 0.0 when a call for ``key`` would be allowed."""
+        bucket = self._refilled(key)
+        return 0.0 if bucket.tokens >= 1.0 else (1.0 - bucket.tokens) / self.rate
 
 
 def retry_after_header(wait: float) -> str:

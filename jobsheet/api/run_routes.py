@@ -12,19 +12,30 @@ refusals are ``{"error", "message"}``, see docs/par-gateway.md):
   already triggered, running or ended);
 - 410 ``Expired``: the run PAR's deadline passed and the job was undone;
 - 422 ``InputNotReady``: the input is missing or does not match the request (size, checksum);
-- 429 ``TooManyRequests``: too many calls for this job or from this address (``Retry-After``);
+- 429 ``TooManyRequests``: too many failed calls from this address, or too many calls with
+  this job's right token (``Retry-After``);
 - 503 ``Unavailable`` / 504 ``Timeout``: Temporal did not answer; call again.
+
+Throttling never lets one caller lock another out. The job's persisted sheet records the sha256
+of its run token, so a wrong token is refused here, without asking the job, and counted
+against the caller's address only; a right token is never refused for anyone else's wrong
+calls (only the job's own right-token calls are limited per job). An address whose failures
+are used up is refused before any lookup, unless its token is a job's right token already
+known to this process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import secrets
+from collections import OrderedDict
 from datetime import datetime
 
 from fastapi import APIRouter
+from minio import Minio
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
@@ -43,7 +54,9 @@ from jobsheet.api.temporal_clients import Connect, TemporalClients
 from jobsheet.compute.models import ComputeContract
 from jobsheet.contracts.api import ApiError
 from jobsheet.jobs.client import job_handle, load_sheet, trigger_run
-from jobsheet.jobs.models import JobState
+from jobsheet.jobs.models import JobState, ParKind
+from jobsheet.jobs.store import read_sheet
+from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings
 from jobsheet.temporal import connect
 
@@ -54,6 +67,7 @@ TRIGGER_TIMEOUT_SECONDS = 120.0
 CONTRACT_ACTIVITY = "contract_calculation"
 NOT_FOUND_MESSAGE = "no job has this run PAR: the job is unknown or the token is not its run token"
 HINT = "call the run PAR with POST, e.g. curl -X POST '<run PAR URL>'"
+LOOKUP_TIMEOUT_SECONDS = 1.0
 
 log = logging.getLogger("jobsheet.api")
 
@@ -111,6 +125,51 @@ async def issued_run_token(client: Client, uid: str, run_id: str | None) -> str 
     return None
 
 
+class RunTokenDigests:
+    """The sha256 of each job's run token, read from the job's persisted sheet and kept (a
+    digest never changes); the least recently used go first beyond ``max_keys``."""
+
+    def __init__(self, s3: Minio, bucket: str, *, max_keys: int = 10_000) -> None:
+        self._s3, self._bucket, self._max_keys = s3, bucket, max_keys
+        self._known: OrderedDict[str, str] = OrderedDict()
+
+    def cached(self, uid: str) -> str | None:
+        digest = self._known.get(uid)
+        if digest is not None:
+            self._known.move_to_end(uid)
+        return digest
+
+    async def lookup(self, uid: str) -> str | None:
+        """The digest the sheet records; None for no sheet, a sheet without one (a job from
+        before digests, or not yet persisted) or a store that does not answer in time."""
+        try:
+            sheet = await asyncio.wait_for(
+                asyncio.to_thread(read_sheet, self._s3, self._bucket, uid), LOOKUP_TIMEOUT_SECONDS
+            )
+        except Exception:
+            return None
+        for par in sheet.pars:
+            if par.kind == ParKind.RUN and par.token_sha256:
+                self._known[uid] = par.token_sha256
+                while len(self._known) > self._max_keys:
+                    self._known.popitem(last=False)
+                return par.token_sha256
+        return None
+
+
+def token_matches(token: str, digest: str) -> bool:
+    return secrets.compare_digest(hashlib.sha256(token.encode()).hexdigest(), digest)
+
+
+def too_many(wait: float, what: str) -> JSONResponse:
+    return refusal(
+        429,
+        "TooManyRequests",
+        f"too many {what}; try again in {retry_after_header(wait)}s",
+        headers={"Retry-After": retry_after_header(wait)},
+    )
+
+
 class RunParRoutes:
     """The run PAR route, bound to one settings object, its rate limits and Temporal clients."""
 
@@ -123,12 +182,15 @@ class RunParRoutes:
     ) -> None:
         self.settings = settings
         self.clients = clients or TemporalClients(settings, connector)
+        # Right-token calls per job: only a holder of the run PAR can spend these.
         self.per_job = TokenBuckets(
             burst=settings.run_par_burst, per_minute=settings.run_par_per_minute
         )
-        self.per_client = TokenBuckets(
+        # Failed calls (wrong token, unknown job, malformed URL) per client address.
+        self.failures = TokenBuckets(
             burst=settings.run_par_client_burst, per_minute=settings.run_par_client_per_minute
         )
+        self.digests = RunTokenDigests(internal_client(settings), settings.bucket)
 
     def routes(self) -> list[BaseRoute]:
         router = APIRouter(tags=["PARs"])
@@ -151,29 +213,39 @@ class RunParRoutes:
     async def hint(self, request: Request) -> JSONResponse:
         return refusal(405, "MethodNotAllowed", HINT, headers={"Allow": "POST"})
 
-    def _throttled(self, request: Request, uid: str) -> JSONResponse | None:
-        address = request.client.host if request.client else "unknown"
-        for buckets, key, what in (
-            (self.per_client, f"client:{address}", "from this address"),
-            (self.per_job, f"job:{uid[:64]}", "for this job"),
-        ):
-            wait = buckets.take(key)
-            if wait > 0:
-                return refusal(
-                    429,
-                    "TooManyRequests",
-                    f"too many run PAR calls {what}; try again in {retry_after_header(wait)}s",
-                    headers={"Retry-After": retry_after_header(wait)},
-                )
-        return None
+    def _failed(self, address: str) -> JSONResponse:
+        """A wrong call: counted against its address; 404, or 429 once it has failed too often."""
+        wait = self.failures.take(address)
+        if wait > 0:
+            return too_many(wait, "failed run PAR calls from this address")
+        return not_found()
 
     async def trigger(self, request: Request) -> JSONResponse:
         uid, token = request.path_params["uid"], request.path_params["token"]
-        throttled = self._throttled(request, uid)
-        if throttled is not None:
-            return throttled
+        address = request.client.host if request.client else "unknown"
         if not UID_SHAPE.fullmatch(uid) or not TOKEN_SHAPE.fullmatch(token):
-            return not_found()
+            return self._failed(address)
+        digest = self.digests.cached(uid)
+        if digest is None:
+            wait = self.failures.peek(address)
+            if wait > 0:
+                return too_many(wait, "failed run PAR calls from this address")
+            digest = await self.digests.lookup(uid)
+        if digest is not None:
+            if not token_matches(token, digest):
+                return self._failed(address)
+            wait = self.per_job.take(uid)
+            if wait > 0:
+                return too_many(wait, "run PAR calls for this job")
+        answer = await self._call(uid, token)
+        if digest is None and answer.status_code == 404:
+            # No digest to judge by (an older job, or its sheet not yet persisted): the job
+            # judged the token, and a wrong one counts against the address all the same.
+            self.failures.take(address)
+        return answer
+
+    async def _call(self, uid: str, token: str) -> JSONResponse:
+        """Ask the job (the validator compares the token again, in constant time)."""
         try:
             client = await self.clients.get()
         except Exception:

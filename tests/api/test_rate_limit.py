@@ -43,3 +43,14 @@ def test_least_recently_used_keys_are_forgotten() -> None:
 def test_retry_after_is_at_least_one_second() -> None:
     assert retry_after_header(0.01) == "1"
     assert retry_after_header(1.2) == "2"
+
+
+def test_peek_tells_without_spending() -> None:
+    clock = FakeClock()
+    buckets = TokenBuckets(burst=2, per_minute=6, clock=clock)
+    assert buckets.peek("client") == 0.0
+    assert buckets.peek("client") == 0.0  # peeking spends nothing
+    assert [buckets.take("client") for _ in range(2)] == [0.0, 0.0]
+    assert buckets.peek("client") == pytest.approx(10.0)
+    clock.now += 10.0
+    assert buckets.peek("client") == 0.0
