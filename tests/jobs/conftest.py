@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -32,15 +32,21 @@ HISTORIES = Path(__file__).with_name("histories")
 
 
 async def record_histories(client: Client, uids: list[str]) -> None:
-    """Save the histories of these jobs for the Replayer test (JOBSHEET_RECORD_HISTORIES=1)."""
+    """Save the histories of these jobs for the Replayer test (JOBSHEET_RECORD_HISTORIES=1).
+
+    Any other value than ``1`` names a series: ``JOBSHEET_RECORD_HISTORIES=v2`` writes
+    ``<test>-v2-<n>.json``, so fresh histories land beside the old ones, which keep replaying.
+    """
     HISTORIES.mkdir(exist_ok=True)
     test = os.environ.get("PYTEST_CURRENT_TEST", "test").split("::")[-1].split(" ")[0]
+    series = os.environ.get(RECORD_ENV, "1")
+    stem = test if series == "1" else f"{test}-{series}"
     for n, uid in enumerate(uids):
         try:
             history = await client.get_workflow_handle(uid).fetch_history()
         except Exception:
             continue
-        (HISTORIES / f"{test}-{n}.json").write_text(in_clear(history, client).to_json())
+        (HISTORIES / f"{stem}-{n}.json").write_text(in_clear(history, client).to_json())
 
 
 @dataclass
@@ -115,9 +121,14 @@ class Deployment:
 
 @contextlib.asynccontextmanager
 async def deployment(
-    client: Client, settings: Settings, *, funds: str = "100.00"
+    client: Client,
+    settings: Settings,
+    *,
+    funds: str = "100.00",
+    roles: Sequence[str] = ("all",),
 ) -> AsyncIterator[Deployment]:
-    """Run every worker role in-process, with a registered user and funded accounts."""
+    """Run the worker roles in-process (every one by default; a test that brings its own
+    compute worker names ``("jobs", "ledger")``), with a registered user and funded accounts."""
     # The settings name the operator (whose key signs deposits) and the provider account: both
     # are the operator's policy, shared by the workers and the API. The test fixtures give
     # each test its own (tests/conftest.py, queued_settings); other callers get fresh ones.
@@ -134,7 +145,11 @@ async def deployment(
     save_identity(operator, config_dir=settings.state_dir)
     user = generate_identity(f"alice-{uuid.uuid4().hex[:8]}")
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
-        workers = build_workers(client, settings, role="all", executor=executor)
+        workers = [
+            worker
+            for role in roles
+            for worker in build_workers(client, settings, role=role, executor=executor)
+        ]
         async with contextlib.AsyncExitStack() as stack:
             for worker in workers:
                 await stack.enter_async_context(worker)

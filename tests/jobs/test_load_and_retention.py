@@ -20,7 +20,12 @@ from workflows.job_sheet import JobSheetWorkflow
 
 @pytest.fixture
 async def short_retention(client: Client, job_settings: Settings) -> AsyncIterator[Deployment]:
-    settings = job_settings.model_copy(update={"retention_seconds": 15})
+    # The workflow closes once the retention has ended and every PAR that could write under
+    # the job's prefix has expired (the upload PAR at the job's expiry, write PUTs soon after
+    # the run): all of them short here.
+    settings = job_settings.model_copy(
+        update={"retention_seconds": 15, "job_expiry_seconds": 20, "write_url_seconds": 10}
+    )
     async with deployment(client, settings) as env:
         yield env
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 import httpx
 import pytest
@@ -102,4 +103,33 @@ async def test_submission_refusals_reject_the_job_and_hold_nothing(deployed: Dep
         await deployed.submit(too_little, max_spend="0.01")
     assert "OverMaxSpend" in str(caught.value.cause)
 
+    assert await deployed.balances() == before
+
+
+@pytest.mark.parametrize(
+    ("service", "calculation", "error", "named"),
+    [
+        ("nosuch", "checksum", "UnknownService", "known services: science, standard"),
+        ("science", "checksum", "UnknownCalculation", "it runs on: standard"),
+        ("standard", "nosuch", "UnknownCalculation", "checksum, monte-carlo-pi, text-stats"),
+    ],
+)
+async def test_an_unknown_service_or_calculation_is_refused_at_once(
+    deployed: Deployment, service: str, calculation: str, error: str, named: str
+) -> None:
+    """Refused by the operator's policy, naming what exists, before anything is done: no
+    compute queue is waited for (one nobody polls used to hold the submission 2 minutes)."""
+    before = await deployed.balances()
+    request = deployed.request(b"x", calculation, service=service)
+    started = time.monotonic()
+    with pytest.raises(WorkflowUpdateFailedError) as caught:
+        await deployed.submit(request)
+    elapsed = time.monotonic() - started
+    cause = caught.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "JobRejected"
+    assert cause.message.startswith(f"{error}: ") and named in cause.message
+    assert elapsed < 2.0, f"refused after {elapsed:.2f}s"
+    rejected = await deployed.wait_for(deployed.submitted[-1], JobState.REJECTED)
+    assert [entry.state for entry in rejected.timeline] == [JobState.SUBMITTED, JobState.REJECTED]
+    assert rejected.contract is None and rejected.credit_notes == [] and rejected.pars == []
     assert await deployed.balances() == before
