@@ -39,6 +39,7 @@ async def record_histories(client: Client, uids: list[str]) -> None:
     """
     HISTORIES.mkdir(exist_ok=True)
     test = os.environ.get("PYTEST_CURRENT_TEST", "test").split("::")[-1].split(" ")[0]
+    test = test.replace("[", "-").replace("]", "")  # a parametrised test: name-<id>
     series = os.environ.get(RECORD_ENV, "1")
     stem = test if series == "1" else f"{test}-{series}"
     for n, uid in enumerate(uids):

@@ -113,6 +113,7 @@ async def test_submission_refusals_reject_the_job_and_hold_nothing(deployed: Dep
         ("science", "checksum", "UnknownCalculation", "it runs on: standard"),
         ("standard", "nosuch", "UnknownCalculation", "checksum, monte-carlo-pi, text-stats"),
     ],
+    ids=["service", "calculation-elsewhere", "calculation"],
 )
 async def test_an_unknown_service_or_calculation_is_refused_at_once(
     deployed: Deployment, service: str, calculation: str, error: str, named: str
