@@ -98,7 +98,10 @@ def process_limit(limits: Limits, user: CalculationUser) -> int:
     extra = tasks_of_uid(user.uid)
     if user.is_worker:
         extra += WORKER_THREAD_HEADROOM
-    return limits.processes + extra
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
+    if hard == resource.RLIM_INFINITY or os.geteuid() == 0:
+        return limits.processes + extra
+    return min(limits.processes + extra, hard)  # a process may not raise its hard limit
 
 
 def _child_setup(
