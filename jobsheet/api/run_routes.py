@@ -54,7 +54,7 @@ from jobsheet.api.temporal_clients import Connect, TemporalClients
 from jobsheet.compute.models import ComputeContract
 from jobsheet.contracts.api import ApiError
 from jobsheet.jobs.client import job_handle, load_sheet, trigger_run
-from jobsheet.jobs.models import JobState, ParKind
+from jobsheet.jobs.models import JobSheet, JobState, ParKind
 from jobsheet.jobs.store import read_sheet
 from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings
@@ -129,9 +129,15 @@ class RunTokenDigests:
     """The sha256 of each job's run token, read from the job's persisted sheet and kept (a
     digest never changes); the least recently used go first beyond ``max_keys``."""
 
-    def __init__(self, s3: Minio, bucket: str, *, max_keys: int = 10_000) -> None:
-        self._s3, self._bucket, self._max_keys = s3, bucket, max_keys
+    def __init__(self, settings: Settings, *, max_keys: int = 10_000) -> None:
+        self._settings, self._max_keys = settings, max_keys
+        self._s3: Minio | None = None
         self._known: OrderedDict[str, str] = OrderedDict()
+
+    def _read(self, uid: str) -> JobSheet:
+        if self._s3 is None:  # on first use: the API answers (by asking the job) without S3
+            self._s3 = internal_client(self._settings)
+        return read_sheet(self._s3, self._settings.bucket, uid)
 
     def cached(self, uid: str) -> str | None:
         digest = self._known.get(uid)
@@ -144,7 +150,7 @@ class RunTokenDigests:
         before digests, or not yet persisted) or a store that does not answer in time."""
         try:
             sheet = await asyncio.wait_for(
-                asyncio.to_thread(read_sheet, self._s3, self._bucket, uid), LOOKUP_TIMEOUT_SECONDS
+                asyncio.to_thread(self._read, uid), LOOKUP_TIMEOUT_SECONDS
             )
         except Exception:
             return None
@@ -190,7 +196,7 @@ class RunParRoutes:
         self.failures = TokenBuckets(
             burst=settings.run_par_client_burst, per_minute=settings.run_par_client_per_minute
         )
-        self.digests = RunTokenDigests(internal_client(settings), settings.bucket)
+        self.digests = RunTokenDigests(settings)
 
     def routes(self) -> list[BaseRoute]:
         router = APIRouter(tags=["PARs"])
