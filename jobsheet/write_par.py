@@ -3,7 +3,7 @@
 S3 presigned PUTs name a single key and not every S3 server has POST-policy uploads, so the
 compute side gets a *capability* instead: ``wp1.<payload>.<mac>``, where the payload is the
 canonical JSON of (job uid, output prefix, expiry) in URL-safe base64 and the MAC is
-HMAC-SHA256 under the PAR signing key. The PAR gateway checks the MAC and expiry, checks each
+HMAC-SHA256 under the PAR signing key. The public API checks the MAC and expiry, checks each
 requested key lies inside the prefix, checks the job is still running (the sheet its workflow
 persisted), and answers with a presigned PUT for that one key, valid for at most the capability's
 ``url_seconds``. Whoever holds the capability holds no storage credentials and can write nowhere
@@ -32,7 +32,7 @@ MAX_URL_SECONDS = 15 * 60
 
 
 class WriteParError(Exception):
-    """A refused bucket-write capability or key; ``status`` is the HTTP status the gateway uses."""
+    """A refused bucket-write capability or key; ``status`` is the HTTP status the API uses."""
 
     status = 403
 
@@ -167,7 +167,7 @@ def verify_write_token(key: bytes, token: str, *, now: datetime) -> WriteCapabil
 
 
 def write_par_path(token: str) -> str:
-    """The gateway route that exchanges ``token`` for presigned PUTs."""
+    """The API route that exchanges ``token`` for presigned PUTs."""
     return f"/par/write/{token}"
 
 

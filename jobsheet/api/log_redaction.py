@@ -1,4 +1,4 @@
-"""Keep PAR and codec tokens out of the gateway's access log: a token in a log is a capability
+"""Keep PAR and codec tokens out of the API's access log: a token in a log is a capability
 leaked."""
 
 from __future__ import annotations

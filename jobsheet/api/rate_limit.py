@@ -1,4 +1,4 @@
-"""A small in-memory token bucket per key, so one caller cannot hammer the gateway.
+"""A small in-memory token bucket per key, so one caller cannot hammer the API.
 
 It lives in one gateway process; several gateway replicas each keep their own buckets, which is
 good enough to stop guessing and accidental loops (the tokens themselves are unguessable). A

@@ -265,7 +265,7 @@ class RunParRoutes:
             return refusal(503, "Unavailable", "the job service is unavailable; call again later")
         except Exception:
             log.exception("run PAR call for %s failed", uid)
-            return refusal(500, "InternalError", "the run PAR call failed; see the gateway log")
+            return refusal(500, "InternalError", "the run PAR call failed; see the API's log")
 
     async def _trigger(self, client: Client, uid: str, token: str) -> JSONResponse:
         try:

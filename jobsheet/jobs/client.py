@@ -1,6 +1,6 @@
 """Talking to job sheet workflows from outside: submit, trigger, cancel, download, load.
 
-This is what the SDK, the CLI and the PAR gateway call; none of them touches Temporal directly.
+This is what the public API calls (and the operator's tools); users never touch Temporal.
 """
 
 from __future__ import annotations

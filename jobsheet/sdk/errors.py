@@ -42,7 +42,7 @@ class IntegrityError(JobsheetError):
 
 
 class RunRefused(JobsheetError):
-    """The PAR gateway refused a run trigger; ``status`` is the HTTP status it answered with."""
+    """The API refused a run trigger; ``status`` is the HTTP status it answered with."""
 
     def __init__(self, message: str, *, status: int, reason: str = "") -> None:
         super().__init__(message, reason=reason)

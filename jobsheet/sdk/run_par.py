@@ -1,6 +1,6 @@
-"""Calling a run PAR: ``POST <run URL>`` on the PAR gateway, with no credential but the URL.
+"""Calling a run PAR: ``POST <run URL>`` on the public API, with no credential but the URL.
 
-The gateway answers 200/202 with JSON when the run starts (or had started), and refuses with
+The API answers 200/202 with JSON when the run starts (or had started), and refuses with
 404 (unknown job or wrong token), 409 (wrong state), 410 (expired), 422 (input missing or not
 what the request promised) or 429 (too many calls), each with a JSON ``message``.
 """
@@ -26,7 +26,7 @@ MEANINGS = {
 
 
 class RunTriggered(BaseModel):
-    """The gateway's answer to a run trigger."""
+    """The API's answer to a run trigger."""
 
     status: int
     uid: str = ""
@@ -55,7 +55,7 @@ async def call_run_par(url: str, *, http: httpx.AsyncClient | None = None) -> Ru
     try:
         response = await client.post(url)
     except httpx.TransportError as exc:
-        raise Unavailable(f"the PAR gateway could not be reached: {exc}") from None
+        raise Unavailable(f"the jobsheet API could not be reached: {exc}") from None
     finally:
         if http is None:
             await client.aclose()
