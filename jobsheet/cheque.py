@@ -27,6 +27,11 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def as_utc_or_none(value: datetime | None) -> datetime | None:
+    """:func:`as_utc` for an optional time (an unsigned order has no ``signed_at``)."""
+    return None if value is None else as_utc(value)
+
+
 class Cheque(BaseModel):
     """A signed cheque; ``signature`` covers every other field."""
 

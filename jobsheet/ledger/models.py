@@ -12,7 +12,7 @@ from enum import StrEnum
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from jobsheet.authorisation import Authorisation
-from jobsheet.cheque import Cheque, as_utc
+from jobsheet.cheque import Cheque, as_utc_or_none
 from jobsheet.identity import PublicKeyRecord
 from jobsheet.money import Money, NonNegativeMoney, PositiveMoney
 
@@ -135,10 +135,7 @@ class DepositInput(BaseModel):
     signed_at: AwareDatetime | None = None
     signature: str = ""
 
-    @field_validator("signed_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else as_utc(value)
+    _utc = field_validator("signed_at")(as_utc_or_none)
 
 
 class OverdraftInput(BaseModel):
@@ -155,10 +152,7 @@ class OverdraftInput(BaseModel):
     signed_at: AwareDatetime | None = None
     signature: str = ""
 
-    @field_validator("signed_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else as_utc(value)
+    _utc = field_validator("signed_at")(as_utc_or_none)
 
 
 class CashChequeInput(BaseModel):
@@ -269,10 +263,7 @@ class RegisterKeyInput(BaseModel):
     signed_at: AwareDatetime | None = None
     signature: str = ""
 
-    @field_validator("signed_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else as_utc(value)
+    _utc = field_validator("signed_at")(as_utc_or_none)
 
 
 class RevokeKeyInput(BaseModel):
@@ -287,10 +278,7 @@ class RevokeKeyInput(BaseModel):
     signed_at: AwareDatetime | None = None
     signature: str = ""
 
-    @field_validator("signed_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else as_utc(value)
+    _utc = field_validator("signed_at")(as_utc_or_none)
 
 
 class UseNonceInput(BaseModel):
