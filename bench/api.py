@@ -25,26 +25,22 @@ from pathlib import Path
 
 import httpx
 from fastapi import APIRouter, Request
-from pydantic import SecretStr
 from temporalio import workflow
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
-from jobsheet import processes
+from bench.servers import bench_servers
 from jobsheet.api.auth import Caller, SignedCaller
 from jobsheet.api.context import context
 from jobsheet.authorisation import sign_authorisation
 from jobsheet.cheque import write_cheque
 from jobsheet.http_signing import sign_request
 from jobsheet.identity import Identity
-from jobsheet.objectstore import ensure_bucket, internal_client
-from jobsheet.payload_codec import PayloadKeyRing
 from jobsheet.settings import Settings
 from jobsheet.temporal import exit_without_teardown
 from tests.api_server import start_api
 from tests.jobs.conftest import Deployment, deployment
-from tests.servers import start_s3_server, start_temporal_dev_server
 
 BARE_QUEUE = f"bench-bare-{uuid.uuid4().hex[:8]}"
 
@@ -198,31 +194,17 @@ async def measure(client: Client, settings: Settings, jobs: int, read_seconds: f
 
 
 async def main(jobs: int, read_seconds: float) -> None:
+    suffix = uuid.uuid4().hex[:8]
     with tempfile.TemporaryDirectory() as tmp:
-        s3_server = start_s3_server(Path(tmp) / "s3")
-        payload_keys = PayloadKeyRing.generate().serialise()
-        env = await start_temporal_dev_server(payload_keys=payload_keys)
-        try:
-            suffix = uuid.uuid4().hex[:8]
-            settings = Settings(
-                payload_keys=SecretStr(payload_keys),
-                state_dir=Path(tmp) / "state",
-                temporal_address=env.client.service_client.config.target_host,
-                s3_endpoint=s3_server.endpoint,
-                s3_access_key=SecretStr(s3_server.access_key),
-                s3_secret_key=SecretStr(s3_server.secret_key),
-                bucket="bench",
-                task_queue_jobs="bench-jobs",
-                task_queue_ledger="bench-ledger",
-                compute_task_queue_prefix="bench-compute-",
-                operator_user=f"operator-{suffix}",
-                provider_account=f"provider-{suffix}",
-            )
-            ensure_bucket(internal_client(settings), settings.bucket)
+        async with bench_servers(
+            Path(tmp),
+            task_queue_jobs="bench-jobs",
+            task_queue_ledger="bench-ledger",
+            compute_task_queue_prefix="bench-compute-",
+            operator_user=f"operator-{suffix}",
+            provider_account=f"provider-{suffix}",
+        ) as (env, settings):
             await measure(env.client, settings, jobs, read_seconds)
-        finally:
-            await env.shutdown()
-            processes.stop_process(s3_server.record)
 
 
 if __name__ == "__main__":

@@ -24,20 +24,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pydantic import SecretStr
 from temporalio.worker import Worker
 
-from jobsheet import processes
+from bench.servers import bench_servers
 from jobsheet.compute.config import load_compute_config
 from jobsheet.compute.models import RunResult, RunStatus
-from jobsheet.objectstore import ensure_bucket, internal_client
-from jobsheet.payload_codec import PayloadKeyRing
+from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings
 from jobsheet.temporal import exit_without_teardown
 from tests.api_server import start_api
 from tests.compute.conftest import ComputeHarness
 from tests.compute.harness import CallComputeWorkflow
-from tests.servers import start_s3_server, start_temporal_dev_server
 from worker import compute_workers
 
 SIZES = {"small (4 KiB)": 4 << 10, "large (100 MiB)": 100 << 20}
@@ -76,22 +73,8 @@ async def run_through_runner(harness: ComputeHarness, data: bytes) -> tuple[floa
 
 async def bench(repeat: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="jobsheet-bench-"))
-    s3_server = start_s3_server(root / "s3")
-    payload_keys = PayloadKeyRing.generate().serialise()
-    env = await start_temporal_dev_server(payload_keys=payload_keys)
-    try:
-        queue = f"bench-{uuid.uuid4().hex[:8]}"
-        base = Settings(
-            payload_keys=SecretStr(payload_keys),
-            state_dir=root / "state",
-            temporal_address=env.client.service_client.config.target_host,
-            s3_endpoint=s3_server.endpoint,
-            s3_access_key=SecretStr(s3_server.access_key),
-            s3_secret_key=SecretStr(s3_server.secret_key),
-            bucket="bench",
-            compute_task_queue_prefix=f"{queue}-",
-        )
-        ensure_bucket(internal_client(base), base.bucket)
+    queue = f"bench-{uuid.uuid4().hex[:8]}"
+    async with bench_servers(root, compute_task_queue_prefix=f"{queue}-") as (env, base):
         gateway = start_api(base)
         try:
             settings = gateway.settings
@@ -115,9 +98,6 @@ async def bench(repeat: int) -> None:
                         await worker.__aexit__(None, None, None)
         finally:
             gateway.stop()
-    finally:
-        await env.shutdown()
-        processes.stop_process(s3_server.record)
 
 
 async def report(harness: ComputeHarness, settings: Settings, repeat: int) -> None:

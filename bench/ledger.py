@@ -26,21 +26,17 @@ from pathlib import Path
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import SecretStr
     from temporalio.client import Client
     from temporalio.worker import Worker
 
     from activities.ledger import LedgerActivities
-    from jobsheet import processes
+    from bench.servers import bench_servers
     from jobsheet.cheque import write_cheque
     from jobsheet.identity import Identity, generate_identity
     from jobsheet.ledger import client as ledger
     from jobsheet.ledger.models import CashChequeInput
-    from jobsheet.objectstore import ensure_bucket, internal_client
-    from jobsheet.payload_codec import PayloadKeyRing
-    from jobsheet.settings import Settings
+    from jobsheet.objectstore import internal_client
     from jobsheet.temporal import exit_without_teardown
-    from tests.servers import start_s3_server, start_temporal_dev_server
     from workflows.account import AccountWorkflow
     from workflows.user import UserWorkflow
 
@@ -144,22 +140,12 @@ async def bare_updates_per_second(
 
 async def main(count: int, concurrency: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
-    s3_server = start_s3_server(root / "s3")
-    payload_keys = PayloadKeyRing.generate().serialise()
-    env = await start_temporal_dev_server(payload_keys=payload_keys)
     operator = generate_identity(f"operator-{uuid.uuid4().hex[:8]}")
-    try:
-        settings = Settings(
-            payload_keys=SecretStr(payload_keys),
-            state_dir=root / "state",
-            operator_user=operator.name,
-            s3_endpoint=s3_server.endpoint,
-            s3_access_key=SecretStr(s3_server.access_key),
-            s3_secret_key=SecretStr(s3_server.secret_key),
-            bucket="bench-ledger",
-        )
+    async with bench_servers(root, operator_user=operator.name, bucket="bench-ledger") as (
+        env,
+        settings,
+    ):
         s3 = internal_client(settings)
-        ensure_bucket(s3, settings.bucket)
         task_queue = f"bench-{uuid.uuid4().hex[:8]}"
         activities = LedgerActivities(env.client, settings, s3)
         async with Worker(
@@ -186,9 +172,6 @@ async def main(count: int, concurrency: int) -> None:
                 client, task_queue, workflows=10, count=c, concurrency=per
             )
             cash_ten = await cash(accounts=10, count=c, concurrency=per)
-    finally:
-        await env.shutdown()
-        processes.stop_process(s3_server.record)
     print(
         f"{count} operations per figure, {concurrency} in flight per workflow, "
         f"on {os.cpu_count()} cores"

@@ -31,21 +31,17 @@ import httpx
 from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import SecretStr
     from temporalio.client import Client, WithStartWorkflowOperation
     from temporalio.common import WorkflowIDConflictPolicy
     from temporalio.worker import Worker
 
-    from jobsheet import processes
+    from bench.servers import bench_servers
     from jobsheet.jobs.client import job_handle, trigger_run
     from jobsheet.jobs.models import JobState
-    from jobsheet.objectstore import ensure_bucket, internal_client
-    from jobsheet.payload_codec import PayloadKeyRing
     from jobsheet.settings import Settings
     from jobsheet.temporal import data_converter, exit_without_teardown
     from tests.api_server import start_api
     from tests.jobs.conftest import Deployment, deployment
-    from tests.servers import start_s3_server, start_temporal_dev_server
 
 
 @activity.defn
@@ -159,23 +155,13 @@ async def connect_in_clear(settings: Settings) -> Client:
 async def measure(count: int, *, encrypted: bool) -> tuple[Figures, Figures]:
     """(jobs, baseline) on fresh servers, payloads sealed or in clear everywhere."""
     with tempfile.TemporaryDirectory() as tmp:
-        s3_server = start_s3_server(Path(tmp) / "s3")
-        keys = PayloadKeyRing.generate().serialise()
-        env = await start_temporal_dev_server(payload_keys=keys if encrypted else None)
-        try:
-            settings = Settings(
-                state_dir=Path(tmp) / "state",
-                temporal_address=env.client.service_client.config.target_host,
-                s3_endpoint=s3_server.endpoint,
-                s3_access_key=SecretStr(s3_server.access_key),
-                s3_secret_key=SecretStr(s3_server.secret_key),
-                bucket="bench",
-                task_queue_jobs="bench-jobs",
-                task_queue_ledger="bench-ledger",
-                compute_task_queue_prefix="bench-compute-",
-                payload_keys=SecretStr(keys),
-            )
-            ensure_bucket(internal_client(settings), settings.bucket)
+        async with bench_servers(
+            Path(tmp),
+            encrypted=encrypted,
+            task_queue_jobs="bench-jobs",
+            task_queue_ledger="bench-ledger",
+            compute_task_queue_prefix="bench-compute-",
+        ) as (env, settings):
             if encrypted:
                 gateway = start_api(settings)
             else:
@@ -186,9 +172,6 @@ async def measure(count: int, *, encrypted: bool) -> tuple[Figures, Figures]:
                     jobs = await run_jobs(dep, count)
             finally:
                 gateway.stop()
-        finally:
-            await env.shutdown()
-            processes.stop_process(s3_server.record)
     return jobs, baseline
 
 
