@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from jobsheet import processes, search_attributes
 from jobsheet.binaries import find_binary
 from jobsheet.payload_codec import PayloadKeyRing
+from jobsheet.settings import Settings
 from jobsheet.stack import s3_answers, s3_server_command
 from jobsheet.temporal import data_converter
 
@@ -72,4 +75,36 @@ async def start_temporal_dev_server(*, payload_keys: str | None) -> WorkflowEnvi
         data_converter=data_converter(ring),
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",
+    )
+
+
+def stack_settings(state_dir: Path) -> Settings:
+    """Settings for a local stack of a test's own: its state dir and free ports."""
+    return Settings(
+        state_dir=state_dir,
+        temporal_port=processes.free_port(),
+        temporal_ui_port=processes.free_port(),
+        s3_port=processes.free_port(),
+        api_port=processes.free_port(),
+    )
+
+
+def stack_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m jobsheet.cli ARGS`` against the stack ``settings`` describe, as a user would
+    run it (only the stack's own variables, none inherited)."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("JOBSHEET_")},
+        "JOBSHEET_STATE_DIR": str(settings.state_dir),
+        "JOBSHEET_TEMPORAL_PORT": str(settings.temporal_port),
+        "JOBSHEET_TEMPORAL_UI_PORT": str(settings.temporal_ui_port),
+        "JOBSHEET_S3_PORT": str(settings.s3_port),
+        "JOBSHEET_API_PORT": str(settings.api_port),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "jobsheet.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )

@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import socket
 import stat
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -21,24 +18,14 @@ from jobsheet import processes
 from jobsheet.identity import load_identity
 from jobsheet.ledger import client as ledger
 from jobsheet.objectstore import internal_client
-from jobsheet.settings import Settings
 from jobsheet.stack import Stack
 from jobsheet.temporal import connect
-
-
-def _stack_settings(state_dir: Path) -> Settings:
-    return Settings(
-        state_dir=state_dir,
-        temporal_port=processes.free_port(),
-        temporal_ui_port=processes.free_port(),
-        s3_port=processes.free_port(),
-        api_port=processes.free_port(),
-    )
+from tests.servers import stack_cli, stack_settings
 
 
 @pytest.fixture
 def stack(tmp_path: Path):
-    stack = Stack(_stack_settings(tmp_path / "state"))
+    stack = Stack(stack_settings(tmp_path / "state"))
     try:
         yield stack
     finally:
@@ -118,48 +105,29 @@ def test_port_in_use_is_named(stack: Stack, port_name: str) -> None:
     assert not any(s.running for s in stack.status())
 
 
-def _cli(state_dir: Path, settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "JOBSHEET_STATE_DIR": str(state_dir),
-        "JOBSHEET_TEMPORAL_PORT": str(settings.temporal_port),
-        "JOBSHEET_TEMPORAL_UI_PORT": str(settings.temporal_ui_port),
-        "JOBSHEET_S3_PORT": str(settings.s3_port),
-        "JOBSHEET_API_PORT": str(settings.api_port),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "jobsheet.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_cli_up_status_down(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
-    settings = _stack_settings(state_dir)
+    settings = stack_settings(state_dir)
     try:
-        up = _cli(state_dir, settings, "stack", "up", "--json")
+        up = stack_cli(settings, "stack", "up", "--json")
         assert up.returncode == 0, up.stderr
         services = {s["name"]: s for s in json.loads(up.stdout)}
         assert list(services) == SERVICES
         assert all(service["answering"] for service in services.values())
         assert "secret" not in up.stdout + up.stderr
-        status = _cli(state_dir, settings, "stack", "status", "--json")
+        status = stack_cli(settings, "stack", "status", "--json")
         assert status.returncode == 0
-        logs = _cli(state_dir, settings, "stack", "logs", "nope")
+        logs = stack_cli(settings, "stack", "logs", "nope")
         assert logs.returncode == 2
         assert logs.stderr.strip().splitlines() == [
             "error: unknown service 'nope'; choose from temporal, s3, worker, api"
         ]
-        worker_log = _cli(state_dir, settings, "stack", "logs", "worker")
+        worker_log = stack_cli(settings, "stack", "logs", "worker")
         assert worker_log.returncode == 0 and "worker ready:" in worker_log.stdout
     finally:
-        down = _cli(state_dir, settings, "stack", "down", "--json")
+        down = stack_cli(settings, "stack", "down", "--json")
     assert down.returncode == 0, down.stderr
     assert json.loads(down.stdout)["stopped"] == list(reversed(SERVICES))
-    after = _cli(state_dir, settings, "stack", "status", "--json")
+    after = stack_cli(settings, "stack", "status", "--json")
     assert after.returncode == 5
     assert not any(s["running"] for s in json.loads(after.stdout))

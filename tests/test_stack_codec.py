@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import stat
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -18,41 +15,11 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from jobsheet import processes
 from jobsheet.ledger.models import user_workflow_id
 from jobsheet.payload_codec import KEY_ID_METADATA, is_encrypted, iter_payloads
-from jobsheet.settings import Settings
 from jobsheet.stack import Stack
 from jobsheet.temporal import CODEC_TOKEN_FILE, PAYLOAD_KEYS_FILE, codec_token, connect
-
-
-def stack_settings(state_dir: Path) -> Settings:
-    return Settings(
-        state_dir=state_dir,
-        temporal_port=processes.free_port(),
-        temporal_ui_port=processes.free_port(),
-        s3_port=processes.free_port(),
-        api_port=processes.free_port(),
-    )
-
-
-def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("JOBSHEET_")},
-        "JOBSHEET_STATE_DIR": str(settings.state_dir),
-        "JOBSHEET_TEMPORAL_PORT": str(settings.temporal_port),
-        "JOBSHEET_TEMPORAL_UI_PORT": str(settings.temporal_ui_port),
-        "JOBSHEET_S3_PORT": str(settings.s3_port),
-        "JOBSHEET_API_PORT": str(settings.api_port),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "jobsheet.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.servers import stack_cli, stack_settings
 
 
 async def sealed_payloads(raw: Client, workflow_id: str) -> list[Payload]:
@@ -100,7 +67,7 @@ async def test_the_web_ui_reads_payloads_through_the_codec_and_rotation_keeps_th
         assert any(b"operator" in p.data for p in opened)
         old_key = before[0].metadata[KEY_ID_METADATA].decode()
 
-        rotated = cli(settings, "stack", "rotate-payload-key", "--json")
+        rotated = stack_cli(settings, "stack", "rotate-payload-key", "--json")
         assert rotated.returncode == 0, rotated.stderr
         report = json.loads(rotated.stdout)
         assert report["keys"] == [report["current"], old_key]

@@ -9,10 +9,9 @@ import os
 import stat
 from pathlib import Path
 
-from jobsheet import processes
 from jobsheet.objectstore import internal_client
-from jobsheet.settings import Settings
 from jobsheet.stack import Stack
+from tests.servers import stack_settings
 
 
 def loose_entries(state_dir: Path) -> list[str]:
@@ -36,13 +35,7 @@ async def test_stack_state_is_owner_only_even_after_an_older_version(tmp_path: P
     old_object = state_dir / "s3" / "jobsheet" / "old.txt"
     old_object.write_text("an old user's input")
     old_object.chmod(0o644)
-    settings = Settings(
-        state_dir=state_dir,
-        temporal_port=processes.free_port(),
-        temporal_ui_port=processes.free_port(),
-        s3_port=processes.free_port(),
-        api_port=processes.free_port(),
-    )
+    settings = stack_settings(state_dir)
     stack = Stack(settings)
     try:
         await asyncio.to_thread(stack.up)
