@@ -247,14 +247,9 @@ class AccountWorkflow:
     async def deposit(self, request: DepositInput) -> BalanceView:
         """Add money on an order signed by the operator this worker trusts (once per key)."""
         verify: Callable[[], None] | None = None
-        if _orders_are_signed() and not self._state.has_seen(request.idempotency_key):
-            operator = await self._operator_keys(f"deposit {request.idempotency_key}")
-            verify = functools.partial(
-                check_deposit,
-                request,
-                account=self._state.account,
-                now=workflow.now(),
-                operator=operator,
+        if _orders_are_signed():
+            verify = await self._operator_check(
+                check_deposit, request, f"deposit {request.idempotency_key}"
             )
         self._operations += 1
         try:
@@ -282,16 +277,9 @@ class AccountWorkflow:
     async def set_overdraft_limit(self, request: OverdraftInput) -> BalanceView:
         """Let the account go ``limit`` below zero, on an order signed by the operator this
         worker trusts (once per key)."""
-        verify: Callable[[], None] | None = None
-        if not self._state.has_seen(request.idempotency_key):
-            operator = await self._operator_keys(f"overdraft order {request.idempotency_key}")
-            verify = functools.partial(
-                check_overdraft,
-                request,
-                account=self._state.account,
-                now=workflow.now(),
-                operator=operator,
-            )
+        verify = await self._operator_check(
+            check_overdraft, request, f"overdraft order {request.idempotency_key}"
+        )
         self._operations += 1
         try:
             return self._state.set_overdraft_limit(
@@ -312,6 +300,18 @@ class AccountWorkflow:
             check_overdraft(request, account=self._state.account, now=workflow.now(), operator=None)
         except Refused as exc:
             raise _refusal(exc) from None
+
+    async def _operator_check(
+        self, check: Callable[..., None], request: DepositInput | OverdraftInput, order: str
+    ) -> Callable[[], None] | None:
+        """``check`` of an operator-signed order, bound to the operator's keys and now; None
+        when the order's key was already applied (its first answer stands, unchecked again)."""
+        if self._state.has_seen(request.idempotency_key):
+            return None
+        operator = await self._operator_keys(order)
+        return functools.partial(
+            check, request, account=self._state.account, now=workflow.now(), operator=operator
+        )
 
     async def _operator_keys(self, order: str) -> OperatorKeys:
         try:
