@@ -46,7 +46,7 @@ from jobsheet.compute.models import (
     Usage,
 )
 from jobsheet.compute.runner import Limits, ProcessOutcome, run_isolated
-from jobsheet.compute.sandbox import Sandbox
+from jobsheet.compute.sandbox import Sandbox, calculations_for
 from jobsheet.write_par import BadOutputKey, WritePar, check_relative_key
 from workflows.compute_service import (
     ComputeServiceWorkflow,
@@ -251,11 +251,14 @@ class ComputeActivities:
         heartbeat = _Heartbeat(self._service.heartbeat_seconds)
         async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
             await _download(http, request.input.url, input_path, heartbeat)
+            calculations_dir = await asyncio.to_thread(
+                calculations_for, self._sandbox.user, self._config.base_dir, root
+            )
             argv = calculation.render_argv(
                 parameters,
                 input_path=input_path,
                 output_dir=output_dir,
-                base_dir=self._config.base_dir,
+                base_dir=calculations_dir,
                 python=self._sandbox.user.python,
             )
             limits = Limits(

@@ -286,6 +286,25 @@ def python_for(user: CalculationUser) -> str:
     return sys.executable
 
 
+@functools.cache
+def reads_directory(user: CalculationUser, path: Path) -> bool:
+    """Whether ``user`` may list and enter ``path`` (every directory above it included)."""
+    test = shutil.which("test") or "/usr/bin/test"
+    return user.is_worker or runs_as(user, [test, "-r", str(path), "-a", "-x", str(path)])
+
+
+def calculations_for(user: CalculationUser, base_dir: Path, run_dir: Path) -> Path:
+    """The directory ``{calculations_dir}`` names for a run as ``user``: the operator's own
+    where the user can read it, else a copy in ``run_dir`` (the operator's may sit somewhere
+    private, such as a checkout under ``/root`` or a 0700 temporary directory); the run
+    directory is handed over to the user with everything in it."""
+    if reads_directory(user, base_dir):
+        return base_dir
+    copy = run_dir / "calculations"
+    shutil.copytree(base_dir, copy, ignore=shutil.ignore_patterns("__pycache__", ".*"))
+    return copy
+
+
 # --- the worker ---------------------------------------------------------------------------------
 
 

@@ -38,6 +38,7 @@ from jobsheet.compute.sandbox import (
     CalculationUser,
     Sandbox,
     SandboxError,
+    calculations_for,
     prepare_sandbox,
     python_for,
     resolve_user,
@@ -144,6 +145,39 @@ async def test_a_root_worker_runs_calculations_as_an_unprivileged_user(tmp_path:
     assert outputs["hidden"] == b"hidden\n" and outputs["closed/file"] == b"inside\n"
     # ...and a symlink is never followed to what it names.
     assert "link-to-secret" not in outputs
+
+
+def chooses_the_readable_directory(user: CalculationUser, private: Path, run_dir: Path) -> None:
+    """The operator's directory where the user may read it, else a copy in the run dir."""
+    shared = Path(tempfile.mkdtemp(prefix="jobsheet-test-calculations-"))
+    try:
+        shared.chmod(0o755)
+        run_dir.mkdir()
+        assert calculations_for(user, shared, run_dir) == shared
+        copied = calculations_for(user, private, run_dir)
+        assert copied == run_dir / "calculations" and (copied / "answer.sh").exists()
+    finally:
+        shutil.rmtree(shared)
+
+
+@as_root
+async def test_calculations_in_a_private_directory_still_run(tmp_path: Path) -> None:
+    """A checkout the calculation's user cannot enter (a clone under a 0700 directory, as CI's
+    may be) is copied into the run directory, which the user is handed."""
+    user = resolve_user("")
+    sandbox = Sandbox(user=CalculationUser(user.name, user.uid, user.gid, python_for(user)))
+    private = tmp_path / "calculations"  # pytest's base directory is 0700
+    private.mkdir()
+    (private / "answer.sh").write_text('echo 42 > "$1/answer"\n')
+    chooses_the_readable_directory(sandbox.user, private, tmp_path / "run")
+
+    def argv(input_path: Path, output_dir: Path) -> list[str]:
+        scripts = calculations_for(sandbox.user, private, input_path.parent.parent)
+        return ["sh", str(scripts / "answer.sh"), str(output_dir)]
+
+    code, outputs, said = await run_in_sandbox(sandbox, argv, b"input")
+    assert code == 0, said
+    assert outputs["answer"] == b"42\n"
 
 
 @as_root
