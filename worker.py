@@ -35,20 +35,31 @@ log = logging.getLogger("jobsheet.worker")
 def jobs_workers(
     client: Client, settings: Settings, executor: concurrent.futures.Executor
 ) -> list[Worker]:
-    """Workers for the job sheet task queue: job sheet workflows and the storage activities."""
+    """Workers for the job sheet task queue: job sheet workflows with their steps (local
+    activities) and storage activities, and the storage sweep."""
+    from activities.jobs import JobActivities
     from activities.smoke import SmokeActivities
     from activities.storage import StorageActivities
+    from activities.sweep import SweepActivities
     from workflows.job_sheet import JobSheetWorkflow
     from workflows.smoke import SmokeWorkflow
+    from workflows.storage_sweep import StorageSweepWorkflow
 
     smoke = SmokeActivities(internal_client(settings))
     storage = StorageActivities(settings)
+    steps = JobActivities(client, settings)
+    sweep = SweepActivities(settings)
     return [
         Worker(
             client,
             task_queue=settings.task_queue_jobs,
-            workflows=[JobSheetWorkflow, SmokeWorkflow],
-            activities=[*storage.all(), smoke.write_and_read_object],
+            workflows=[JobSheetWorkflow, StorageSweepWorkflow, SmokeWorkflow],
+            activities=[
+                *storage.all(),
+                *steps.all(),
+                sweep.sweep_storage,
+                smoke.write_and_read_object,
+            ],
             activity_executor=executor,
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         )
@@ -113,13 +124,9 @@ def compute_workers(
                 client,
                 task_queue=task_queue,
                 workflows=[ComputeServiceWorkflow],
-                activities=[
-                    compute.contract_calculation,
-                    compute.release_contract,
-                    compute.run_calculation,
-                ],
+                activities=[compute.run_calculation],
                 # Runs are bounded inside by the service's max_concurrent_runs; the extra slots
-                # keep contracting and releasing responsive while every run slot is busy.
+                # let a run waiting for a run slot heartbeat instead of waiting for a task slot.
                 max_concurrent_activities=compute.max_concurrent_activities,
                 activity_executor=executor,
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
@@ -172,6 +179,13 @@ async def serve(role: str, services: Sequence[str], settings: Settings) -> None:
         workers = build_workers(client, settings, role=role, services=services, executor=executor)
         if not workers:
             raise SystemExit(f"role {role!r} has nothing to run")
+        if role in ("jobs", "all"):
+            from jobsheet.jobs.sweep_schedule import ensure_sweep_schedule
+
+            schedule = await ensure_sweep_schedule(client, settings)
+            log.info(
+                "storage sweep scheduled every %ss (%s)", settings.sweep_interval_seconds, schedule
+            )
         queues = sorted({worker.task_queue for worker in workers})
         print(
             f"worker ready: role={role} task_queues={','.join(queues)} "

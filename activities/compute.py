@@ -1,4 +1,4 @@
-"""Compute service activities: contract a calculation, release the contract, run it in isolation.
+"""Compute service activities: run a contracted calculation in isolation.
 
 They run on the service's task queue (``settings.compute_task_queue(service)``) in workers that
 hold no storage credentials: input arrives through a read PAR (presigned GET) and outputs leave
@@ -13,14 +13,12 @@ import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
 from temporalio import activity
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -33,11 +31,8 @@ from jobsheet.compute.config import (
 from jobsheet.compute.models import (
     ComputeContract,
     ContractRecord,
-    ContractRequest,
     ContractState,
     OutputObject,
-    ReleaseRequest,
-    ReleaseResult,
     RunPhase,
     RunProgress,
     RunRequest,
@@ -50,16 +45,12 @@ from jobsheet.compute.sandbox import Sandbox, calculations_for
 from jobsheet.write_par import BadOutputKey, WritePar, check_relative_key
 from workflows.compute_service import (
     ComputeServiceWorkflow,
-    ContractBookInput,
-    ReserveRequest,
     contract_book_id,
 )
 
 T = TypeVar("T")
 CONTRACT_SLOTS = 4
-"""Activity slots per worker beyond the run slots, for contracting and releasing."""
-DEADLINE_GRACE = timedelta(minutes=10)
-"""Beyond run_by + max runtime, time for a retried run and its uploads."""
+"""Activity slots per worker beyond the run slots: runs waiting for a run slot heartbeat."""
 STDERR_TAIL_BYTES = 4096
 CHUNK = 1 << 20
 HTTP_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
@@ -96,8 +87,6 @@ class ComputeActivities:
         """What the worker should allow: every run slot plus a few for contracts."""
         return self._service.max_concurrent_runs + CONTRACT_SLOTS
 
-    # --- contracts --------------------------------------------------------------------------
-
     def _calculation(self, name: str, parameters: dict) -> tuple[Calculation, dict]:
         try:
             calculation = self._config.calculation(name, service=self._service.name)
@@ -107,78 +96,6 @@ class ComputeActivities:
             return calculation, calculation.validate_parameters(parameters)
         except BadParametersError as exc:
             raise _error(str(exc), "BadParameters") from None
-
-    @activity.defn
-    async def contract_calculation(self, request: ContractRequest) -> ComputeContract:
-        """Check the calculation and parameters, quote the maximum cost and hold a slot.
-
-        Idempotent: the contract id is derived from the job and service, and the contract book
-        returns the first contract made for it.
-        """
-        calculation, parameters = self._calculation(request.calculation, request.parameters)
-        now = datetime.now(UTC).replace(microsecond=0)
-        if request.run_by <= now:
-            raise _error("the run-by time has already passed", "RunByPassed")
-        contract = ComputeContract(
-            contract_id=f"{request.job_uid}@{self._service.name}",
-            job_uid=request.job_uid,
-            service=self._service.name,
-            task_queue=self._task_queue,
-            calculation=calculation.name,
-            parameters=parameters,
-            price_per_second=calculation.price_per_second,
-            fee=calculation.fee,
-            quote=calculation.max_cost(),
-            max_runtime_seconds=calculation.max_runtime_seconds,
-            max_output_bytes=calculation.max_output_bytes,
-            run_by=request.run_by,
-            deadline=request.run_by
-            + timedelta(seconds=calculation.max_runtime_seconds)
-            + DEADLINE_GRACE,
-            run_token=secrets.token_urlsafe(32),
-            created_at=now,
-        )
-        book = ContractBookInput(
-            service=self._service.name, max_open_contracts=self._service.max_open_contracts
-        )
-        try:
-            record = await self._client.execute_update_with_start_workflow(
-                ComputeServiceWorkflow.reserve,
-                ReserveRequest(
-                    contract=contract, max_open_contracts=self._service.max_open_contracts
-                ),
-                start_workflow_operation=WithStartWorkflowOperation(
-                    ComputeServiceWorkflow.run,
-                    book,
-                    id=contract_book_id(self._task_queue),
-                    task_queue=self._task_queue,
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                ),
-            )
-        except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            if isinstance(cause, ApplicationError):
-                raise _error(cause.message, cause.type or "ContractRefused") from None
-            raise
-        if record.state != ContractState.HELD:
-            raise _error(
-                f"contract {contract.contract_id} was already {record.state.value}",
-                "ContractNotHeld",
-            )
-        return record.contract
-
-    @activity.defn
-    async def release_contract(self, request: ReleaseRequest) -> ReleaseResult:
-        """Free the contract's slot; releasing twice, or an unknown contract, is harmless."""
-        handle = self._client.get_workflow_handle(contract_book_id(self._task_queue))
-        try:
-            return await handle.execute_update(ComputeServiceWorkflow.release, request)
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                return ReleaseResult(
-                    contract_id=request.contract_id, released_now=False, state=None
-                )
-            raise
 
     async def _held_record(self, contract: ComputeContract) -> ContractRecord:
         handle = self._client.get_workflow_handle(contract_book_id(self._task_queue))

@@ -1,8 +1,8 @@
-"""The storage side of a job: PARs for the object store, input checks, persistence and clean-up.
+"""The storage side of a job that can take long: checking the uploaded input, sealing the
+outputs, deleting a prefix (regular activities, heartbeating where they read whole objects).
 
-Only these activities (and the PAR gateway) hold storage credentials. Every one is idempotent:
-presigning is pure, puts overwrite the same key with the same bytes, deletes of missing objects
-succeed.
+The quick steps (presigning, persisting the sheet) are local activities in ``activities/jobs.py``.
+Every one is idempotent: copies are checked, deletes of missing objects succeed.
 """
 
 from __future__ import annotations
@@ -15,19 +15,15 @@ from typing import Any
 
 from minio import Minio
 from minio.commonconfig import CopySource
-from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 from pydantic import BaseModel, Field
 from temporalio import activity
 
-from jobsheet.compute.config import ComputeConfig, load_compute_config
+from jobsheet.compute.config import ComputeConfig
 from jobsheet.compute.models import OutputObject
-from jobsheet.jobs.messages import JobConfig, JobPolicyInput
-from jobsheet.jobs.models import JobSheet, ParKind, ParMetadata, output_prefix, staging_prefix
-from jobsheet.jobs.store import write_sheet
-from jobsheet.objectstore import compute_presign_client, internal_client, presign_client
+from jobsheet.jobs.models import output_prefix, staging_prefix
+from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings
-from jobsheet.write_par import MAX_URL_SECONDS, WritePar, issue_write_par
 
 log = logging.getLogger("jobsheet.storage")
 NOT_FOUND_CODES = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
@@ -35,32 +31,6 @@ NOT_FOUND_CODES = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
 # S3 SigV4 presigned URLs live at least a second and at most seven days.
 MIN_PAR_SECONDS = 1
 MAX_PAR_SECONDS = 7 * 24 * 3600
-
-
-class IssueObjectParInput(BaseModel):
-    """A presigned URL for one object, valid from ``now`` until ``expires_at``."""
-
-    kind: ParKind
-    key: str
-    now: datetime
-    expires_at: datetime
-
-
-class IssuedPar(BaseModel):
-    """A PAR: the URL to hand over once, and the metadata the job sheet keeps."""
-
-    url: str
-    metadata: ParMetadata
-
-
-class IssueWriteParInput(BaseModel):
-    """A bucket-write PAR for the job's output prefix, until ``expires_at``."""
-
-    job_uid: str
-    prefix: str
-    expires_at: datetime
-    url_seconds: int = Field(default=MAX_URL_SECONDS, gt=0, le=MAX_URL_SECONDS)
-    """The longest a presigned PUT granted for it may live."""
 
 
 class CheckInputInput(BaseModel):
@@ -73,18 +43,6 @@ class InputCheck(BaseModel):
     ok: bool
     problem: str = ""
     size: int | None = None
-
-
-class DeleteObjectsInput(BaseModel):
-    prefix: str
-
-
-class DeleteObjectsResult(BaseModel):
-    deleted: int
-
-
-class PersistSheetInput(BaseModel):
-    sheet: JobSheet
 
 
 class SealOutputsInput(BaseModel):
@@ -123,7 +81,7 @@ def policy_refusal(config: ComputeConfig, *, service: str, calculation: str) -> 
     return ""
 
 
-def _lifetime(now: datetime, expires_at: datetime) -> timedelta:
+def par_lifetime(now: datetime, expires_at: datetime) -> timedelta:
     seconds = int((expires_at - now).total_seconds())
     if seconds < MIN_PAR_SECONDS:
         raise ValueError(f"a PAR expiring at {expires_at.isoformat()} has already expired")
@@ -137,76 +95,6 @@ class StorageActivities:
         self._settings = settings
         self._bucket = settings.bucket
         self._s3: Minio = internal_client(settings)
-        self._signer: Minio = presign_client(settings)
-        self._compute_signer: Minio = compute_presign_client(settings)
-
-    @activity.defn
-    def job_policy(self, request: JobPolicyInput) -> JobConfig:
-        """The operator's policy for a new job, from this (trusted) worker's settings.
-
-        The service and calculation are checked against the operator's calculations file (the
-        one the compute workers serve), so an unknown one is refused at once, naming what
-        exists, instead of waiting for a compute queue nobody polls.
-        """
-        settings = self._settings
-        refusal = ""
-        try:
-            config = load_compute_config(settings.calculations_file)
-        except (OSError, ValueError) as exc:
-            log.warning(
-                "cannot check the calculation against %s: %s", settings.calculations_file, exc
-            )
-        else:
-            refusal = policy_refusal(
-                config, service=request.service, calculation=request.calculation
-            )
-        return JobConfig(
-            ledger_task_queue=settings.task_queue_ledger,
-            compute_task_queue=settings.compute_task_queue(request.service),
-            provider_account=settings.provider_account,
-            gateway_url=settings.api_url,
-            expiry_seconds=settings.job_expiry_seconds,
-            download_par_seconds=settings.download_par_seconds,
-            retention_seconds=settings.retention_seconds,
-            search_attributes=settings.job_search_attributes,
-            write_url_seconds=settings.write_url_seconds,
-            refusal=refusal,
-        )
-
-    @activity.defn
-    def issue_object_par(self, request: IssueObjectParInput) -> IssuedPar:
-        """Presign a PUT (upload) or GET (download, read input) for exactly one object."""
-        lifetime = _lifetime(request.now, request.expires_at)
-        if request.kind == ParKind.UPLOAD:
-            url = self._signer.presigned_put_object(self._bucket, request.key, expires=lifetime)
-        elif request.kind == ParKind.DOWNLOAD:
-            url = self._signer.presigned_get_object(self._bucket, request.key, expires=lifetime)
-        elif request.kind == ParKind.READ_INPUT:
-            url = self._compute_signer.presigned_get_object(
-                self._bucket, request.key, expires=lifetime
-            )
-        else:
-            raise ValueError(f"{request.kind} is not a single-object PAR")
-        return IssuedPar(
-            url=url,
-            metadata=ParMetadata(
-                kind=request.kind,
-                target=request.key,
-                issued_at=request.now,
-                expires_at=request.now + lifetime,
-            ),
-        )
-
-    @activity.defn
-    def issue_bucket_write_par(self, request: IssueWriteParInput) -> WritePar:
-        """Sign the capability that lets compute write under the output prefix and nowhere else."""
-        return issue_write_par(
-            self._settings,
-            job_uid=request.job_uid,
-            prefix=request.prefix,
-            expires_at=request.expires_at,
-            url_seconds=request.url_seconds,
-        )
 
     @activity.defn
     def check_input(self, request: CheckInputInput) -> InputCheck:
@@ -292,35 +180,9 @@ class StorageActivities:
             kept.append(output.model_copy(update={"key": target}))
         return SealedOutputs(outputs=kept, discarded=discarded)
 
-    @activity.defn
-    def delete_objects(self, request: DeleteObjectsInput) -> DeleteObjectsResult:
-        """Delete every object under a prefix (or the one key equal to it); idempotent."""
-        if not request.prefix or request.prefix in ("/", "jobs/", "jobsheets/"):
-            raise ValueError(f"refusing to delete the broad prefix {request.prefix!r}")
-        names = [
-            obj.object_name
-            for obj in self._s3.list_objects(self._bucket, prefix=request.prefix, recursive=True)
-            if obj.object_name
-        ]
-        errors = list(self._s3.remove_objects(self._bucket, [DeleteObject(n) for n in names]))
-        if errors:
-            raise RuntimeError(f"could not delete {len(errors)} objects: {errors[0]}")
-        return DeleteObjectsResult(deleted=len(names))
-
     def all(self) -> list[Callable[..., Any]]:
         """Every storage activity, for a worker's ``activities=``."""
         return [
-            self.job_policy,
-            self.issue_object_par,
-            self.issue_bucket_write_par,
             self.check_input,
-            self.delete_objects,
-            self.persist_sheet,
             self.seal_outputs,
         ]
-
-    @activity.defn
-    def persist_sheet(self, request: PersistSheetInput) -> None:
-        """Write the job sheet to ``jobsheets/<uid>.json`` (it holds no secrets). The API reads
-        it back: a bucket-write PAR is honoured only while this says ``running``."""
-        write_sheet(self._s3, self._bucket, request.sheet)

@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     job_expiry_seconds: int = Field(default=3600, gt=0)
     download_par_seconds: int = Field(default=24 * 3600, gt=0, le=7 * 24 * 3600)
     retention_seconds: int = Field(default=7 * 24 * 3600, ge=0)
+    sweep_interval_seconds: int = Field(default=60, ge=1)
+    """How often the storage sweep deletes what ended jobs no longer keep (late uploads once
+    their PAR expired, outputs once their retention ended); see jobsheet/jobs/cleanup.py."""
     job_search_attributes: bool = True
     """Upsert JobState on job sheets (off only for servers without the search attributes)."""
 

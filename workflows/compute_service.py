@@ -2,12 +2,15 @@
 
 One workflow per compute service (id :func:`contract_book_id`) on the service's task queue keeps
 every open contract until it is released or its deadline passes (a durable timer), refuses new
-contracts beyond the service's capacity, and continues as new when its history grows.
+contracts beyond the service's capacity, and continues as new when its history grows. One timer
+waits for the earliest held deadline; a reservation or release that leaves that deadline where it
+is leaves the timer alone.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
@@ -23,6 +26,9 @@ with workflow.unsafe.imports_passed_through():
     )
 
 FORGET_ENDED_AFTER = timedelta(days=1)
+TIMER_ON_EARLIEST_PATCH = "contract-book-timer-on-earliest"
+"""From this patch on, the book starts a new deadline timer only when the earliest held deadline
+moves; a run begun before it re-arms on every reservation and release until it continues as new."""
 
 
 def contract_book_id(task_queue: str) -> str:
@@ -52,9 +58,40 @@ class ComputeServiceWorkflow:
         self._capacity = book.max_open_contracts
         self._records: dict[str, ContractRecord] = dict(book.records)
         self._changed = False
+        self._timer_on_earliest = workflow.patched(TIMER_ON_EARLIEST_PATCH)
+        self._armed_deadline: datetime | None = None
+        self._earliest_moved = False
 
     @workflow.run
     async def run(self, book: ContractBookInput) -> None:
+        if self._timer_on_earliest:
+            await self._expire_at_earliest_deadline()
+        else:
+            await self._rearm_on_every_change()
+
+    async def _expire_at_earliest_deadline(self) -> NoReturn:
+        """Expire contracts at their deadlines with one timer for the earliest held deadline,
+        replaced only when that deadline moves: an earlier reservation, or the earliest contract
+        released or expired."""
+        while True:
+            self._expire_due(workflow.now())
+            self._forget_ended(workflow.now())
+            self._armed_deadline = self._earliest_deadline()
+            self._earliest_moved = False
+            try:
+                await workflow.wait_condition(
+                    lambda: self._earliest_moved or workflow.info().is_continue_as_new_suggested(),
+                    timeout=self._until_next_deadline(workflow.now()),
+                    timeout_summary="expire the contract with the earliest deadline",
+                )
+            except TimeoutError:
+                pass
+            if workflow.info().is_continue_as_new_suggested():
+                await self._continue_as_new()
+
+    async def _rearm_on_every_change(self) -> NoReturn:
+        """The run loop of runs begun before the patch: every reservation and release wakes it,
+        which cancels the timer and starts another (kept as it was, so that those runs replay)."""
         while True:
             self._expire_due(workflow.now())
             timeout = self._until_next_deadline(workflow.now())
@@ -68,14 +105,17 @@ class ComputeServiceWorkflow:
             self._changed = False
             self._forget_ended(workflow.now())
             if workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(
-                    ContractBookInput(
-                        service=self._service,
-                        max_open_contracts=self._capacity,
-                        records=self._records,
-                    )
-                )
+                await self._continue_as_new()
+
+    async def _continue_as_new(self) -> NoReturn:
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(
+            ContractBookInput(
+                service=self._service,
+                max_open_contracts=self._capacity,
+                records=self._records,
+            )
+        )
 
     @workflow.update
     def reserve(self, request: ReserveRequest) -> ContractRecord:
@@ -86,7 +126,7 @@ class ComputeServiceWorkflow:
             return existing
         record = ContractRecord(contract=request.contract)
         self._records[request.contract.contract_id] = record
-        self._changed = True
+        self._held_changed()
         return record
 
     @reserve.validator
@@ -135,20 +175,32 @@ class ComputeServiceWorkflow:
         self._records[record.contract.contract_id] = ContractRecord(
             contract=record.contract, state=state, ended_at=now
         )
-        self._changed = True
+        self._held_changed()
+
+    def _held_changed(self) -> None:
+        """Wake the run loop for a change to the held contracts: on every change in a run begun
+        before the patch, otherwise only when the earliest held deadline is not the armed one."""
+        if not self._timer_on_earliest:
+            self._changed = True
+        elif self._earliest_deadline() != self._armed_deadline:
+            self._earliest_moved = True
 
     def _expire_due(self, now: datetime) -> None:
         for record in list(self._records.values()):
             if record.state == ContractState.HELD and record.contract.deadline <= now:
                 self._end(record, ContractState.EXPIRED, now)
 
-    def _until_next_deadline(self, now: datetime) -> timedelta | None:
+    def _earliest_deadline(self) -> datetime | None:
         deadlines = [
             r.contract.deadline for r in self._records.values() if r.state == ContractState.HELD
         ]
-        if not deadlines:
+        return min(deadlines, default=None)
+
+    def _until_next_deadline(self, now: datetime) -> timedelta | None:
+        earliest = self._earliest_deadline()
+        if earliest is None:
             return None
-        return max(min(deadlines) - now, timedelta(milliseconds=1))
+        return max(earliest - now, timedelta(milliseconds=1))
 
     def _forget_ended(self, now: datetime) -> None:
         for contract_id, record in list(self._records.items()):

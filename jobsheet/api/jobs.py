@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
@@ -35,9 +35,10 @@ from jobsheet.contracts.api import (
     SubmitRequest,
     WatchEvent,
 )
-from jobsheet.jobs.client import cancel_job, download_pars, load_sheet, submit_job
+from jobsheet.jobs.client import cancel_job, load_sheet, submit_job
+from jobsheet.jobs.downloads import NoOutputs, OutputsGone, presign_downloads
 from jobsheet.jobs.listing import list_jobs
-from jobsheet.jobs.messages import DownloadPar, DownloadPars, cancel_resource
+from jobsheet.jobs.messages import DownloadPars, cancel_resource
 from jobsheet.jobs.models import JobSheet, JobState, job_uid_for
 from jobsheet.names import Name
 
@@ -270,7 +271,15 @@ async def cancel(
             if ended.state == JobState.CANCELLED:
                 return ended
         raise refusal from None
-    except RPCError:
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:  # the job ended (its workflow closed) meanwhile
+            ended = await own_sheet(ctx, client, caller, uid)
+            if ended.state == JobState.CANCELLED:
+                return ended
+            if ended.terminal:
+                raise ApiRefusal(
+                    409, "WrongState", f"the job already ended as {ended.state.value}"
+                ) from None
         raise unavailable("the job service") from None
 
 
@@ -278,8 +287,8 @@ async def cancel(
 async def downloads(
     request: Request, uid: str = JobUid, caller: Caller = SignedCaller
 ) -> DownloadPars:
-    """Download PARs for the outputs, fresh when the earlier ones are near their end; also
-    after the job's workflow closed, from the persisted sheet, until the outputs' retention."""
+    """Fresh download PARs for the outputs, presigned from the job's persisted final sheet,
+    until the outputs' retention ends."""
     ctx = context(request)
     client = await ctx.client()
     sheet = await own_sheet(ctx, client, caller, uid)
@@ -289,35 +298,19 @@ async def downloads(
             "WrongState",
             f"outputs are downloadable once the job has run; it is {sheet.state.value}",
         )
-    try:
-        return await download_pars(client, uid)
-    except WorkflowUpdateFailedError as exc:
-        raise _job_refusal(exc) from None
-    except RPCError as exc:
-        if exc.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-            raise unavailable("the job service") from None
     return await asyncio.to_thread(_pars_from_sheet, ctx, sheet)
 
 
 def _pars_from_sheet(ctx: ApiContext, sheet: JobSheet) -> DownloadPars:
-    """Presign the outputs of a job whose workflow has closed, from its persisted sheet."""
-    now = datetime.now(UTC).replace(microsecond=0)
-    until = sheet.outputs_retained_until
-    if sheet.outputs_deleted or until is None or until <= now + timedelta(seconds=1):
-        raise ApiRefusal(410, "OutputsDeleted", "the outputs' retention ended; they were deleted")
-    if not sheet.outputs:
-        raise ApiRefusal(409, "NoOutputs", "this job has no outputs to download")
-    lifetime = min(timedelta(seconds=ctx.settings.download_par_seconds), until - now)
-    pars = [
-        DownloadPar(
-            key=output.key,
-            size=output.size,
-            sha256=output.sha256,
-            url=ctx.presigner.presigned_get_object(
-                ctx.settings.bucket, output.key, expires=lifetime
-            ),
-            expires_at=now + lifetime,
+    """Presign the outputs of an ended job, from its final sheet."""
+    try:
+        return presign_downloads(
+            ctx.presigner,
+            ctx.settings.bucket,
+            sheet,
+            max_seconds=ctx.settings.download_par_seconds,
         )
-        for output in sheet.outputs
-    ]
-    return DownloadPars(uid=sheet.uid, pars=pars)
+    except OutputsGone as exc:
+        raise ApiRefusal(410, "OutputsDeleted", str(exc)) from None
+    except NoOutputs as exc:
+        raise ApiRefusal(409, "NoOutputs", str(exc)) from None

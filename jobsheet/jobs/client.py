@@ -29,8 +29,6 @@ from jobsheet.compute.models import RunProgress
 from jobsheet.jobs import details
 from jobsheet.jobs.messages import (
     CancelInput,
-    DownloadPars,
-    DownloadParsInput,
     JobStart,
     SubmitInput,
     SubmitResult,
@@ -119,12 +117,6 @@ async def cancel_job(
     if reason:
         request = CancelInput(authorisation=authorisation, reason=reason)
     return await job_handle(client, uid).execute_update(JobSheetWorkflow.cancel, request)
-
-
-async def download_pars(client: Client, uid: str) -> DownloadPars:
-    return await job_handle(client, uid).execute_update(
-        JobSheetWorkflow.download_pars, DownloadParsInput()
-    )
 
 
 async def load_sheet(client: Client, settings: Settings, uid: str) -> JobSheet:

@@ -9,8 +9,11 @@ from pydantic import BaseModel, Field
 
 from jobsheet.authorisation import Authorisation
 from jobsheet.cheque import Cheque
-from jobsheet.jobs.models import JobRequest, JobSheet, JobState
+from jobsheet.compute.models import ComputeContract
+from jobsheet.jobs.cleanup import Cleanup
+from jobsheet.jobs.models import JobRequest, JobSheet, JobState, ParMetadata
 from jobsheet.money import NonNegativeMoney
+from jobsheet.write_par import WritePar
 
 
 class JobConfig(BaseModel):
@@ -34,30 +37,82 @@ class JobConfig(BaseModel):
     write_url_seconds: int = Field(default=15 * 60, gt=0, le=15 * 60)
     """The longest a presigned PUT granted for the bucket-write PAR lives (signed into the PAR),
     so the workflow knows when no late write can land any more."""
-    refusal: str = ""
-    """Why the operator refuses this job before anything is done, as ``"Type: message"``
-    (an unknown service or calculation); empty when the job may go ahead."""
 
 
 class JobStart(BaseModel):
-    """The workflow's input: a submission, or (``carried``) a sheet continued as new."""
+    """The workflow's input: one submission."""
 
     uid: str
     request: JobRequest
     authorisation: Authorisation
     cheque: Cheque
-    carried: JobSheet | None = None
-    carried_config: JobConfig | None = None
-    """The policy fetched at submission, carried only across continue-as-new."""
-    carried_sweep_at: datetime | None = None
-    """When the job's storage is swept once more (no write PAR can write after it), carried
-    across continue-as-new."""
 
 
-class JobPolicyInput(BaseModel):
-    service: str
-    calculation: str = ""
-    """Checked against the operator's calculations file (empty: not checked)."""
+class PrepareInput(BaseModel):
+    """Check a submission against the operator's policy and the user's keys; draft its contract."""
+
+    uid: str
+    request: JobRequest
+    authorisation: Authorisation
+
+
+class Prepared(BaseModel):
+    """The operator's policy for the job and the compute contract drafted for it (not yet held)."""
+
+    policy: JobConfig
+    contract: ComputeContract
+    max_open_contracts: int = Field(ge=1)
+    """The service's capacity, for the contract book."""
+
+
+class ReserveInput(BaseModel):
+    contract: ComputeContract
+    max_open_contracts: int = Field(ge=1)
+
+
+class ReleaseInput(BaseModel):
+    contract_id: str
+    task_queue: str
+    """The compute service's task queue (its contract book's id)."""
+
+
+class SubmissionParsInput(BaseModel):
+    """The PARs a paid job hands out: an upload PAR until ``upload_until`` and the bucket-write
+    PAR for ``write_prefix`` until ``write_until``."""
+
+    uid: str
+    write_prefix: str
+    write_until: datetime
+    upload_until: datetime
+    url_seconds: int = Field(gt=0)
+
+
+class IssuedPar(BaseModel):
+    """A PAR: the URL to hand over once, and the metadata the job sheet keeps."""
+
+    url: str
+    metadata: ParMetadata
+
+
+class SubmissionPars(BaseModel):
+    write_par: WritePar
+    upload: IssuedPar
+    issued_at: datetime
+
+
+class StartRunInput(BaseModel):
+    """Persist the running sheet (the API honours the write PAR from here) and presign the
+    compute service's read of the input until ``input_until``."""
+
+    sheet: JobSheet
+    input_until: datetime
+
+
+class FinishInput(BaseModel):
+    """Persist the ended sheet, delete what it does not keep, and leave the later clean-ups."""
+
+    sheet: JobSheet
+    cleanups: list[Cleanup] = Field(default_factory=list)
 
 
 class SubmitInput(BaseModel):
@@ -89,10 +144,6 @@ class CancelInput(BaseModel):
 
     authorisation: Authorisation
     reason: str = "cancelled by the owner"
-
-
-class DownloadParsInput(BaseModel):
-    """Ask for download PARs for the outputs (fresh ones when the earlier ones are stale)."""
 
 
 class DownloadPar(BaseModel):

@@ -20,9 +20,12 @@ from jobsheet.authorisation import sign_authorisation
 from jobsheet.cheque import write_cheque
 from jobsheet.identity import Identity, generate_identity, save_identity
 from jobsheet.jobs.client import load_sheet, submit_job
-from jobsheet.jobs.messages import SubmitResult
+from jobsheet.jobs.downloads import presign_downloads
+from jobsheet.jobs.messages import DownloadPars, SubmitResult
 from jobsheet.jobs.models import JobRequest, JobSheet, JobState, job_uid_for
+from jobsheet.jobs.sweep_schedule import delete_sweep_schedule, ensure_sweep_schedule
 from jobsheet.ledger import client as ledger
+from jobsheet.objectstore import presign_client
 from jobsheet.settings import Settings
 from tests.histories import in_clear
 from worker import build_workers
@@ -100,6 +103,14 @@ class Deployment:
             ),
         )
 
+    async def downloads(self, uid: str) -> DownloadPars:
+        """Download PARs for an ended job's outputs, as the API presigns them."""
+        sheet = await self.sheet(uid)
+        signer = presign_client(self.settings)
+        return presign_downloads(
+            signer, self.settings.bucket, sheet, max_seconds=self.settings.download_par_seconds
+        )
+
     async def sheet(self, uid: str) -> JobSheet:
         return await load_sheet(self.client, self.settings, uid)
 
@@ -163,6 +174,9 @@ async def deployment(
             payer = await ledger.open_account(client, owner=user.name, task_queue=queue)
             await ledger.deposit(client, payer, funds, operator=operator)
             env = Deployment(client, settings, user, payer, provider, Decimal(funds), operator)
+            if any(role in ("all", "jobs") for role in roles):
+                await ensure_sweep_schedule(client, settings)
+                stack.push_async_callback(delete_sweep_schedule, client, settings)
             yield env
             if os.environ.get(RECORD_ENV):
                 await record_histories(client, env.submitted)

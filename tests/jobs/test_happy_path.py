@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import httpx
 
-from jobsheet.jobs.client import download_pars, job_handle, trigger_run
+from jobsheet.jobs.client import job_handle, trigger_run
 from jobsheet.jobs.models import JobSheet, JobState, ParKind
 from jobsheet.jobs.store import read_sheet
 from jobsheet.money import round_cost
@@ -40,7 +40,7 @@ async def test_upload_trigger_run_settle_and_download(deployed: Deployment) -> N
     ]
 
     # Outputs: listed in the manifest and downloadable through download PARs.
-    pars = await download_pars(deployed.client, submitted.uid)
+    pars = await deployed.downloads(submitted.uid)
     by_key = {par.key.rsplit("/", 1)[1]: par for par in pars.pars}
     assert {"sha256.txt", "wc.txt", "stdout.txt", "stderr.txt"} <= set(by_key)
     for par in pars.pars:

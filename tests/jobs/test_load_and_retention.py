@@ -10,7 +10,7 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from jobsheet.jobs.client import download_pars, job_handle, trigger_run
+from jobsheet.jobs.client import job_handle, trigger_run
 from jobsheet.jobs.models import JobSheet, JobState, ParKind, job_prefix
 from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings
@@ -45,7 +45,7 @@ async def test_load_before_and_after_the_end_and_retention(short_retention: Depl
     live = await JobSheet.load(submitted.uid, client=env.client, settings=env.settings)
     assert live == during
     assert not live.outputs_deleted and live.outputs
-    assert (await download_pars(env.client, submitted.uid)).pars
+    assert (await env.downloads(submitted.uid)).pars
 
     # After the retention the outputs are gone and the workflow closes on its own.
     final = await asyncio.wait_for(handle.result(), 60)

@@ -28,7 +28,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 
 from jobsheet.authorisation import sign_authorisation
 from jobsheet.cheque import write_cheque
-from jobsheet.jobs.client import cancel_job, download_pars, submit_job
+from jobsheet.jobs.client import cancel_job, submit_job
 from jobsheet.jobs.messages import SubmitResult, cancel_resource
 from jobsheet.jobs.models import JobRequest, JobState, job_uid_for
 from jobsheet.payload_codec import (
@@ -196,7 +196,7 @@ async def run_every_path(env: Deployment, jobs: Jobs, marker: str) -> dict[str, 
     await jobs.trigger(happy)
     sheet = await env.wait_for(happy.uid, JobState.SUCCEEDED, JobState.FAILED)
     assert sheet.state == JobState.SUCCEEDED, sheet.error
-    for par in (await download_pars(env.client, happy.uid)).pars:
+    for par in (await env.downloads(happy.uid)).pars:
         jobs.secrets.add_url(par.url)
 
     failing = await jobs.submit(jobs.request(data, "fail"))

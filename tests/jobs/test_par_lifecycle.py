@@ -12,7 +12,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from jobsheet.jobs.client import download_pars, job_handle, trigger_run
+from jobsheet.jobs.client import job_handle, trigger_run
 from jobsheet.jobs.models import JobState, ParKind, job_prefix, output_prefix, staging_prefix
 from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings
@@ -99,7 +99,7 @@ async def test_the_write_par_dies_with_the_job_and_cannot_change_its_outputs(
         assert forged.status_code == 200
         assert stored(env, staging_prefix(uid)) == [grant["key"]]
         # ...so what the owner downloads is what the run wrote, and checks out.
-        pars = await download_pars(env.client, uid)
+        pars = await env.downloads(uid)
         for par in pars.pars:
             body = (await http.get(par.url)).content
             assert hashlib.sha256(body).hexdigest() == par.sha256 and len(body) == par.size

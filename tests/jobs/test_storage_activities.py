@@ -11,9 +11,9 @@ import pytest
 from minio import Minio
 from temporalio.testing import ActivityEnvironment
 
-from activities.storage import SealOutputsInput, StorageActivities
+from activities.storage import SealOutputsInput, StorageActivities, policy_refusal
+from jobsheet.compute.config import load_compute_config
 from jobsheet.compute.models import OutputObject
-from jobsheet.jobs.messages import JobPolicyInput
 from jobsheet.jobs.models import output_prefix, staging_prefix
 from jobsheet.settings import Settings
 
@@ -82,25 +82,15 @@ def test_sealing_keeps_only_outputs_that_match_the_runs_report(
     ],
 )
 def test_the_job_policy_refuses_what_the_operator_does_not_offer(
-    settings: Settings, service: str, calculation: str, error: str, named: str
+    service: str, calculation: str, error: str, named: str
 ) -> None:
-    storage = StorageActivities(
-        settings.model_copy(update={"calculations_file": TEST_CALCULATIONS})
+    refusal = policy_refusal(
+        load_compute_config(TEST_CALCULATIONS), service=service, calculation=calculation
     )
-    policy = ActivityEnvironment().run(
-        storage.job_policy, JobPolicyInput(service=service, calculation=calculation)
-    )
-    assert policy.refusal.startswith(f"{error}: ")
-    assert named in policy.refusal
+    assert refusal.startswith(f"{error}: ")
+    assert named in refusal
 
 
-def test_the_job_policy_lets_an_offered_calculation_through(settings: Settings) -> None:
-    storage = StorageActivities(
-        settings.model_copy(update={"calculations_file": TEST_CALCULATIONS})
-    )
-    policy = ActivityEnvironment().run(
-        storage.job_policy, JobPolicyInput(service="other", calculation="echo")
-    )
-    assert policy.refusal == ""
-    assert policy.compute_task_queue == settings.compute_task_queue("other")
-    assert policy.write_url_seconds == settings.write_url_seconds
+def test_the_job_policy_lets_an_offered_calculation_through() -> None:
+    config = load_compute_config(TEST_CALCULATIONS)
+    assert policy_refusal(config, service="other", calculation="echo") == ""

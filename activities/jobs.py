@@ -1,0 +1,350 @@
+"""The job sheet's short steps, run as local activities on the jobs worker.
+
+Each is a few milliseconds of work or one call to another workflow (an account, the user
+registry, a compute service's contract book), so the job's workflow runs them inside its own
+workflow task: one marker event each instead of six events and a round trip through a task
+queue. Every one is idempotent (idempotency keys, contract ids, same-bytes writes), so a retried
+workflow task that runs them again changes nothing twice. Business refusals are non-retryable
+``ApplicationError`` whose ``type`` names the refusal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from minio import Minio
+from temporalio import activity
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.storage import par_lifetime, policy_refusal
+from jobsheet.authorisation import (
+    Authorisation,
+    check_authorisation_terms,
+    verify_authorisation_signature,
+)
+from jobsheet.compute.config import (
+    BadParametersError,
+    ComputeConfig,
+    UnknownCalculationError,
+    load_compute_config,
+)
+from jobsheet.compute.contracts import draft_contract
+from jobsheet.compute.models import ComputeContract, ContractState, ReleaseRequest, ReleaseResult
+from jobsheet.identity import PublicKeyRecord
+from jobsheet.jobs import cleanup
+from jobsheet.jobs.messages import (
+    FinishInput,
+    IssuedPar,
+    JobConfig,
+    Prepared,
+    PrepareInput,
+    ReleaseInput,
+    ReserveInput,
+    StartRunInput,
+    SubmissionPars,
+    SubmissionParsInput,
+)
+from jobsheet.jobs.models import ParKind, ParMetadata, input_key
+from jobsheet.jobs.store import write_sheet
+from jobsheet.ledger import client as ledger
+from jobsheet.ledger.errors import Refused
+from jobsheet.ledger.models import (
+    AuthorisationVerdict,
+    CashChequeInput,
+    CreditNote,
+    ReceiptInput,
+    ReceiptResult,
+    RefundInput,
+    RefundResult,
+    UseNonceInput,
+    VerifyAuthorisationInput,
+)
+from jobsheet.objectstore import compute_presign_client, internal_client, presign_client
+from jobsheet.settings import Settings
+from jobsheet.write_par import issue_write_par
+from workflows.compute_service import (
+    ComputeServiceWorkflow,
+    ContractBookInput,
+    ReserveRequest,
+    contract_book_id,
+)
+
+KEYS_TTL_SECONDS = 1.0
+
+
+def _refusal(message: str, kind: str) -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+class UserKeys:
+    """Users' registered keys, asked of the registry at most once per user per ``ttl`` seconds
+    (concurrent misses for one user wait for the one lookup), so a revocation takes effect
+    within ``ttl``."""
+
+    def __init__(self, client: Client, ttl: float = KEYS_TTL_SECONDS) -> None:
+        self._client, self._ttl = client, ttl
+        self._known: dict[str, tuple[float, list[PublicKeyRecord]]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def of(self, user: str) -> list[PublicKeyRecord]:
+        async with self._locks.setdefault(user, asyncio.Lock()):
+            cached = self._known.get(user)
+            if cached is not None and time.monotonic() - cached[0] < self._ttl:
+                return cached[1]
+            keys = await ledger.user_keys(self._client, user)
+            self._known[user] = (time.monotonic(), keys)
+            return keys
+
+
+class JobActivities:
+    """The job sheet's local activities, bound to the jobs worker's client and settings."""
+
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+        self._bucket = settings.bucket
+        self._s3: Minio = internal_client(settings)
+        self._signer: Minio = presign_client(settings)
+        self._compute_signer: Minio = compute_presign_client(settings)
+        self._keys = UserKeys(client)
+        self._config: tuple[float, ComputeConfig] | None = None
+
+    def _compute_config(self) -> ComputeConfig:
+        """The operator's calculations file, read again when it changes."""
+        path: Path = self._settings.calculations_file
+        mtime = path.stat().st_mtime
+        if self._config is None or self._config[0] != mtime:
+            self._config = (mtime, load_compute_config(path))
+        return self._config[1]
+
+    # --- submission ---------------------------------------------------------------------------
+
+    @activity.defn
+    async def prepare_job(self, request: PrepareInput) -> Prepared:
+        """Check the job against the operator's calculations and the user's keys, then draft its
+        contract: quote, run-by time (the job's expiry), deadline and run token."""
+        job = request.request
+        try:
+            config = self._compute_config()
+        except (OSError, ValueError) as exc:
+            raise _refusal(
+                f"the operator's calculations cannot be read: {exc}", "NoPolicy"
+            ) from None
+        refusal = policy_refusal(config, service=job.service, calculation=job.calculation)
+        if refusal:
+            kind, _, message = refusal.partition(": ")
+            raise _refusal(message, kind)
+        if request.authorisation.user != job.user:
+            raise _refusal("the authorisation is not by the user named in the request", "WrongUser")
+        await self._verify(request.authorisation, resource=job.fingerprint())
+        calculation = config.calculations[job.calculation]
+        try:
+            parameters = calculation.validate_parameters(job.parameters)
+        except BadParametersError as exc:
+            raise _refusal(str(exc), "BadParameters") from None
+        except UnknownCalculationError as exc:  # pragma: no cover - policy_refusal checked it
+            raise _refusal(str(exc), "UnknownCalculation") from None
+        settings = self._settings
+        service = config.service(job.service)
+        task_queue = settings.compute_task_queue(job.service)
+        now = datetime.now(UTC).replace(microsecond=0)
+        contract = draft_contract(
+            calculation,
+            parameters,
+            job_uid=request.uid,
+            service=service.name,
+            task_queue=task_queue,
+            run_by=now + timedelta(seconds=settings.job_expiry_seconds),
+            now=now,
+        )
+        policy = JobConfig(
+            ledger_task_queue=settings.task_queue_ledger,
+            compute_task_queue=task_queue,
+            provider_account=settings.provider_account,
+            gateway_url=settings.api_url,
+            expiry_seconds=settings.job_expiry_seconds,
+            download_par_seconds=settings.download_par_seconds,
+            retention_seconds=settings.retention_seconds,
+            search_attributes=settings.job_search_attributes,
+            write_url_seconds=settings.write_url_seconds,
+        )
+        return Prepared(
+            policy=policy, contract=contract, max_open_contracts=service.max_open_contracts
+        )
+
+    async def _verify(
+        self,
+        authorisation: Authorisation,
+        *,
+        resource: str,
+        consume: VerifyAuthorisationInput | None = None,
+    ) -> AuthorisationVerdict:
+        """Check the authorisation's signature against the user's keys, consume its nonce when
+        ``consume`` says so (before the terms: a refused one is used up too), then its terms."""
+        try:
+            keys = await self._keys.of(authorisation.user)
+            key = verify_authorisation_signature(authorisation, keys=keys)
+            if consume is not None:
+                await ledger.use_nonce(
+                    self._client,
+                    authorisation.user,
+                    UseNonceInput(
+                        idempotency_key=consume.idempotency_key,
+                        nonce=authorisation.nonce,
+                        issued_at=authorisation.issued_at,
+                    ),
+                )
+            check_authorisation_terms(
+                authorisation,
+                key=key,
+                resource=resource,
+                now=datetime.now(UTC),
+                max_age=timedelta(seconds=self._settings.authorisation_max_age_seconds),
+            )
+        except Refused as exc:
+            raise exc.to_application_error() from None
+        return AuthorisationVerdict(
+            user=authorisation.user,
+            resource=authorisation.resource,
+            key_id=authorisation.key_id,
+            verified_at=datetime.now(UTC),
+        )
+
+    @activity.defn
+    async def verify_cancel(self, request: VerifyAuthorisationInput) -> AuthorisationVerdict:
+        """Check the owner's cancellation and consume it (at most once)."""
+        return await self._verify(request.authorisation, resource=request.resource, consume=request)
+
+    @activity.defn
+    async def reserve_contract(self, request: ReserveInput) -> ComputeContract:
+        """Have the service's contract book hold the drafted contract (the first draft held for
+        this job wins: a retry gets the same contract and run token)."""
+        contract = request.contract
+        book = ContractBookInput(
+            service=contract.service, max_open_contracts=request.max_open_contracts
+        )
+        try:
+            record = await self._client.execute_update_with_start_workflow(
+                ComputeServiceWorkflow.reserve,
+                ReserveRequest(contract=contract, max_open_contracts=request.max_open_contracts),
+                start_workflow_operation=WithStartWorkflowOperation(
+                    ComputeServiceWorkflow.run,
+                    book,
+                    id=contract_book_id(contract.task_queue),
+                    task_queue=contract.task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                ),
+            )
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError):
+                raise _refusal(cause.message, cause.type or "ContractRefused") from None
+            raise
+        if record.state != ContractState.HELD:
+            raise _refusal(
+                f"contract {contract.contract_id} was already {record.state.value}",
+                "ContractNotHeld",
+            )
+        return record.contract
+
+    @activity.defn
+    async def release_contract(self, request: ReleaseInput) -> ReleaseResult:
+        """Free the contract's slot; releasing twice, or an unknown contract, is harmless."""
+        handle = self._client.get_workflow_handle(contract_book_id(request.task_queue))
+        try:
+            return await handle.execute_update(
+                ComputeServiceWorkflow.release, ReleaseRequest(contract_id=request.contract_id)
+            )
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return ReleaseResult(contract_id=request.contract_id, released_now=False, state=None)
+
+    @activity.defn
+    async def cash_cheque(self, request: CashChequeInput) -> CreditNote:
+        """Cash the cheque on the account it draws on: a hold, and its credit note."""
+        return await ledger.cash_cheque(self._client, request)
+
+    @activity.defn
+    async def receipt_credit_note(self, request: ReceiptInput) -> ReceiptResult:
+        """Receipt ``amount`` of the credit note; the rest goes back to the payer."""
+        return await ledger.receipt(self._client, request)
+
+    @activity.defn
+    async def refund_credit_note(self, request: RefundInput) -> RefundResult:
+        """Give the whole hold back; a hold already closed (or never placed) refunds nothing."""
+        return await ledger.refund(self._client, request)
+
+    @activity.defn
+    def issue_submission_pars(self, request: SubmissionParsInput) -> SubmissionPars:
+        """The bucket-write PAR for the compute service and the owner's upload PAR."""
+        now = datetime.now(UTC).replace(microsecond=0)
+        write = issue_write_par(
+            self._settings,
+            job_uid=request.uid,
+            prefix=request.write_prefix,
+            expires_at=request.write_until,
+            url_seconds=request.url_seconds,
+        )
+        upload = self._presign(
+            self._signer, ParKind.UPLOAD, input_key(request.uid), now, request.upload_until
+        )
+        return SubmissionPars(write_par=write, upload=upload, issued_at=now)
+
+    # --- the run and the end ------------------------------------------------------------------
+
+    @activity.defn
+    def start_run(self, request: StartRunInput) -> IssuedPar:
+        """Persist the running sheet (the API grants bucket writes only while it says running)
+        and presign the compute service's read of the input."""
+        write_sheet(self._s3, self._bucket, request.sheet)
+        now = datetime.now(UTC).replace(microsecond=0)
+        return self._presign(
+            self._compute_signer,
+            ParKind.READ_INPUT,
+            input_key(request.sheet.uid),
+            now,
+            request.input_until,
+        )
+
+    @activity.defn
+    def finish_job(self, request: FinishInput) -> int:
+        """Persist the ended sheet, delete what the job does not keep, and leave a marker for
+        each later clean-up; returns how many objects were deleted now."""
+        return cleanup.finish(self._s3, self._bucket, request.sheet, request.cleanups)
+
+    def _presign(
+        self, signer: Minio, kind: ParKind, key: str, now: datetime, expires_at: datetime
+    ) -> IssuedPar:
+        lifetime = par_lifetime(now, expires_at)
+        if kind == ParKind.UPLOAD:
+            url = signer.presigned_put_object(self._bucket, key, expires=lifetime)
+        else:
+            url = signer.presigned_get_object(self._bucket, key, expires=lifetime)
+        return IssuedPar(
+            url=url,
+            metadata=ParMetadata(kind=kind, target=key, issued_at=now, expires_at=now + lifetime),
+        )
+
+    def all(self) -> list[Callable[..., Any]]:
+        """Every job step, for the jobs worker's ``activities=``."""
+        return [
+            self.prepare_job,
+            self.verify_cancel,
+            self.reserve_contract,
+            self.release_contract,
+            self.cash_cheque,
+            self.receipt_credit_note,
+            self.refund_credit_note,
+            self.issue_submission_pars,
+            self.start_run,
+            self.finish_job,
+        ]
