@@ -1,7 +1,7 @@
 """Expiry on the time-skipping server: no trigger for an hour undoes everything.
 
 The job sheet workflow runs on the time-skipping server, so its one-hour timer passes at once;
-its activities are real and act on the ledger and contract book kept on the dev server.
+its steps are real and act on the ledger and contract book kept on the dev server.
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.compute import ComputeActivities
-from activities.ledger import LedgerActivities
+from activities.jobs import JobActivities
 from activities.storage import StorageActivities
 from jobsheet.authorisation import sign_authorisation
 from jobsheet.cheque import write_cheque
-from jobsheet.compute.config import load_compute_config
 from jobsheet.compute.models import ContractState
 from jobsheet.jobs.client import job_start
 from jobsheet.jobs.models import JobState, ParKind, input_key
@@ -35,44 +33,18 @@ from workflows.job_sheet import JobSheetWorkflow
 
 @contextlib.asynccontextmanager
 async def time_skipping_workers(time_client: Client, dev_client: Client, settings: Settings):
-    """The job sheet on the time-skipping server, its activities reaching the dev server's ledger."""
+    """The job sheet on the time-skipping server; its steps (local activities) reach the dev
+    server's ledger and contract book."""
     storage = StorageActivities(settings)
-    ledger = LedgerActivities(dev_client, settings, internal_client(settings))
-    service = "standard"
-    compute = ComputeActivities(
-        client=dev_client,
-        config=load_compute_config(settings.calculations_file),
-        service=service,
-        task_queue=settings.compute_task_queue(service),
-    )
+    steps = JobActivities(dev_client, settings)
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as executor:
-        workers = [
-            Worker(
-                time_client,
-                task_queue=settings.task_queue_jobs,
-                workflows=[JobSheetWorkflow],
-                activities=storage.all(),
-                activity_executor=executor,
-            ),
-            Worker(
-                time_client,
-                task_queue=settings.task_queue_ledger,
-                activities=[
-                    ledger.verify_authorisation,
-                    ledger.cash_cheque,
-                    ledger.refund_credit_note,
-                    ledger.receipt_credit_note,
-                ],
-            ),
-            Worker(
-                time_client,
-                task_queue=settings.compute_task_queue(service),
-                activities=[compute.contract_calculation, compute.release_contract],
-            ),
-        ]
-        async with contextlib.AsyncExitStack() as stack:
-            for worker in workers:
-                await stack.enter_async_context(worker)
+        async with Worker(
+            time_client,
+            task_queue=settings.task_queue_jobs,
+            workflows=[JobSheetWorkflow],
+            activities=[*storage.all(), *steps.all()],
+            activity_executor=executor,
+        ):
             yield
 
 

@@ -1,5 +1,5 @@
-"""JobSheet.load gives the same sheet from the workflow and, after the end, from the store;
-outputs are kept for the retention period, then deleted, and the workflow closes."""
+"""JobSheet.load gives the same sheet from the workflow and, after the end, from the store; the
+workflow completes with the job, and the storage sweep deletes the outputs after the retention."""
 
 from __future__ import annotations
 
@@ -20,11 +20,15 @@ from workflows.job_sheet import JobSheetWorkflow
 
 @pytest.fixture
 async def short_retention(client: Client, job_settings: Settings) -> AsyncIterator[Deployment]:
-    # The workflow closes once the retention has ended and every PAR that could write under
-    # the job's prefix has expired (the upload PAR at the job's expiry, write PUTs soon after
-    # the run): all of them short here.
+    # The sweep deletes the outputs once the retention has ended, and sweeps the prefix once
+    # every PAR that could write under it has expired: all of them short here.
     settings = job_settings.model_copy(
-        update={"retention_seconds": 15, "job_expiry_seconds": 20, "write_url_seconds": 10}
+        update={
+            "retention_seconds": 15,
+            "job_expiry_seconds": 20,
+            "write_url_seconds": 10,
+            "sweep_interval_seconds": 2,
+        }
     )
     async with deployment(client, settings) as env:
         yield env
@@ -38,25 +42,34 @@ async def test_load_before_and_after_the_end_and_retention(short_retention: Depl
         assert (await http.put(submitted.upload_url, content=data)).status_code == 200
     await trigger_run(env.client, submitted.uid, submitted.run_url.rsplit("/", 1)[1])
 
-    # While the workflow keeps the outputs it answers; its answer equals the persisted copy.
-    during = await env.wait_for(submitted.uid, JobState.SUCCEEDED)
+    # While the job runs its workflow answers; once it ended, its workflow has completed with
+    # the final sheet, and the store's copy is the same sheet.
+    running = await JobSheet.load(submitted.uid, client=env.client, settings=env.settings)
+    assert running.state in (JobState.RUNNING, JobState.SETTLING, JobState.SUCCEEDED)
+    ended = await env.wait_for(submitted.uid, JobState.SUCCEEDED)
     handle = job_handle(env.client, submitted.uid)
-    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
-    live = await JobSheet.load(submitted.uid, client=env.client, settings=env.settings)
-    assert live == during
-    assert not live.outputs_deleted and live.outputs
+    final = await asyncio.wait_for(handle.result(), 10)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+    assert ended == final
+    assert not final.outputs_deleted and final.outputs
     assert (await env.downloads(submitted.uid)).pars
-
-    # After the retention the outputs are gone and the workflow closes on its own.
-    final = await asyncio.wait_for(handle.result(), 60)
-    assert final.outputs_deleted
-    s3 = internal_client(env.settings)
-    assert list(s3.list_objects(env.settings.bucket, prefix=job_prefix(submitted.uid))) == []
-    assert all(par.closed_at for par in final.pars if par.kind == ParKind.DOWNLOAD)
-    after = await JobSheet.load(submitted.uid, client=env.client, settings=env.settings)
-    assert after == final
     # A query on the closed workflow (replayed from history) agrees too.
     assert await handle.query(JobSheetWorkflow.get_sheet) == final
+
+    # After the retention the sweep deletes the outputs and says so on the stored sheet.
+    s3 = internal_client(env.settings)
+
+    async def swept() -> JobSheet:
+        while True:
+            after = await JobSheet.load(submitted.uid, client=env.client, settings=env.settings)
+            gone = not list(s3.list_objects(env.settings.bucket, prefix=job_prefix(submitted.uid)))
+            if after.outputs_deleted and gone:
+                return after
+            await asyncio.sleep(0.5)
+
+    after = await asyncio.wait_for(swept(), 90)
+    assert all(par.closed_at for par in after.pars if par.kind == ParKind.DOWNLOAD)
+    assert after.model_copy(update={"outputs_deleted": False, "pars": final.pars}) == final
 
     never = await JobSheet.load("job-" + "0" * 32, client=env.client, settings=env.settings)
     assert never.is_null()
