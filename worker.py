@@ -182,10 +182,7 @@ async def serve(role: str, services: Sequence[str], settings: Settings) -> None:
         if role in ("jobs", "all"):
             from jobsheet.jobs.sweep_schedule import ensure_sweep_schedule
 
-            schedule = await ensure_sweep_schedule(client, settings)
-            log.info(
-                "storage sweep scheduled every %ss (%s)", settings.sweep_interval_seconds, schedule
-            )
+            await ensure_sweep_schedule(client, settings)
         queues = sorted({worker.task_queue for worker in workers})
         print(
             f"worker ready: role={role} task_queues={','.join(queues)} "

@@ -24,19 +24,17 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.storage import par_lifetime, policy_refusal
+from activities.storage import par_lifetime
 from jobsheet.authorisation import (
     Authorisation,
     check_authorisation_terms,
     verify_authorisation_signature,
 )
 from jobsheet.compute.config import (
-    BadParametersError,
     ComputeConfig,
-    UnknownCalculationError,
     load_compute_config,
 )
-from jobsheet.compute.contracts import draft_contract
+from jobsheet.compute.contracts import ContractRefused, contract_for
 from jobsheet.compute.models import ComputeContract, ContractState, ReleaseRequest, ReleaseResult
 from jobsheet.identity import PublicKeyRecord
 from jobsheet.jobs import cleanup
@@ -52,7 +50,7 @@ from jobsheet.jobs.messages import (
     SubmissionPars,
     SubmissionParsInput,
 )
-from jobsheet.jobs.models import ParKind, ParMetadata, input_key
+from jobsheet.jobs.models import ParKind, ParMetadata, input_key, job_uid_for
 from jobsheet.jobs.store import write_sheet
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger.errors import Refused
@@ -129,8 +127,9 @@ class JobActivities:
 
     @activity.defn
     async def prepare_job(self, request: PrepareInput) -> Prepared:
-        """Check the job against the operator's calculations and the user's keys, then draft its
-        contract: quote, run-by time (the job's expiry), deadline and run token."""
+        """Check the job against the operator's calculations and draft its contract: quote,
+        run-by time (the job's expiry), deadline and run token. (The authorisation's signature
+        is checked by ``verify_submission``, at the same time as the contract and the cheque.)"""
         job = request.request
         try:
             config = self._compute_config()
@@ -138,33 +137,31 @@ class JobActivities:
             raise _refusal(
                 f"the operator's calculations cannot be read: {exc}", "NoPolicy"
             ) from None
-        refusal = policy_refusal(config, service=job.service, calculation=job.calculation)
-        if refusal:
-            kind, _, message = refusal.partition(": ")
-            raise _refusal(message, kind)
         if request.authorisation.user != job.user:
             raise _refusal("the authorisation is not by the user named in the request", "WrongUser")
-        await self._verify(request.authorisation, resource=job.fingerprint())
-        calculation = config.calculations[job.calculation]
-        try:
-            parameters = calculation.validate_parameters(job.parameters)
-        except BadParametersError as exc:
-            raise _refusal(str(exc), "BadParameters") from None
-        except UnknownCalculationError as exc:  # pragma: no cover - policy_refusal checked it
-            raise _refusal(str(exc), "UnknownCalculation") from None
+        if request.uid != job_uid_for(request.authorisation.signature):
+            # One authorisation, one job: its uid is derived from the signature, and Temporal
+            # refuses a second workflow with that id, so no nonce needs consuming here.
+            raise _refusal(
+                "a job's uid is derived from its authorisation's signature; this one is not",
+                "WrongJobUid",
+            )
         settings = self._settings
-        service = config.service(job.service)
-        task_queue = settings.compute_task_queue(job.service)
         now = datetime.now(UTC).replace(microsecond=0)
-        contract = draft_contract(
-            calculation,
-            parameters,
-            job_uid=request.uid,
-            service=service.name,
-            task_queue=task_queue,
-            run_by=now + timedelta(seconds=settings.job_expiry_seconds),
-            now=now,
-        )
+        task_queue = settings.compute_task_queue(job.service)
+        try:
+            contract = contract_for(
+                config,
+                job_uid=request.uid,
+                service=job.service,
+                calculation=job.calculation,
+                parameters=job.parameters,
+                task_queue=task_queue,
+                run_by=now + timedelta(seconds=settings.job_expiry_seconds),
+                now=now,
+            )
+        except ContractRefused as exc:
+            raise _refusal(exc.message, exc.kind) from None
         policy = JobConfig(
             ledger_task_queue=settings.task_queue_ledger,
             compute_task_queue=task_queue,
@@ -176,9 +173,8 @@ class JobActivities:
             search_attributes=settings.job_search_attributes,
             write_url_seconds=settings.write_url_seconds,
         )
-        return Prepared(
-            policy=policy, contract=contract, max_open_contracts=service.max_open_contracts
-        )
+        capacity = config.service(job.service).max_open_contracts
+        return Prepared(policy=policy, contract=contract, max_open_contracts=capacity)
 
     async def _verify(
         self,
@@ -217,6 +213,12 @@ class JobActivities:
             key_id=authorisation.key_id,
             verified_at=datetime.now(UTC),
         )
+
+    @activity.defn
+    async def verify_submission(self, request: PrepareInput) -> AuthorisationVerdict:
+        """Check that the user signed this very request with a key they may sign with now. No
+        nonce is consumed: the job's uid is the signature's, so a replay reaches the same job."""
+        return await self._verify(request.authorisation, resource=request.request.fingerprint())
 
     @activity.defn
     async def verify_cancel(self, request: VerifyAuthorisationInput) -> AuthorisationVerdict:
@@ -338,6 +340,7 @@ class JobActivities:
         """Every job step, for the jobs worker's ``activities=``."""
         return [
             self.prepare_job,
+            self.verify_submission,
             self.verify_cancel,
             self.reserve_contract,
             self.release_contract,

@@ -19,7 +19,6 @@ from minio.error import S3Error
 from pydantic import BaseModel, Field
 from temporalio import activity
 
-from jobsheet.compute.config import ComputeConfig
 from jobsheet.compute.models import OutputObject
 from jobsheet.jobs.models import output_prefix, staging_prefix
 from jobsheet.objectstore import internal_client
@@ -57,28 +56,6 @@ class SealedOutputs(BaseModel):
     """The sealed outputs, under the output prefix, each matching the run's report."""
     discarded: list[str] = Field(default_factory=list)
     """The staged keys that were missing, outside the staging prefix, or no longer matched."""
-
-
-def policy_refusal(config: ComputeConfig, *, service: str, calculation: str) -> str:
-    """Why ``calculation`` on ``service`` cannot be contracted, naming what exists; or ""."""
-    if service not in config.services:
-        known = ", ".join(sorted(config.services)) or "none"
-        return f"UnknownService: there is no compute service {service!r}; known services: {known}"
-    if not calculation:
-        return ""
-    found = config.calculations.get(calculation)
-    if found is None:
-        known = ", ".join(sorted(c.name for c in config.offered_by(service))) or "none"
-        return (
-            f"UnknownCalculation: there is no calculation {calculation!r}; "
-            f"service {service!r} offers: {known}"
-        )
-    if service not in found.services:
-        return (
-            f"UnknownCalculation: service {service!r} does not offer {calculation!r}; "
-            f"it runs on: {', '.join(sorted(found.services))}"
-        )
-    return ""
 
 
 def par_lifetime(now: datetime, expires_at: datetime) -> timedelta:

@@ -1,28 +1,33 @@
-"""Benchmark: N whole jobs at once against a bare workflow doing one update and one activity.
+"""Benchmark: whole jobs, one at a time and N at once, against a bare update+activity workflow.
 
-Each job is submitted (update-with-start: verify, contract, cash, issue PARs), uploaded through
-its PAR, triggered, run (the ``checksum`` calculation on a small input) and settled. The
-baseline, measured in the same run on the same servers, is a bare workflow started with an
-update-with-start that returns after one activity, then completes after a second update. It
-prints completed jobs per second, submit-to-PARs latency (p50, p95) and history events per job,
-each next to the baseline's figure and the ratio. Starts its own Temporal dev server, S3 server
-and PAR gateway on free 127.0.0.1 ports.
+A job is submitted (update-with-start: verify, contract, cash, issue PARs), uploaded through its
+PAR, triggered, run and settled; it runs the shipped ``checksum`` on a one-line input, the
+cheapest calculation (the test file's ``echo`` lives in services of 3 open contracts or 1 run
+slot). The baseline, on the same servers in the same run, is a bare workflow: update-with-start
+returning after one activity, then a second update that ends it. Phase one runs ``--sequential``
+of each strictly one after another, after one uncounted warm-up (submit-to-PARs p50, p95); phase
+two ``--jobs`` at once (completed/s, submit-to-PARs p50, p95, history events per job workflow, and
+events per job across every workflow in the namespace, sweeps included: the change in summed
+history lengths from just before the jobs to after the ledger settled). Starts its own Temporal
+dev server, S3 server and PAR gateway on free 127.0.0.1 ports.
 
-What payload encryption costs: by default it runs twice, once with the product's converter
-(every payload sealed with AES-256-GCM) and once with payloads in clear (the API too), each on
-a fresh dev server, and prints the jobs' figures side by side (``--codec on`` or ``off`` runs one).
+``--codec on`` (default) seals payloads with the product's converter, ``off`` runs in clear (the
+API too), ``both`` runs each on fresh servers and compares them. The last line, ``RESULT ...``,
+holds phase two's figures (the encrypted run's when it ran).
 
-    .venv/bin/python -m bench.lifecycle [--jobs 20] [--codec both|on|off]
+    .venv/bin/python -m bench.lifecycle [--jobs 20] [--sequential 10] [--codec on|off|both]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -36,12 +41,16 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.worker import Worker
 
     from bench.servers import bench_servers
-    from jobsheet.jobs.client import job_handle, trigger_run
-    from jobsheet.jobs.models import JobState
+    from jobsheet.jobs.client import trigger_run
+    from jobsheet.jobs.models import TERMINAL_STATES, JobState
     from jobsheet.settings import Settings
     from jobsheet.temporal import data_converter, exit_without_teardown
     from tests.api_server import start_api
     from tests.jobs.conftest import Deployment, deployment
+
+CALCULATION = "checksum"
+CALCULATIONS_FILE = Path(__file__).resolve().parents[1] / "calculations" / "calculations.toml"
+BARE_PREFIX = "bare-"
 
 
 @activity.defn
@@ -76,74 +85,146 @@ class BareWorkflow:
 
 @dataclass
 class Figures:
+    """One side's figures: the one-at-a-time submit latencies, then the concurrent phase's."""
+
+    sequential: list[float]
+    concurrent: list[float]
     per_second: float
-    latencies: list[float]
     events: float
-
-    def p(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    events_all: float
 
 
-async def _events(client: Client, workflow_id: str) -> int:
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+RunOne = Callable[[int, list[float]], Awaitable[str]]
+
+
+async def one_at_a_time(one: RunOne, count: int) -> list[float]:
+    """Submit latencies of ``count`` runs, each after the last ended (after one uncounted)."""
+    await one(-1, [])
+    latencies: list[float] = []
+    for n in range(count):
+        await one(n, latencies)
+    return latencies
+
+
+async def all_at_once(one: RunOne, count: int) -> tuple[list[float], float, list[str]]:
+    """(submit latencies, completed per second, workflow ids) of ``count`` runs at once."""
+    latencies: list[float] = []
+    began = time.perf_counter()
+    ids = await asyncio.gather(*(one(n, latencies) for n in range(count)))
+    return latencies, count / (time.perf_counter() - began), list(ids)
+
+
+async def history_length(client: Client, workflow_id: str) -> int:
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     return len(history.events)
 
 
-async def run_jobs(env: Deployment, count: int) -> Figures:
-    latencies: list[float] = []
+async def run_baseline(client: Client, *, sequential: int, concurrent: int) -> Figures:
+    task_queue = f"{BARE_PREFIX}{uuid.uuid4().hex[:8]}"
 
-    async def one(n: int) -> str:
-        data = f"job {n}\n".encode() * 100
+    async def one(n: int, latencies: list[float]) -> str:
+        workflow_id = f"{BARE_PREFIX}{uuid.uuid4()}"
         began = time.perf_counter()
-        submitted = await env.submit(env.request(data))
+        await client.execute_update_with_start_workflow(
+            BareWorkflow.submit,
+            f"value {n}",
+            start_workflow_operation=WithStartWorkflowOperation(
+                BareWorkflow.run,
+                id=workflow_id,
+                task_queue=task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            ),
+        )
         latencies.append(time.perf_counter() - began)
-        async with httpx.AsyncClient() as http:
-            await http.put(submitted.upload_url, content=data)
-        await trigger_run(env.client, submitted.uid, submitted.run_url.rsplit("/", 1)[1])
-        sheet = await env.wait_for(submitted.uid, JobState.SUCCEEDED, within=600)
-        assert sheet.state == JobState.SUCCEEDED
-        return submitted.uid
+        handle = client.get_workflow_handle(workflow_id)
+        await handle.execute_update(BareWorkflow.finish)
+        await handle.result()
+        return workflow_id
 
-    began = time.perf_counter()
-    uids = await asyncio.gather(*(one(n) for n in range(count)))
-    elapsed = time.perf_counter() - began
-    # Jobs keep their outputs for the retention period: count events up to the settled end.
-    events = [await _events(env.client, uid) for uid in uids]
-    for uid in uids:
-        await job_handle(env.client, uid).terminate("benchmark over")
-    return Figures(count / elapsed, latencies, statistics.mean(events))
-
-
-async def run_baseline(client: Client, count: int) -> Figures:
-    task_queue = f"bare-{uuid.uuid4().hex[:8]}"
-    latencies: list[float] = []
     async with Worker(client, task_queue=task_queue, workflows=[BareWorkflow], activities=[echo]):
+        alone = await one_at_a_time(one, sequential)
+        together, per_second, ids = await all_at_once(one, concurrent)
+        events = statistics.mean([await history_length(client, i) for i in ids])
+    # The bare workflow is the only workflow its "job" touches.
+    return Figures(alone, together, per_second, events, events)
 
-        async def one(n: int) -> str:
-            workflow_id = f"bare-{uuid.uuid4()}"
-            began = time.perf_counter()
-            await client.execute_update_with_start_workflow(
-                BareWorkflow.submit,
-                f"value {n}",
-                start_workflow_operation=WithStartWorkflowOperation(
-                    BareWorkflow.run,
-                    id=workflow_id,
-                    task_queue=task_queue,
-                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                ),
-            )
-            latencies.append(time.perf_counter() - began)
-            handle = client.get_workflow_handle(workflow_id)
-            await handle.execute_update(BareWorkflow.finish)
-            await handle.result()
-            return workflow_id
 
-        began = time.perf_counter()
-        ids = await asyncio.gather(*(one(n) for n in range(count)))
-        elapsed = time.perf_counter() - began
-        events = [await _events(client, workflow_id) for workflow_id in ids]
-    return Figures(count / elapsed, latencies, statistics.mean(events))
+async def run_job(dep: Deployment, latencies: list[float]) -> str:
+    """Submit, upload, trigger and wait for the end of one job; its submit latency is appended."""
+    data = f"job {uuid.uuid4()}\n".encode()
+    began = time.perf_counter()
+    submitted = await dep.submit(dep.request(data, CALCULATION))
+    latencies.append(time.perf_counter() - began)
+    async with httpx.AsyncClient() as http:
+        (await http.put(submitted.upload_url, content=data)).raise_for_status()
+    await trigger_run(dep.client, submitted.uid, submitted.run_url.rsplit("/", 1)[1])
+    sheet = await dep.wait_for(submitted.uid, *TERMINAL_STATES, within=600)
+    if sheet.state != JobState.SUCCEEDED:
+        raise RuntimeError(f"job {submitted.uid} ended {sheet.state.value}, not succeeded")
+    return submitted.uid
+
+
+async def settle(dep: Deployment, *, quiet: float = 2.0, within: float = 300) -> None:
+    """Wait until the payer holds nothing and the provider's balance has not moved for ``quiet``."""
+    deadline = time.monotonic() + within
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        _, held, provider = await dep.balances()
+        if held != 0 or provider != last:
+            last, since = provider, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"the ledger did not settle within {within} s")
+
+
+async def namespace_events(client: Client, *, must_include: frozenset[str] = frozenset()) -> int:
+    """Summed history length of every execution (each run, open or closed) but the bare ones,
+    once the (lagging) listing shows every id in ``must_include``."""
+    for _ in range(50):
+        executions = [
+            (e.id, e.run_id)
+            async for e in client.list_workflows()
+            if not e.id.startswith(BARE_PREFIX)
+        ]
+        if must_include <= {workflow_id for workflow_id, _ in executions}:
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise TimeoutError("the workflow listing never showed every job")
+
+    async def length(workflow_id: str, run_id: str | None) -> int:
+        description = await client.get_workflow_handle(workflow_id, run_id=run_id).describe()
+        return description.raw_description.workflow_execution_info.history_length
+
+    return sum(await asyncio.gather(*(length(i, r) for i, r in executions)))
+
+
+async def end_leftovers(client: Client, uids: list[str]) -> None:
+    """Terminate job workflows that outlived their job, ignoring whatever goes wrong."""
+    for uid in uids:
+        with contextlib.suppress(Exception):
+            await client.get_workflow_handle(uid).terminate("benchmark over")
+
+
+async def run_jobs(dep: Deployment, *, sequential: int, concurrent: int) -> Figures:
+    async def one(_: int, latencies: list[float]) -> str:
+        return await run_job(dep, latencies)
+
+    alone = await one_at_a_time(one, sequential)
+    await settle(dep)
+    before = await namespace_events(dep.client, must_include=frozenset(dep.submitted))
+    together, per_second, uids = await all_at_once(one, concurrent)
+    await settle(dep)
+    after = await namespace_events(dep.client, must_include=frozenset(dep.submitted))
+    events = statistics.mean([await history_length(dep.client, uid) for uid in uids])
+    await end_leftovers(dep.client, dep.submitted)
+    return Figures(alone, together, per_second, events, (after - before) / concurrent)
 
 
 async def connect_in_clear(settings: Settings) -> Client:
@@ -152,7 +233,7 @@ async def connect_in_clear(settings: Settings) -> Client:
     return await Client.connect(data_converter=data_converter(None), **config)
 
 
-async def measure(count: int, *, encrypted: bool) -> tuple[Figures, Figures]:
+async def measure(*, sequential: int, concurrent: int, encrypted: bool) -> tuple[Figures, Figures]:
     """(jobs, baseline) on fresh servers, payloads sealed or in clear everywhere."""
     with tempfile.TemporaryDirectory() as tmp:
         async with bench_servers(
@@ -161,67 +242,101 @@ async def measure(count: int, *, encrypted: bool) -> tuple[Figures, Figures]:
             task_queue_jobs="bench-jobs",
             task_queue_ledger="bench-ledger",
             compute_task_queue_prefix="bench-compute-",
+            calculations_file=CALCULATIONS_FILE,
         ) as (env, settings):
             if encrypted:
                 gateway = start_api(settings)
             else:
                 gateway = start_api(settings, connector=connect_in_clear)
             try:
-                baseline = await run_baseline(env.client, count)
+                baseline = await run_baseline(
+                    env.client, sequential=sequential, concurrent=concurrent
+                )
                 async with deployment(env.client, gateway.settings, funds="10000.00") as dep:
-                    jobs = await run_jobs(dep, count)
+                    jobs = await run_jobs(dep, sequential=sequential, concurrent=concurrent)
             finally:
                 gateway.stop()
     return jobs, baseline
 
 
-def rows(figures: Figures) -> list[tuple[str, float]]:
-    return [
-        ("completed per second", figures.per_second),
-        ("submit-to-PARs p50 (s)", figures.p(0.5)),
-        ("submit-to-PARs p95 (s)", figures.p(0.95)),
-        ("history events per job", figures.events),
+Rows = list[tuple[str, float]]
+
+
+def rows(f: Figures) -> tuple[Rows, Rows]:
+    """The one-at-a-time phase's figures, then the concurrent phase's."""
+    sequential = [
+        ("submit-to-PARs p50 (s)", percentile(f.sequential, 0.5)),
+        ("submit-to-PARs p95 (s)", percentile(f.sequential, 0.95)),
     ]
+    concurrent = [
+        ("completed per second", f.per_second),
+        ("submit-to-PARs p50 (s)", percentile(f.concurrent, 0.5)),
+        ("submit-to-PARs p95 (s)", percentile(f.concurrent, 0.95)),
+        ("history events per job", f.events),
+        ("events, all workflows, per job", f.events_all),
+    ]
+    return sequential, concurrent
 
 
-def print_against_baseline(title: str, jobs: Figures, baseline: Figures) -> None:
+def ratios(left: Rows, right: Rows) -> list[float]:
+    return [value / other for (_, value), (_, other) in zip(left, right, strict=True)]
+
+
+def print_tables(
+    title: str, columns: str, left: Figures, right: Figures, phases: tuple[str, str]
+) -> None:
+    """Both phases' figures, ``left`` next to ``right`` and their ratio."""
     print(title)
-    print(f"{'figure':32} {'jobs':>10} {'baseline':>10} {'ratio':>8}")
-    for (name, value), (_, base) in zip(rows(jobs), rows(baseline), strict=True):
-        print(f"{name:32} {value:10.3f} {base:10.3f} {value / base:8.2f}")
+    for phase, mine, theirs in zip(phases, rows(left), rows(right), strict=True):
+        print(f"{phase:32} {columns} {'ratio':>8}")
+        for (name, value), (_, other) in zip(mine, theirs, strict=True):
+            print(f"{name:32} {value:10.3f} {other:10.3f} {value / other:8.2f}")
+    print()
 
 
-async def main(count: int, codec: str) -> None:
+def number(value: float) -> str:
+    """A count as a count (``43``), a mean to two places without trailing zeros (``81.55``)."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def report(measured: dict[str, tuple[Figures, Figures]], sequential: int, concurrent: int) -> None:
+    what = f"{CALCULATION} ({CALCULATIONS_FILE.parent.name}/{CALCULATIONS_FILE.name}, 1-line input)"
+    phases = (f"one at a time ({sequential} jobs)", f"{concurrent} jobs at once")
+    for mode, (jobs, baseline) in measured.items():
+        label = "payloads encrypted" if mode == "on" else "payloads in clear"
+        title = f"Jobs running {what} vs a bare update+activity workflow, same servers, {label}"
+        print_tables(title, f"{'jobs':>10} {'baseline':>10}", jobs, baseline, phases)
+    if len(measured) == 2:
+        title = f"Jobs running {what}: what encrypting every payload costs"
+        columns = f"{'encrypted':>10} {'in clear':>10}"
+        print_tables(title, columns, measured["on"][0], measured["off"][0], phases)
+    jobs, baseline = measured["on" if "on" in measured else "off"]
+    (alone, alone_base), (together, together_base) = zip(rows(jobs), rows(baseline), strict=True)
+    p50, p95 = ratios(alone, alone_base)
+    print(f"one at a time: submit_p50_ratio={p50:.2f} submit_p95_ratio={p95:.2f}")
+    per_second, p50, p95, _, _ = ratios(together, together_base)
+    print(
+        f"RESULT events_per_job={number(jobs.events)} "
+        f"events_all_workflows_per_job={number(jobs.events_all)} submit_p50_ratio={p50:.2f} "
+        f"submit_p95_ratio={p95:.2f} jobs_per_s_ratio={per_second:.2f}"
+    )
+
+
+async def main(*, sequential: int, concurrent: int, codec: str) -> None:
     measured: dict[str, tuple[Figures, Figures]] = {}
     for mode in ("on", "off"):
         if codec in (mode, "both"):
-            measured[mode] = await measure(count, encrypted=mode == "on")
-    for mode, (jobs, baseline) in measured.items():
-        label = "payloads encrypted" if mode == "on" else "payloads in clear"
-        print_against_baseline(
-            f"{count} concurrent jobs (checksum) vs a bare update+activity workflow, same "
-            f"servers, {label}",
-            jobs,
-            baseline,
-        )
-        print()
-    if len(measured) == 2:
-        on, off = measured["on"][0], measured["off"][0]
-        print(f"{count} concurrent jobs: what encrypting every payload costs")
-        print(f"{'figure':32} {'encrypted':>10} {'in clear':>10} {'ratio':>8}")
-        for (name, value), (_, clear) in zip(rows(on), rows(off), strict=True):
-            print(f"{name:32} {value:10.3f} {clear:10.3f} {value / clear:8.2f}")
+            measured[mode] = await measure(
+                sequential=sequential, concurrent=concurrent, encrypted=mode == "on"
+            )
+    report(measured, sequential, concurrent)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=20)
-    parser.add_argument(
-        "--codec",
-        choices=("both", "on", "off"),
-        default="both",
-        help="run with payloads encrypted, in clear, or both (default) for the comparison",
-    )
-    arguments = parser.parse_args()
-    asyncio.run(main(arguments.jobs, arguments.codec))
+    parser.add_argument("--jobs", type=int, default=20, help="jobs at once (20)")
+    parser.add_argument("--sequential", type=int, default=10, help="one after another (10)")
+    parser.add_argument("--codec", choices=("on", "off", "both"), default="on")
+    args = parser.parse_args()
+    asyncio.run(main(sequential=args.sequential, concurrent=args.jobs, codec=args.codec))
     exit_without_teardown(0)

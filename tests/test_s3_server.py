@@ -64,20 +64,25 @@ def test_presigned_urls_name_the_public_endpoint(settings: Settings) -> None:
 def test_compute_pars_are_signed_for_the_compute_endpoint(settings: Settings) -> None:
     from datetime import UTC, datetime
 
-    from activities.storage import IssueObjectParInput, StorageActivities
-    from jobsheet.jobs.models import ParKind
+    from activities.jobs import JobActivities
+    from jobsheet.jobs.messages import StartRunInput, SubmissionParsInput
+    from jobsheet.jobs.models import JobSheet
 
     split = settings.model_copy(
         update={"s3_public_endpoint": "files.example.org:9000", "s3_compute_endpoint": "minio:9000"}
     )
-    storage = StorageActivities(split)
-    now = datetime.now(UTC)
-    later = now + timedelta(minutes=5)
-    read = storage.issue_object_par(
-        IssueObjectParInput(kind=ParKind.READ_INPUT, key="k", now=now, expires_at=later)
-    )
-    upload = storage.issue_object_par(
-        IssueObjectParInput(kind=ParKind.UPLOAD, key="k", now=now, expires_at=later)
-    )
+    steps = JobActivities(None, split)  # type: ignore[arg-type]  # presigning needs no client
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    uid = "job-" + "0" * 32
+    read = steps.start_run(StartRunInput(sheet=JobSheet(uid=uid), input_until=later))
+    upload = steps.issue_submission_pars(
+        SubmissionParsInput(
+            uid=uid,
+            write_prefix=f"jobs/{uid}/staging/",
+            write_until=later,
+            upload_until=later,
+            url_seconds=60,
+        )
+    ).upload
     assert read.url.startswith("http://minio:9000/")
     assert upload.url.startswith("http://files.example.org:9000/")

@@ -39,7 +39,6 @@ from minio import Minio
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -51,9 +50,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from jobsheet.api.rate_limit import TokenBuckets, retry_after_header
 from jobsheet.api.temporal_clients import Connect, TemporalClients
-from jobsheet.compute.models import ComputeContract
 from jobsheet.contracts.api import ApiError
-from jobsheet.jobs.client import job_handle, load_sheet, trigger_run
+from jobsheet.jobs.client import job_handle, live_sheet, load_sheet, trigger_run
 from jobsheet.jobs.models import JobSheet, JobState, ParKind
 from jobsheet.jobs.store import read_sheet
 from jobsheet.objectstore import internal_client
@@ -64,7 +62,6 @@ UID_SHAPE = re.compile(r"job-[0-9a-f]{32}")
 # At least 128 bits of URL-safe base64; the contract's tokens are 43 characters (256 bits).
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{22,128}")
 TRIGGER_TIMEOUT_SECONDS = 120.0
-CONTRACT_ACTIVITY = "contract_calculation"
 NOT_FOUND_MESSAGE = "no job has this run PAR: the job is unknown or the token is not its run token"
 HINT = "call the run PAR with POST, e.g. curl -X POST '<run PAR URL>'"
 LOOKUP_TIMEOUT_SECONDS = 1.0
@@ -102,29 +99,6 @@ def answer_for_refusal(error_type: str, message: str) -> JSONResponse:
     return refusal(status, error_type, message)
 
 
-async def issued_run_token(client: Client, uid: str, run_id: str | None) -> str | None:
-    """The run token the job's compute contract issued, read from the job's first run's history.
-
-    Only for jobs whose workflow has closed, where the validator can no longer compare tokens.
-    """
-    handle = client.get_workflow_handle(uid, run_id=run_id)
-    scheduled: set[int] = set()
-    async for event in handle.fetch_history_events():
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            attributes = event.activity_task_scheduled_event_attributes
-            if attributes.activity_type.name == CONTRACT_ACTIVITY:
-                scheduled.add(event.event_id)
-        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-            completed = event.activity_task_completed_event_attributes
-            if completed.scheduled_event_id in scheduled:
-                values = await client.data_converter.decode(
-                    completed.result.payloads, [ComputeContract]
-                )
-                contract = values[0]
-                return contract.run_token if isinstance(contract, ComputeContract) else None
-    return None
-
-
 class RunTokenDigests:
     """The sha256 of each job's run token, read from the job's persisted sheet and kept (a
     digest never changes); the least recently used go first beyond ``max_keys``."""
@@ -145,22 +119,31 @@ class RunTokenDigests:
             self._known.move_to_end(uid)
         return digest
 
-    async def lookup(self, uid: str) -> str | None:
-        """The digest the sheet records; None for no sheet, a sheet without one (a job from
-        before digests, or not yet persisted) or a store that does not answer in time."""
-        try:
-            sheet = await asyncio.wait_for(
-                asyncio.to_thread(self._read, uid), LOOKUP_TIMEOUT_SECONDS
-            )
-        except Exception:
-            return None
-        for par in sheet.pars:
-            if par.kind == ParKind.RUN and par.token_sha256:
-                self._known[uid] = par.token_sha256
-                while len(self._known) > self._max_keys:
-                    self._known.popitem(last=False)
-                return par.token_sha256
+    async def lookup(self, uid: str, clients: TemporalClients | None = None) -> str | None:
+        """The digest the job's sheet records: the persisted one (an ended or running job), else
+        the live one, asked of the job's workflow (a job awaiting its upload); None for no
+        sheet, a sheet without one, or a store or job that does not answer in time."""
+        for read in (self._persisted, self._live):
+            try:
+                sheet = await asyncio.wait_for(read(uid, clients), LOOKUP_TIMEOUT_SECONDS)
+            except Exception:
+                continue
+            for par in sheet.pars if sheet is not None else []:
+                if par.kind == ParKind.RUN and par.token_sha256:
+                    self._known[uid] = par.token_sha256
+                    while len(self._known) > self._max_keys:
+                        self._known.popitem(last=False)
+                    return par.token_sha256
         return None
+
+    async def _persisted(self, uid: str, _clients: TemporalClients | None) -> JobSheet | None:
+        return await asyncio.to_thread(self._read, uid)
+
+    async def _live(self, uid: str, clients: TemporalClients | None) -> JobSheet | None:
+        if clients is None:
+            return None
+        client = await clients.get()
+        return await live_sheet(client, uid)
 
 
 def token_matches(token: str, digest: str) -> bool:
@@ -236,7 +219,7 @@ class RunParRoutes:
             wait = self.failures.peek(address)
             if wait > 0:
                 return too_many(wait, "failed run PAR calls from this address")
-            digest = await self.digests.lookup(uid)
+            digest = await self.digests.lookup(uid, self.clients)
         if digest is not None:
             if not token_matches(token, digest):
                 return self._failed(address)
@@ -289,7 +272,8 @@ class RunParRoutes:
         return JSONResponse(result.model_dump(mode="json"), status_code=202)
 
     async def _ended(self, client: Client, uid: str, token: str) -> JSONResponse:
-        """The workflow is unknown or closed: compare the token with the one its contract issued."""
+        """The workflow is unknown or closed: compare the token with the digest its final sheet
+        records."""
         try:
             description = await job_handle(client, uid).describe()
         except RPCError as exc:
@@ -298,9 +282,8 @@ class RunParRoutes:
             raise
         if description.status == WorkflowExecutionStatus.RUNNING:
             return refusal(503, "Unavailable", "the job is busy; call the run PAR again")
-        first_run = description.raw_description.workflow_execution_info.first_run_id or None
-        issued = await issued_run_token(client, uid, first_run)
-        if issued is None or not secrets.compare_digest(issued.encode(), token.encode()):
+        digest = await self.digests.lookup(uid)  # an ended job's final sheet records it
+        if digest is None or not token_matches(token, digest):
             return not_found()
         sheet = await load_sheet(client, self.settings, uid)
         if sheet.state == JobState.EXPIRED:

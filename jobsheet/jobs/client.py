@@ -103,6 +103,11 @@ def job_handle(client: Client, uid: str) -> WorkflowHandle[JobSheetWorkflow, Job
     return client.get_workflow_handle_for(JobSheetWorkflow.run, uid)
 
 
+async def live_sheet(client: Client, uid: str) -> JobSheet:
+    """The sheet as the job's workflow holds it now (also replayed for a closed workflow)."""
+    return await job_handle(client, uid).query(JobSheetWorkflow.get_sheet)
+
+
 async def trigger_run(client: Client, uid: str, token: str) -> TriggerRunResult:
     return await job_handle(client, uid).execute_update(
         JobSheetWorkflow.trigger_run, TriggerRunInput(token=token)

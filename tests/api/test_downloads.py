@@ -1,11 +1,12 @@
-"""Download PARs come from the job's workflow while it lives, and from its persisted sheet once
-the workflow has closed (here: terminated by the operator), until the outputs' retention ends."""
+"""Download PARs are presigned from the job's final sheet once it ended (its workflow completed
+with it), fresh on every call, until the outputs' retention ends."""
 
 from __future__ import annotations
 
 import hashlib
 
 import httpx
+from temporalio.client import WorkflowExecutionStatus
 
 from jobsheet.jobs.client import job_handle
 from jobsheet.jobs.models import JobState
@@ -14,7 +15,7 @@ from tests.api.signed import Signed
 from tests.api.test_ownership import DATA, submit_body
 
 
-async def test_downloads_after_the_workflow_closed_come_from_the_sheet(
+async def test_downloads_after_the_job_ended_come_from_its_final_sheet(
     deployed: Deployment,
 ) -> None:
     alice = Signed(deployed.settings.api_url, deployed.user)
@@ -27,14 +28,15 @@ async def test_downloads_after_the_workflow_closed_come_from_the_sheet(
         sheet = await deployed.wait_for(uid, JobState.SUCCEEDED, JobState.FAILED)
         assert sheet.state == JobState.SUCCEEDED, sheet.error
 
-        live = await alice.post(f"/v1/jobs/{uid}/downloads")
-        assert live.status_code == 200, live.text
-        await job_handle(deployed.client, uid).terminate("the operator closed it early")
+        first = await alice.post(f"/v1/jobs/{uid}/downloads")
+        assert first.status_code == 200, first.text
+        description = await job_handle(deployed.client, uid).describe()
+        assert description.status == WorkflowExecutionStatus.COMPLETED
 
         closed = await alice.post(f"/v1/jobs/{uid}/downloads")
         assert closed.status_code == 200, closed.text
         pars = closed.json()["pars"]
-        assert {par["key"] for par in pars} == {par["key"] for par in live.json()["pars"]}
+        assert {par["key"] for par in pars} == {par["key"] for par in first.json()["pars"]}
         for par in pars:
             got = await http.get(par["url"])
             assert got.status_code == 200

@@ -70,10 +70,10 @@ async def test_bob_cannot_touch_alices_jobs_or_money(deployed: Deployment) -> No
     sheet = await deployed.wait_for(uid, JobState.SUCCEEDED, JobState.FAILED)
     assert sheet.state == JobState.SUCCEEDED, sheet.error
 
-    # The same body again (a lost answer) gets the same job back, not a second job.
+    # The same body again (a lost answer) names the same job, which has ended: no second job.
     again = await alice.post("/v1/jobs", body)
-    assert again.status_code == 201, again.text
-    assert again.json()["uid"] == uid and again.json()["run_url"] == answer["run_url"]
+    assert again.status_code == 409, again.text
+    assert again.json()["error"] == "JobEnded" and uid in again.json()["message"]
 
     no_job = {"error": "NotFound", "message": "no job of yours"}
     for path in (f"/v1/jobs/{uid}", f"/v1/jobs/{uid}/events"):

@@ -71,13 +71,14 @@ async def test_the_run_par_url_triggers_a_real_job(deployed: Deployment) -> None
         sheet = await deployed.wait_for(submitted.uid, JobState.SUCCEEDED, JobState.FAILED)
         assert sheet.state == JobState.SUCCEEDED, sheet.error
 
-        # A second call is refused with 409 and changes nothing: not the sheet, not the money.
+        # A second call is refused with 409 (the job ended) and changes nothing: not the sheet,
+        # not the money.
         balances = await deployed.balances()
         length = await history_length(deployed, submitted.uid)
         again = await http.post(submitted.run_url)
         assert again.status_code == 409, again.text
-        assert again.json()["error"] == "AlreadyTriggered"
-        assert "succeeded" in again.json()["message"]
+        assert again.json()["error"] == "WrongState"
+        assert "already ended as succeeded" in again.json()["message"]
     assert unchanged(sheet, await deployed.sheet(submitted.uid))
     assert await deployed.balances() == balances
     assert await history_length(deployed, submitted.uid) == length

@@ -4,8 +4,8 @@ The attack: alice's submission is refused before it is paid (here: its authorisa
 the future); the same authorisation is then sent again, in another base64 spelling of the same
 signature (a new job uid once, when the uid was derived from the signature's text), or later,
 once its date has come. Now every other spelling is refused at the door (422), the same spelling
-names the same, rejected, job, and the nonce was used up by the first refusal, so even a
-submission that bypasses the API under a job id of its own is refused as reused.
+names the same, rejected, job (its workflow id, never reused), and a submission that bypasses
+the API under a job id of its own is refused: a job's uid must be its authorisation's.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ async def test_a_refused_submission_cannot_be_replayed(deployed: Deployment) -> 
     assert again.status_code == 409, again.text
     assert again.json()["error"] == "JobEnded" and uid in again.json()["message"]
 
-    # Bypassing the API, under a job id of its own: the nonce was used by the first refusal.
+    # Bypassing the API, under a job id of its own: refused, the uid is not the authorisation's.
     other = f"job-replay-{uuid.uuid4().hex}"
     start = job_start(request=request, authorisation=future, cheque=cheque).model_copy(
         update={"uid": other}
@@ -79,11 +79,11 @@ async def test_a_refused_submission_cannot_be_replayed(deployed: Deployment) -> 
             JobSheetWorkflow.submit, SubmitInput(), start_workflow_operation=operation
         )
     except WorkflowUpdateFailedError as exc:
-        assert "AuthorisationReused" in str(exc.cause)
+        assert "WrongJobUid" in str(exc.cause)
     else:
         raise AssertionError("a replayed authorisation started a job")
     replayed = await env.wait_for(other, JobState.REJECTED)
-    assert replayed.error and "AuthorisationReused" in replayed.error
+    assert replayed.error and "WrongJobUid" in replayed.error
     assert replayed.costs.held == 0
 
     # alice's cheque was never cashed: nothing held, nothing paid.

@@ -16,9 +16,14 @@ import pytest
 from minio import Minio
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from jobsheet.compute.models import ComputeContract, ContractRequest, RunRequest, RunResult
+from activities.jobs import JobActivities
+from jobsheet.compute.config import load_compute_config
+from jobsheet.compute.contracts import contract_for
+from jobsheet.compute.models import ComputeContract, ReleaseResult, RunRequest, RunResult
+from jobsheet.jobs.messages import ReleaseInput, ReserveInput
 from jobsheet.jobs.models import JobSheet, JobState
 from jobsheet.jobs.store import write_sheet
 from jobsheet.settings import Settings
@@ -66,17 +71,47 @@ class ComputeHarness:
         handle = await self.start(activity, argument, **options)
         return await handle.result()
 
+    def draft(
+        self,
+        calculation: str,
+        parameters: dict[str, Any] | None = None,
+        *,
+        service: str,
+        job_uid: str | None = None,
+    ) -> ComputeContract:
+        """The contract the job sheet drafts (``ContractRefused`` when it would refuse)."""
+        now = datetime.now(UTC).replace(microsecond=0)
+        return contract_for(
+            load_compute_config(self.settings.calculations_file),
+            job_uid=job_uid or f"job-{uuid.uuid4().hex[:12]}",
+            service=service,
+            calculation=calculation,
+            parameters=parameters or {},
+            task_queue=self.settings.compute_task_queue(service),
+            run_by=now + timedelta(hours=1),
+            now=now,
+        )
+
+    async def reserve(self, contract: ComputeContract) -> ComputeContract:
+        """Have the service's contract book hold ``contract``, as the job sheet's step does."""
+        config = load_compute_config(self.settings.calculations_file)
+        capacity = config.service(contract.service).max_open_contracts
+        steps = JobActivities(self.client, self.settings)
+        return await ActivityEnvironment().run(
+            steps.reserve_contract, ReserveInput(contract=contract, max_open_contracts=capacity)
+        )
+
+    async def release(self, contract_id: str, *, service: str) -> ReleaseResult:
+        steps = JobActivities(self.client, self.settings)
+        release = ReleaseInput(
+            contract_id=contract_id, task_queue=self.settings.compute_task_queue(service)
+        )
+        return await ActivityEnvironment().run(steps.release_contract, release)
+
     async def contract(
         self, calculation: str, parameters: dict[str, Any] | None = None, *, service: str
     ) -> ComputeContract:
-        request = ContractRequest(
-            job_uid=f"job-{uuid.uuid4().hex[:12]}",
-            calculation=calculation,
-            parameters=parameters or {},
-            run_by=datetime.now(UTC) + timedelta(hours=1),
-        )
-        data = await self.call("contract_calculation", request, service=service)
-        return ComputeContract.model_validate(data)
+        return await self.reserve(self.draft(calculation, parameters, service=service))
 
     def run_request(
         self, contract: ComputeContract, input_bytes: bytes | None = b"hello world\n"

@@ -8,15 +8,14 @@ from decimal import Decimal
 
 import pytest
 from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from jobsheet.compute.models import (
     ComputeContract,
     ContractRecord,
-    ContractRequest,
     ContractState,
-    ReleaseRequest,
     ReleaseResult,
 )
 from tests.compute.conftest import ComputeHarness
@@ -41,13 +40,10 @@ async def test_contract_quotes_the_maximum_and_holds_a_slot(compute: ComputeHarn
 async def test_contracting_again_for_the_same_job_returns_the_same_contract(
     compute: ComputeHarness,
 ) -> None:
-    request = ContractRequest(
-        job_uid=f"job-{uuid.uuid4().hex[:8]}",
-        calculation="echo",
-        run_by=datetime.now(UTC) + timedelta(hours=1),
-    )
-    first = await compute.call("contract_calculation", request, service="test")
-    second = await compute.call("contract_calculation", request, service="test")
+    """A retried submission drafts again (a new run token): the book keeps the first one."""
+    job_uid = f"job-{uuid.uuid4().hex[:8]}"
+    first = await compute.reserve(compute.draft("echo", service="test", job_uid=job_uid))
+    second = await compute.reserve(compute.draft("echo", service="test", job_uid=job_uid))
     assert first == second
 
 
@@ -55,13 +51,8 @@ async def test_release_twice_is_harmless_and_a_released_contract_cannot_run(
     compute: ComputeHarness,
 ) -> None:
     contract = await compute.contract("echo", service="test")
-    release = ReleaseRequest(contract_id=contract.contract_id)
-    first = ReleaseResult.model_validate(
-        await compute.call("release_contract", release, service="test")
-    )
-    second = ReleaseResult.model_validate(
-        await compute.call("release_contract", release, service="test")
-    )
+    first = await compute.release(contract.contract_id, service="test")
+    second = await compute.release(contract.contract_id, service="test")
     assert first.released_now and first.state == ContractState.RELEASED
     assert not second.released_now and second.state == ContractState.RELEASED
     with pytest.raises(WorkflowFailureError) as failure:
@@ -72,22 +63,16 @@ async def test_release_twice_is_harmless_and_a_released_contract_cannot_run(
 async def test_releasing_on_a_service_that_never_contracted_is_harmless(
     compute: ComputeHarness,
 ) -> None:
-    result = ReleaseResult.model_validate(
-        await compute.call(
-            "release_contract", ReleaseRequest(contract_id="nobody@other"), service="other"
-        )
-    )
+    result = await compute.release("nobody@other", service="other")
     assert result == ReleaseResult(contract_id="nobody@other", released_now=False, state=None)
 
 
 async def test_capacity_is_bounded_and_release_frees_a_slot(compute: ComputeHarness) -> None:
     held = [await compute.contract("echo", service="test") for _ in range(3)]
-    with pytest.raises(WorkflowFailureError) as failure:
+    with pytest.raises(ApplicationError) as refused:
         await compute.contract("echo", service="test")
-    assert_non_retryable(failure.value, "ServiceAtCapacity")
-    await compute.call(
-        "release_contract", ReleaseRequest(contract_id=held[0].contract_id), service="test"
-    )
+    assert refused.value.type == "ServiceAtCapacity" and refused.value.non_retryable
+    await compute.release(held[0].contract_id, service="test")
     assert (await compute.contract("echo", service="test")).service == "test"
 
 

@@ -9,6 +9,7 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState
 
+from jobsheet.compute.contracts import ContractRefused
 from jobsheet.compute.models import RunProgress, RunStatus
 from jobsheet.processes import group_members
 from tests.compute.conftest import ComputeHarness, output_prefix
@@ -157,9 +158,9 @@ async def test_progress_is_heartbeated(compute: ComputeHarness, marker_dir: Path
 async def test_contracting_refuses_clearly_and_without_retry(
     compute: ComputeHarness, calculation: str, parameters: dict, error_type: str
 ) -> None:
-    with pytest.raises(WorkflowFailureError) as failure:
-        await compute.contract(calculation, parameters, service="test")
-    assert_non_retryable(failure.value, error_type)
+    with pytest.raises(ContractRefused) as refused:
+        compute.draft(calculation, parameters, service="test")
+    assert refused.value.kind == error_type and refused.value.message
 
 
 async def test_a_missing_input_is_a_clear_non_retryable_error(compute: ComputeHarness) -> None:

@@ -163,7 +163,9 @@ async def deployment(
             for worker in build_workers(client, settings, role=role, executor=executor)
         ]
         async with contextlib.AsyncExitStack() as stack:
-            for worker in workers:
+            # Entered last, the jobs worker stops first: a job step (a local activity) that waits
+            # on an account or the contract book still finds their workers running.
+            for worker in reversed(workers):
                 await stack.enter_async_context(worker)
             queue = settings.task_queue_ledger
             await ledger.register_user(client, operator, task_queue=queue)

@@ -11,8 +11,9 @@ import pytest
 from minio import Minio
 from temporalio.testing import ActivityEnvironment
 
-from activities.storage import SealOutputsInput, StorageActivities, policy_refusal
+from activities.storage import SealOutputsInput, StorageActivities
 from jobsheet.compute.config import load_compute_config
+from jobsheet.compute.contracts import policy_refusal
 from jobsheet.compute.models import OutputObject
 from jobsheet.jobs.models import output_prefix, staging_prefix
 from jobsheet.settings import Settings

@@ -1,7 +1,8 @@
 """Submission: check the job, hold its contract and its money, hand out its PARs.
 
-All of it runs inside the job's first workflow task, as local activities: the contract and the
-cheque go to their workflows at the same time. Each compensating step is pushed onto the saga
+All of it runs inside the job's first workflow task, as local activities: the authorisation's
+check, the contract and the cheque go to their workflows at the same time (a refusal of any one
+unwinds the others). Each compensating step is pushed onto the saga
 *before* its action, because an action whose answer is lost may still have happened.
 """
 
@@ -51,10 +52,11 @@ async def submit(job: JobRun) -> None:
 
 async def _submit(job: JobRun) -> None:
     request = job.start.request
+    prepare = PrepareInput(uid=job.uid, request=request, authorisation=job.start.authorisation)
     prepared: Prepared = await steps.local(
         JobActivities.prepare_job,
-        PrepareInput(uid=job.uid, request=request, authorisation=job.start.authorisation),
-        "check the job against the policy and the user's keys; draft its contract",
+        prepare,
+        "check the job against the operator's calculations; draft its contract",
         bounded=True,
     )
     job.policy, draft = prepared.policy, prepared.contract
@@ -73,9 +75,16 @@ async def _submit(job: JobRun) -> None:
     )
     job.saga.push(RELEASE_CONTRACT, lambda: release_contract(job, draft.contract_id))
     job.saga.push(REFUND_HOLD, lambda: refund_hold(job, cash))
+    verified: object
     reserved: ComputeContract | BaseException
     cashed: CreditNote | BaseException
-    reserved, cashed = await asyncio.gather(
+    verified, reserved, cashed = await asyncio.gather(
+        steps.local(
+            JobActivities.verify_submission,
+            prepare,
+            "verify the user's authorisation",
+            bounded=True,
+        ),
         steps.local(
             JobActivities.reserve_contract,
             ReserveInput(contract=draft, max_open_contracts=prepared.max_open_contracts),
@@ -87,14 +96,15 @@ async def _submit(job: JobRun) -> None:
         ),
         return_exceptions=True,
     )
-    if isinstance(cashed, steps.StepFailed) and steps.refusal_type(cashed) is not None:
+    if isinstance(cashed, CreditNote):
+        _record_hold(job, cashed)  # so that a refund needs no second cashing
+    elif isinstance(cashed, steps.StepFailed) and steps.refusal_type(cashed) is not None:
         job.saga.discard(REFUND_HOLD)  # refused: nothing was held
-    if isinstance(reserved, BaseException):
-        raise reserved
-    if isinstance(cashed, BaseException):
-        raise cashed
+    for outcome in (verified, reserved, cashed):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    assert isinstance(reserved, ComputeContract)
     _record_contract(job, reserved)
-    _record_hold(job, cashed)
     pars: SubmissionPars = await steps.local(
         JobActivities.issue_submission_pars,
         SubmissionParsInput(
