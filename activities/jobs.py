@@ -127,9 +127,9 @@ class JobActivities:
 
     @activity.defn
     async def prepare_job(self, request: PrepareInput) -> Prepared:
-        """Check the job against the operator's calculations and draft its contract: quote,
-        run-by time (the job's expiry), deadline and run token. (The authorisation's signature
-        is checked by ``verify_submission``, at the same time as the contract and the cheque.)"""
+        """Check the job against the operator's calculations and the user's signature, then draft
+        its contract: quote, run-by time (the job's expiry), deadline and run token. No nonce is
+        consumed: the job's uid is the signature's, so a replay reaches the same job."""
         job = request.request
         try:
             config = self._compute_config()
@@ -162,6 +162,8 @@ class JobActivities:
             )
         except ContractRefused as exc:
             raise _refusal(exc.message, exc.kind) from None
+        # Before any money moves: a refused authorisation holds nothing, not even for a moment.
+        await self._verify(request.authorisation, resource=job.fingerprint())
         policy = JobConfig(
             ledger_task_queue=settings.task_queue_ledger,
             compute_task_queue=task_queue,
@@ -213,12 +215,6 @@ class JobActivities:
             key_id=authorisation.key_id,
             verified_at=datetime.now(UTC),
         )
-
-    @activity.defn
-    async def verify_submission(self, request: PrepareInput) -> AuthorisationVerdict:
-        """Check that the user signed this very request with a key they may sign with now. No
-        nonce is consumed: the job's uid is the signature's, so a replay reaches the same job."""
-        return await self._verify(request.authorisation, resource=request.request.fingerprint())
 
     @activity.defn
     async def verify_cancel(self, request: VerifyAuthorisationInput) -> AuthorisationVerdict:
@@ -340,7 +336,6 @@ class JobActivities:
         """Every job step, for the jobs worker's ``activities=``."""
         return [
             self.prepare_job,
-            self.verify_submission,
             self.verify_cancel,
             self.reserve_contract,
             self.release_contract,

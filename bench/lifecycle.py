@@ -1,9 +1,9 @@
 """Benchmark: whole jobs, one at a time and N at once, against a bare update+activity workflow.
 
 A job is submitted (update-with-start: verify, contract, cash, issue PARs), uploaded through its
-PAR, triggered, run and settled; it runs the shipped ``checksum`` on a one-line input, the
-cheapest calculation (the test file's ``echo`` lives in services of 3 open contracts or 1 run
-slot). The baseline, on the same servers in the same run, is a bare workflow: update-with-start
+PAR, triggered, run and settled; it runs ``noop`` (``true``) from bench/calculations.toml on a
+one-line input, on a service with a run slot for every job, so the figures are the pipeline's.
+The baseline, on the same servers in the same run, is a bare workflow: update-with-start
 returning after one activity, then a second update that ends it. Phase one runs ``--sequential``
 of each strictly one after another, after one uncounted warm-up (submit-to-PARs p50, p95); phase
 two ``--jobs`` at once (completed/s, submit-to-PARs p50, p95, history events per job workflow, and
@@ -48,8 +48,9 @@ with workflow.unsafe.imports_passed_through():
     from tests.api_server import start_api
     from tests.jobs.conftest import Deployment, deployment
 
-CALCULATION = "checksum"
-CALCULATIONS_FILE = Path(__file__).resolve().parents[1] / "calculations" / "calculations.toml"
+CALCULATION = "noop"
+SERVICE = "bench"
+CALCULATIONS_FILE = Path(__file__).with_name("calculations.toml")
 BARE_PREFIX = "bare-"
 
 
@@ -158,7 +159,7 @@ async def run_job(dep: Deployment, latencies: list[float]) -> str:
     """Submit, upload, trigger and wait for the end of one job; its submit latency is appended."""
     data = f"job {uuid.uuid4()}\n".encode()
     began = time.perf_counter()
-    submitted = await dep.submit(dep.request(data, CALCULATION))
+    submitted = await dep.submit(dep.request(data, CALCULATION, service=SERVICE))
     latencies.append(time.perf_counter() - began)
     async with httpx.AsyncClient() as http:
         (await http.put(submitted.upload_url, content=data)).raise_for_status()

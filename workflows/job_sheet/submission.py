@@ -1,8 +1,8 @@
 """Submission: check the job, hold its contract and its money, hand out its PARs.
 
-All of it runs inside the job's first workflow task, as local activities: the authorisation's
-check, the contract and the cheque go to their workflows at the same time (a refusal of any one
-unwinds the others). Each compensating step is pushed onto the saga
+All of it runs inside the job's first workflow task, as local activities: once the job and its
+authorisation are checked, the contract and the cheque go to their workflows at the same time (a
+refusal of either unwinds the other). Each compensating step is pushed onto the saga
 *before* its action, because an action whose answer is lost may still have happened.
 """
 
@@ -56,7 +56,7 @@ async def _submit(job: JobRun) -> None:
     prepared: Prepared = await steps.local(
         JobActivities.prepare_job,
         prepare,
-        "check the job against the operator's calculations; draft its contract",
+        "check the job and the user's signature; draft its contract",
         bounded=True,
     )
     job.policy, draft = prepared.policy, prepared.contract
@@ -75,16 +75,9 @@ async def _submit(job: JobRun) -> None:
     )
     job.saga.push(RELEASE_CONTRACT, lambda: release_contract(job, draft.contract_id))
     job.saga.push(REFUND_HOLD, lambda: refund_hold(job, cash))
-    verified: object
     reserved: ComputeContract | BaseException
     cashed: CreditNote | BaseException
-    verified, reserved, cashed = await asyncio.gather(
-        steps.local(
-            JobActivities.verify_submission,
-            prepare,
-            "verify the user's authorisation",
-            bounded=True,
-        ),
+    reserved, cashed = await asyncio.gather(
         steps.local(
             JobActivities.reserve_contract,
             ReserveInput(contract=draft, max_open_contracts=prepared.max_open_contracts),
@@ -100,7 +93,7 @@ async def _submit(job: JobRun) -> None:
         _record_hold(job, cashed)  # so that a refund needs no second cashing
     elif isinstance(cashed, steps.StepFailed) and steps.refusal_type(cashed) is not None:
         job.saga.discard(REFUND_HOLD)  # refused: nothing was held
-    for outcome in (verified, reserved, cashed):
+    for outcome in (reserved, cashed):
         if isinstance(outcome, BaseException):
             raise outcome
     assert isinstance(reserved, ComputeContract)

@@ -62,6 +62,10 @@ class JobSheetWorkflow:
                 await asyncio.shield(lifecycle)
                 break
             except asyncio.CancelledError:
+                if lifecycle.done():
+                    # The worker evicted this run from its cache and cancelled every task:
+                    # let the cancellation through (the run resumes elsewhere from history).
+                    raise
                 self._cancel("the workflow was cancelled")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.sheet
