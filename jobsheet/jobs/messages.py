@@ -19,7 +19,7 @@ from jobsheet.write_par import WritePar
 class JobConfig(BaseModel):
     """The operator's policy for a job, fixed at submission.
 
-    The workflow asks the jobs worker for it (the ``job_policy`` activity) instead of taking it
+    The workflow asks the jobs worker for it (the ``prepare_job`` step) instead of taking it
     from the submitter, so a user cannot choose who is paid, which ledger or compute queue is
     used, or how long the job and its outputs live.
     """
