@@ -10,8 +10,6 @@ workflow task that runs them again changes nothing twice. Business refusals are 
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,7 +34,6 @@ from jobsheet.compute.config import (
 )
 from jobsheet.compute.contracts import ContractRefused, contract_for
 from jobsheet.compute.models import ComputeContract, ContractState, ReleaseRequest, ReleaseResult
-from jobsheet.identity import PublicKeyRecord
 from jobsheet.jobs import cleanup
 from jobsheet.jobs.messages import (
     FinishInput,
@@ -54,6 +51,7 @@ from jobsheet.jobs.models import ParKind, ParMetadata, input_key, job_uid_for
 from jobsheet.jobs.store import write_sheet
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger.errors import Refused
+from jobsheet.ledger.key_cache import UserKeys
 from jobsheet.ledger.models import (
     AuthorisationVerdict,
     CashChequeInput,
@@ -75,31 +73,9 @@ from workflows.compute_service import (
     contract_book_id,
 )
 
-KEYS_TTL_SECONDS = 1.0
-
 
 def _refusal(message: str, kind: str) -> ApplicationError:
     return ApplicationError(message, type=kind, non_retryable=True)
-
-
-class UserKeys:
-    """Users' registered keys, asked of the registry at most once per user per ``ttl`` seconds
-    (concurrent misses for one user wait for the one lookup), so a revocation takes effect
-    within ``ttl``."""
-
-    def __init__(self, client: Client, ttl: float = KEYS_TTL_SECONDS) -> None:
-        self._client, self._ttl = client, ttl
-        self._known: dict[str, tuple[float, list[PublicKeyRecord]]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    async def of(self, user: str) -> list[PublicKeyRecord]:
-        async with self._locks.setdefault(user, asyncio.Lock()):
-            cached = self._known.get(user)
-            if cached is not None and time.monotonic() - cached[0] < self._ttl:
-                return cached[1]
-            keys = await ledger.user_keys(self._client, user)
-            self._known[user] = (time.monotonic(), keys)
-            return keys
 
 
 class JobActivities:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +28,7 @@ from jobsheet.authorisation import check_authorisation_terms, verify_authorisati
 from jobsheet.identity import Identity, PublicKeyRecord
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger.errors import Refused
+from jobsheet.ledger.key_cache import KEYS_TTL_SECONDS, UserKeys
 from jobsheet.ledger.models import (
     AuditInput,
     AuthorisationVerdict,
@@ -50,8 +50,6 @@ from jobsheet.ledger.orders import ledger_signer, sign_credit
 from jobsheet.ledger.trust import trusted_operator_keys
 from jobsheet.settings import Settings
 
-KEYS_TTL_SECONDS = 1.0
-
 
 class LedgerActivities:
     """Activities bound to one Temporal client, the settings and (for the audit trail) S3."""
@@ -67,8 +65,7 @@ class LedgerActivities:
         self._client = client
         self._settings = settings
         self._s3 = s3
-        self._keys_ttl = keys_ttl
-        self._keys: dict[str, tuple[float, list[PublicKeyRecord]]] = {}
+        self._keys = UserKeys(client, keys_ttl)
         self._ledger_signer: Identity | None = None
 
     def _signer(self) -> Identity:
@@ -78,13 +75,7 @@ class LedgerActivities:
         return self._ledger_signer
 
     async def _keys_of(self, user: str) -> list[PublicKeyRecord]:
-        now = time.monotonic()
-        cached = self._keys.get(user)
-        if cached is not None and now - cached[0] < self._keys_ttl:
-            return cached[1]
-        keys = await ledger.user_keys(self._client, user)
-        self._keys[user] = (now, keys)
-        return keys
+        return await self._keys.of(user)
 
     # --- for the job sheet workflow ------------------------------------------------------
 
