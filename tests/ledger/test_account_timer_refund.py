@@ -5,6 +5,7 @@ tests/ledger/test_timer.py proves the same on the time-skipping server with stub
 this one runs in real time and keeps the histories of the account's runs (each run is a
 history of its own) for the Replayer test in tests/ledger/test_replay.py: set
 ``JOBSHEET_RECORD_HISTORIES=1`` to record them again as ``histories/account-timer-refund-<n>.json``
+(another value names a series: ``account-timer-refund-<series>-<n>.json``, beside the old ones)
 (oldest run first).
 """
 
@@ -116,7 +117,9 @@ async def test_an_account_that_continued_as_new_while_holding_refunds_by_its_tim
     )
     for run in runs:
         await replayer.replay_workflow(run)
-    if os.environ.get("JOBSHEET_RECORD_HISTORIES") == "1":
+    series = os.environ.get("JOBSHEET_RECORD_HISTORIES")
+    if series:
+        stem = HISTORY_STEM if series == "1" else f"{HISTORY_STEM}-{series}"
         for n, run in enumerate(runs):
-            path = HISTORIES / f"{HISTORY_STEM}-{n}.json"
+            path = HISTORIES / f"{stem}-{n}.json"
             path.write_text(in_clear(run, env.client).to_json())
