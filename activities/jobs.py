@@ -123,7 +123,7 @@ class JobActivities:
                 "WrongJobUid",
             )
         settings = self._settings
-        now = datetime.now(UTC).replace(microsecond=0)
+        now = (request.now or datetime.now(UTC)).replace(microsecond=0)
         task_queue = settings.compute_task_queue(job.service)
         try:
             contract = contract_for(

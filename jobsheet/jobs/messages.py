@@ -54,6 +54,8 @@ class PrepareInput(BaseModel):
     uid: str
     request: JobRequest
     authorisation: Authorisation
+    now: datetime | None = None
+    """The workflow's clock, which the job's deadlines are counted from (its timers run on it)."""
 
 
 class Prepared(BaseModel):

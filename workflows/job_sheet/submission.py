@@ -52,7 +52,12 @@ async def submit(job: JobRun) -> None:
 
 async def _submit(job: JobRun) -> None:
     request = job.start.request
-    prepare = PrepareInput(uid=job.uid, request=request, authorisation=job.start.authorisation)
+    prepare = PrepareInput(
+        uid=job.uid,
+        request=request,
+        authorisation=job.start.authorisation,
+        now=workflow.now(),
+    )
     prepared: Prepared = await steps.local(
         JobActivities.prepare_job,
         prepare,
