@@ -7,7 +7,9 @@ an account or user that does not exist is ``UnknownAccount`` / ``UnknownUser``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import random
 import uuid
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -55,6 +57,16 @@ from jobsheet.money import to_money
 from jobsheet.names import check_name
 
 T = TypeVar("T")
+BUSY_RETRIES = 12
+BUSY_BACKOFF_SECONDS = 0.02
+
+
+def _busy(exc: RPCError) -> bool:
+    """A refusal that says "later": too many updates in flight on one workflow, or an update
+    the server aborted (retryable, the same update id is deduplicated)."""
+    return exc.status in (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE) or (
+        "update was aborted" in str(exc)
+    )
 
 
 def new_key(prefix: str = "op") -> str:
@@ -174,14 +186,20 @@ async def _update(
     *,
     missing: str = UNKNOWN_ACCOUNT,
 ) -> T:
-    try:
-        return await handle.execute_update(name, arg, id=key, result_type=result_type)
-    except WorkflowUpdateFailedError as exc:
-        raise _failed(exc) from None
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise refused(missing, f"{handle.id} does not exist") from None
-        raise
+    for attempt in range(BUSY_RETRIES + 1):
+        try:
+            return await handle.execute_update(name, arg, id=key, result_type=result_type)
+        except WorkflowUpdateFailedError as exc:
+            raise _failed(exc) from None
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise refused(missing, f"{handle.id} does not exist") from None
+            if not _busy(exc) or attempt == BUSY_RETRIES:
+                raise
+        # The workflow has its maximum of updates in flight, or the server aborted this one
+        # (its workflow task failed): the same update id again is safe, and soon answered.
+        await asyncio.sleep(min(BUSY_BACKOFF_SECONDS * 2**attempt, 1.0) * (0.5 + random.random()))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _query(
