@@ -57,16 +57,14 @@ from jobsheet.money import to_money
 from jobsheet.names import check_name
 
 T = TypeVar("T")
-BUSY_RETRIES = 12
-BUSY_BACKOFF_SECONDS = 0.02
+BUSY_RETRIES = 8
+BUSY_BACKOFF_SECONDS = 0.1
 
 
 def _busy(exc: RPCError) -> bool:
-    """A refusal that says "later": too many updates in flight on one workflow, or an update
-    the server aborted (retryable, the same update id is deduplicated)."""
-    return exc.status in (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE) or (
-        "update was aborted" in str(exc)
-    )
+    """A refusal that says "later": the workflow has its maximum of updates in flight (the
+    same update id again is deduplicated). Other transient errors the SDK retries itself."""
+    return exc.status == RPCStatusCode.RESOURCE_EXHAUSTED
 
 
 def new_key(prefix: str = "op") -> str:
@@ -196,9 +194,9 @@ async def _update(
                 raise refused(missing, f"{handle.id} does not exist") from None
             if not _busy(exc) or attempt == BUSY_RETRIES:
                 raise
-        # The workflow has its maximum of updates in flight, or the server aborted this one
-        # (its workflow task failed): the same update id again is safe, and soon answered.
-        await asyncio.sleep(min(BUSY_BACKOFF_SECONDS * 2**attempt, 1.0) * (0.5 + random.random()))
+        # The workflow has its maximum of updates in flight: back off (jittered, so that a crowd
+        # of callers spreads out) and send the same update again.
+        await asyncio.sleep(min(BUSY_BACKOFF_SECONDS * 2**attempt, 2.0) * (0.5 + random.random()))
     raise AssertionError("unreachable")  # pragma: no cover
 
 
