@@ -121,7 +121,10 @@ async def _submit(job: JobRun) -> None:
 
 
 def _record_contract(job: JobRun, contract: ComputeContract) -> None:
+    """The contract the book holds: the first drafted for this job, should a retried step have
+    drafted another (its run-by time is the job's deadline)."""
     job.contract = contract
+    job.sheet.expires_at = contract.run_by
     job.sheet.contract = ContractSummary(
         **contract.model_dump(include=set(ContractSummary.model_fields) - {"released"})
     )
