@@ -110,7 +110,9 @@ async def test_fifty_concurrent_cashings_with_funds_for_twenty(
     notes = [o for o in outcomes if isinstance(o, CreditNote)]
     failures = [o for o in outcomes if not isinstance(o, CreditNote)]
     assert len(notes) == 20
-    assert all(isinstance(f, ApplicationError) for f in failures), [repr(f) for f in failures if not isinstance(f, ApplicationError)][:3]
+    assert all(isinstance(f, ApplicationError) for f in failures), [
+        repr(f) for f in failures if not isinstance(f, ApplicationError)
+    ][:3]
     assert {f.type for f in failures if isinstance(f, ApplicationError)} == {
         errors.INSUFFICIENT_FUNDS
     }
