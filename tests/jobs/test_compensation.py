@@ -33,7 +33,6 @@ from temporalio.client import (
 )
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
-from temporalio.worker import Worker
 
 from jobsheet.authorisation import sign_authorisation
 from jobsheet.compute.models import ContractState
@@ -45,7 +44,7 @@ from jobsheet.ledger.models import EntryKind, LedgerEntry
 from jobsheet.settings import Settings
 from tests.histories import in_clear
 from tests.jobs.conftest import Deployment, deployment
-from worker import ledger_workers
+from tests.jobs.workers import LedgerWorker
 from workflows.compute_service import ComputeServiceWorkflow, contract_book_id
 from workflows.job_sheet import JobSheetWorkflow
 
@@ -53,32 +52,19 @@ TERMINAL = [state for state in JobState if state.terminal]
 CANCEL_REQUESTED = "cancel requested"
 
 
-class PayerLedger:
+class PayerLedger(LedgerWorker):
     """A ledger worker of the test's own, for the payer's account only: stoppable, so that the
     account cannot answer while the rest of the ledger does."""
 
     def __init__(
         self, client: Client, settings: Settings, executor: concurrent.futures.Executor
     ) -> None:
-        self.client, self.executor = client, executor
         queue = f"payer-ledger-{uuid.uuid4().hex[:10]}"
-        self.settings = settings.model_copy(update={"task_queue_ledger": queue})
-        self.worker: Worker | None = None
-        self.task: asyncio.Task[None] | None = None
+        super().__init__(client, settings.model_copy(update={"task_queue_ledger": queue}), executor)
 
     @property
     def task_queue(self) -> str:
         return self.settings.task_queue_ledger
-
-    def start(self) -> None:
-        (self.worker,) = ledger_workers(self.client, self.settings, self.executor)
-        self.task = asyncio.create_task(self.worker.run())
-
-    async def stop(self) -> None:
-        if self.worker is not None and self.task is not None:
-            await self.worker.shutdown()
-            await self.task
-            self.worker = self.task = None
 
 
 @contextlib.asynccontextmanager

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import httpx
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from jobsheet.authorisation import sign_authorisation
 from jobsheet.cheque import write_cheque
@@ -32,7 +31,8 @@ from jobsheet.ledger import client as ledger
 from jobsheet.settings import Settings
 from jobsheet.stack_services import settings_env
 from tests.jobs.conftest import Deployment
-from worker import compute_workers, ledger_workers
+from tests.jobs.workers import LedgerWorker
+from worker import compute_workers
 from workflows.job_sheet import JobSheetWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,25 +69,6 @@ class JobsWorkerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(30)
-
-
-class LedgerWorker:
-    """The ledger worker in this process, stoppable to hold a job at a ledger step."""
-
-    def __init__(self, client: Client, settings: Settings, executor: concurrent.futures.Executor):
-        self.client, self.settings, self.executor = client, settings, executor
-        self.worker: Worker | None = None
-        self.task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        (self.worker,) = ledger_workers(self.client, self.settings, self.executor)
-        self.task = asyncio.create_task(self.worker.run())
-
-    async def stop(self) -> None:
-        if self.worker is not None and self.task is not None:
-            await self.worker.shutdown()
-            await self.task
-            self.worker = self.task = None
 
 
 @contextlib.asynccontextmanager
