@@ -181,7 +181,10 @@ class JobActivities:
                 key=key,
                 resource=resource,
                 now=datetime.now(UTC),
-                max_age=timedelta(seconds=self._settings.authorisation_max_age_seconds),
+                max_age=timedelta(
+                    seconds=(consume and consume.max_age_seconds)
+                    or self._settings.authorisation_max_age_seconds
+                ),
             )
         except Refused as exc:
             raise exc.to_application_error() from None
@@ -194,7 +197,8 @@ class JobActivities:
 
     @activity.defn
     async def verify_cancel(self, request: VerifyAuthorisationInput) -> AuthorisationVerdict:
-        """Check the owner's cancellation and consume it (at most once)."""
+        """Check an authorisation against exactly ``resource`` (the owner's cancellation) and
+        consume it: at most once per use, even when its terms then refuse it."""
         return await self._verify(request.authorisation, resource=request.resource, consume=request)
 
     @activity.defn

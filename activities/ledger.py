@@ -1,9 +1,5 @@
-"""Ledger activities: what the job sheet workflow calls to pay, and what account workflows need.
-
-For the job sheet (task queue ``settings.task_queue_ledger``): ``cash_cheque``,
-``receipt_credit_note``, ``refund_credit_note`` and ``verify_authorisation``. Each forwards an
-idempotency key, so a retried activity changes nothing twice; business refusals are raised as
-non-retryable ``ApplicationError`` with the ``type`` names of ``jobsheet.ledger.errors``.
+"""Ledger activities: what account workflows need. (The job sheet pays through its own steps,
+``activities/jobs.py``, which call the accounts with idempotency keys.)
 
 For account workflows: ``lookup_user_keys`` (a local activity while cashing), ``operator_keys``
 (a local activity while depositing), ``ledger_public_key`` (a local activity, once per account
@@ -16,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from minio import Minio
@@ -24,27 +19,16 @@ from minio.error import S3Error
 from temporalio import activity
 from temporalio.client import Client
 
-from jobsheet.authorisation import check_authorisation_terms, verify_authorisation_signature
 from jobsheet.identity import Identity, PublicKeyRecord
 from jobsheet.ledger import client as ledger
-from jobsheet.ledger.errors import Refused
 from jobsheet.ledger.key_cache import KEYS_TTL_SECONDS, UserKeys
 from jobsheet.ledger.models import (
     AuditInput,
-    AuthorisationVerdict,
-    CashChequeInput,
     CreditInput,
-    CreditNote,
     KeysLookupInput,
     OperatorKeys,
-    ReceiptInput,
-    ReceiptResult,
-    RefundInput,
-    RefundResult,
     Transfer,
     TransferOutcome,
-    UseNonceInput,
-    VerifyAuthorisationInput,
 )
 from jobsheet.ledger.orders import ledger_signer, sign_credit
 from jobsheet.ledger.trust import trusted_operator_keys
@@ -76,62 +60,6 @@ class LedgerActivities:
 
     async def _keys_of(self, user: str) -> list[PublicKeyRecord]:
         return await self._keys.of(user)
-
-    # --- for the job sheet workflow ------------------------------------------------------
-
-    @activity.defn
-    async def cash_cheque(self, request: CashChequeInput) -> CreditNote:
-        """Cash a cheque: verify it and place a hold on the drawer's account."""
-        return await ledger.cash_cheque(self._client, request)
-
-    @activity.defn
-    async def receipt_credit_note(self, request: ReceiptInput) -> ReceiptResult:
-        """Receipt ``amount`` of a credit note; the recipient's account is credited."""
-        return await ledger.receipt(self._client, request)
-
-    @activity.defn
-    async def refund_credit_note(self, request: RefundInput) -> RefundResult:
-        """Release a credit note's whole hold back to the payer."""
-        return await ledger.refund(self._client, request)
-
-    @activity.defn
-    async def verify_authorisation(self, request: VerifyAuthorisationInput) -> AuthorisationVerdict:
-        """Check an authorisation against exactly ``resource`` and consume it (at most once).
-
-        The nonce is consumed as soon as the signature verifies, before the terms (signing
-        period, resource, age) are checked: an authorisation refused for its terms is used up
-        too, so nobody can present it again later, in this spelling or any other.
-        """
-        auth = request.authorisation
-        keys = await ledger.user_keys(self._client, auth.user)
-        max_age = request.max_age_seconds or self._settings.authorisation_max_age_seconds
-        try:
-            key = verify_authorisation_signature(auth, keys=keys)
-        except Refused as exc:
-            raise exc.to_application_error() from None
-        await ledger.use_nonce(
-            self._client,
-            auth.user,
-            UseNonceInput(
-                idempotency_key=request.idempotency_key, nonce=auth.nonce, issued_at=auth.issued_at
-            ),
-        )
-        try:
-            check_authorisation_terms(
-                auth,
-                key=key,
-                resource=request.resource,
-                now=datetime.now(UTC),
-                max_age=timedelta(seconds=max_age),
-            )
-        except Refused as exc:
-            raise exc.to_application_error() from None
-        return AuthorisationVerdict(
-            user=auth.user,
-            resource=auth.resource,
-            key_id=auth.key_id,
-            verified_at=datetime.now(UTC),
-        )
 
     # --- for account workflows --------------------------------------------------------------
 
@@ -207,10 +135,6 @@ class LedgerActivities:
     def all(self) -> list[Callable[..., Any]]:
         """Every activity, for a worker's ``activities=``."""
         return [
-            self.cash_cheque,
-            self.receipt_credit_note,
-            self.refund_credit_note,
-            self.verify_authorisation,
             self.lookup_user_keys,
             self.operator_keys,
             self.ledger_public_key,

@@ -4,9 +4,10 @@
 verifies (:func:`verify_authorisation_signature`) and whether what it signs is acceptable now
 (:func:`check_authorisation_terms`: the signing key's period, the exact resource, age with a small
 clock-skew allowance). "Used at most once" needs memory, so the user registry workflow consumes
-the nonce (see ``workflows/user.py``); the ``verify_authorisation`` activity consumes it as soon
-as the signature verifies, before the terms are checked, so a well-signed authorisation that is
-refused (too young, too old, for another resource) can never be used later either.
+the nonce (see ``workflows/user.py``); the job's ``verify_cancel`` step consumes it as soon as
+the signature verifies, before the terms are checked, so a well-signed authorisation that is
+refused (too young, too old, for another resource) can never be used later either. A submission
+consumes no nonce: its job uid is derived from the signature, and a job's id is never reused.
 
 The signature is canonical base64 (:func:`jobsheet.identity.check_signature_text`): the job uid
 is derived from its bytes, and no second spelling of one signature is accepted anywhere.

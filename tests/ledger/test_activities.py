@@ -1,4 +1,4 @@
-"""The activities the job sheet workflow calls, driven from a workflow as the job sheet will."""
+"""The ledger steps the job sheet workflow calls (activities/jobs.py), driven from a workflow."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
-    from activities.ledger import LedgerActivities
+    from activities.jobs import JobActivities
     from jobsheet.authorisation import Authorisation, sign_authorisation
     from jobsheet.cheque import write_cheque
     from jobsheet.identity import generate_identity
@@ -61,7 +61,7 @@ class PayForJobWorkflow:
         tq = request.ledger_task_queue
         try:
             note = await workflow.execute_activity_method(
-                LedgerActivities.cash_cheque,
+                JobActivities.cash_cheque,
                 request.cash,
                 task_queue=tq,
                 start_to_close_timeout=TIMEOUT,
@@ -70,7 +70,7 @@ class PayForJobWorkflow:
             if request.recash:
                 second = request.cash.model_copy(update={"idempotency_key": "another"})
                 await workflow.execute_activity_method(
-                    LedgerActivities.cash_cheque,
+                    JobActivities.cash_cheque,
                     second,
                     task_queue=tq,
                     start_to_close_timeout=TIMEOUT,
@@ -78,7 +78,7 @@ class PayForJobWorkflow:
                 )
             if request.receipt is None:
                 await workflow.execute_activity_method(
-                    LedgerActivities.refund_credit_note,
+                    JobActivities.refund_credit_note,
                     RefundInput(
                         idempotency_key=f"{workflow.info().workflow_id}-r", credit_note=note
                     ),
@@ -88,7 +88,7 @@ class PayForJobWorkflow:
                 )
                 return PayOutcome(paid=Decimal("0.00"))
             result = await workflow.execute_activity_method(
-                LedgerActivities.receipt_credit_note,
+                JobActivities.receipt_credit_note,
                 ReceiptInput(
                     idempotency_key=f"{workflow.info().workflow_id}-p",
                     credit_note=note,
@@ -112,7 +112,7 @@ class VerifyWorkflow:
         for key in request.keys:
             try:
                 await workflow.execute_activity_method(
-                    LedgerActivities.verify_authorisation,
+                    JobActivities.verify_cancel,
                     VerifyAuthorisationInput(
                         idempotency_key=key,
                         authorisation=request.authorisation,
@@ -129,10 +129,19 @@ class VerifyWorkflow:
 
 
 async def run_in_worker(env: Ledger, wf, arg):
-    arg = arg.model_copy(update={"ledger_task_queue": env.task_queue})
     task_queue = f"jobs-{uuid.uuid4().hex}"
+    arg = arg.model_copy(update={"ledger_task_queue": task_queue})
+    steps = JobActivities(env.client, env.settings)
     async with Worker(
-        env.client, task_queue=task_queue, workflows=[PayForJobWorkflow, VerifyWorkflow]
+        env.client,
+        task_queue=task_queue,
+        workflows=[PayForJobWorkflow, VerifyWorkflow],
+        activities=[
+            steps.cash_cheque,
+            steps.receipt_credit_note,
+            steps.refund_credit_note,
+            steps.verify_cancel,
+        ],
     ):
         return await env.client.execute_workflow(
             wf, arg, id=f"job-{uuid.uuid4()}", task_queue=task_queue
