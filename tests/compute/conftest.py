@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,28 @@ class ComputeHarness:
                 response.close()
                 response.release_conn()
         return found
+
+
+def book_contract(number: int, deadline: datetime, service: str = "test") -> ComputeContract:
+    """A contract for the contract book alone (job ``job-<number>``), due at ``deadline``."""
+    now = datetime.now(UTC)
+    return ComputeContract(
+        contract_id=f"job-{number}@{service}",
+        job_uid=f"job-{number}",
+        service=service,
+        task_queue="q",
+        calculation="echo",
+        parameters={},
+        price_per_second=Decimal("0.01"),
+        fee=Decimal("0.05"),
+        quote=Decimal("0.35"),
+        max_runtime_seconds=30,
+        max_output_bytes=1000,
+        run_by=now,
+        deadline=deadline,
+        run_token="t" * 43,
+        created_at=now,
+    )
 
 
 def output_prefix(contract: ComputeContract) -> str:

@@ -15,7 +15,6 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -40,6 +39,7 @@ from jobsheet.compute.models import (
     ReleaseRequest,
     ReleaseResult,
 )
+from tests.compute.conftest import book_contract
 from workflows.compute_service import (
     FORGET_ENDED_AFTER,
     TIMER_ON_EARLIEST_PATCH,
@@ -53,32 +53,11 @@ CAPACITY = 10
 SERVICE = "test"
 
 
-def new_contract(number: int, deadline: datetime) -> ComputeContract:
-    now = datetime.now(UTC)
-    return ComputeContract(
-        contract_id=f"job-{number}@{SERVICE}",
-        job_uid=f"job-{number}",
-        service=SERVICE,
-        task_queue="q",
-        calculation="echo",
-        parameters={},
-        price_per_second=Decimal("0.01"),
-        fee=Decimal("0.05"),
-        quote=Decimal("0.35"),
-        max_runtime_seconds=30,
-        max_output_bytes=1000,
-        run_by=now,
-        deadline=deadline,
-        run_token="t" * 43,
-        created_at=now,
-    )
-
-
 def spread_contracts(count: int) -> list[ComputeContract]:
     """``count`` contracts, the first with the earliest deadline (an hour away), each of the
     others a minute later than the one before."""
     first = datetime.now(UTC) + timedelta(hours=1)
-    return [new_contract(n, first + timedelta(minutes=n)) for n in range(count)]
+    return [book_contract(n, first + timedelta(minutes=n)) for n in range(count)]
 
 
 async def reserve(client: Client, task_queue: str, contract: ComputeContract) -> ContractRecord:
@@ -177,7 +156,7 @@ async def test_the_book_starts_a_new_timer_only_when_the_earliest_deadline_moves
     async with book_worker(client, task_queue):
         for contract in contracts:
             assert (await reserve(client, task_queue, contract)).state == ContractState.HELD
-        one_too_many = new_contract(CAPACITY, contracts[-1].deadline)
+        one_too_many = book_contract(CAPACITY, contracts[-1].deadline)
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await reserve(client, task_queue, one_too_many)
         assert isinstance(refused.value.cause, ApplicationError)
@@ -205,8 +184,8 @@ async def test_a_contract_is_expired_by_the_timer_at_its_deadline(client: Client
     """A contract due in three seconds expires then with nobody acting, while a later one stays
     held: one timer for the first deadline fires and one is armed for the next."""
     task_queue = f"book-{uuid.uuid4().hex}"
-    soon = new_contract(1, datetime.now(UTC) + timedelta(seconds=3))
-    later = new_contract(2, datetime.now(UTC) + timedelta(hours=1))
+    soon = book_contract(1, datetime.now(UTC) + timedelta(seconds=3))
+    later = book_contract(2, datetime.now(UTC) + timedelta(hours=1))
     async with book_worker(client, task_queue):
         await reserve(client, task_queue, soon)
         await reserve(client, task_queue, later)

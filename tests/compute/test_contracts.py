@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -13,12 +13,11 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from jobsheet.compute.models import (
-    ComputeContract,
     ContractRecord,
     ContractState,
     ReleaseResult,
 )
-from tests.compute.conftest import ComputeHarness
+from tests.compute.conftest import ComputeHarness, book_contract
 from tests.compute.test_outcomes import assert_non_retryable
 from workflows.compute_service import ComputeServiceWorkflow, ContractBookInput, contract_book_id
 
@@ -84,33 +83,12 @@ async def test_a_forged_contract_cannot_run(compute: ComputeHarness) -> None:
     assert_non_retryable(failure.value, "ContractNotHeld")
 
 
-def held_record(deadline: datetime) -> ContractRecord:
-    now = datetime.now(UTC)
-    return ContractRecord(
-        contract=ComputeContract(
-            contract_id="job-1@test",
-            job_uid="job-1",
-            service="test",
-            task_queue="q",
-            calculation="echo",
-            parameters={},
-            price_per_second=Decimal("0.01"),
-            fee=Decimal("0.05"),
-            quote=Decimal("0.35"),
-            max_runtime_seconds=30,
-            max_output_bytes=1000,
-            run_by=now,
-            deadline=deadline,
-            run_token="t" * 43,
-            created_at=now,
-        )
-    )
-
-
 async def test_a_contract_expires_at_its_deadline(time_env: WorkflowEnvironment) -> None:
     task_queue = f"book-{uuid.uuid4().hex}"
     # The time-skipping server's clock runs ahead of the wall clock once other tests skipped.
-    record = held_record(await time_env.get_current_time() + timedelta(hours=2))
+    record = ContractRecord(
+        contract=book_contract(1, await time_env.get_current_time() + timedelta(hours=2))
+    )
     async with Worker(time_env.client, task_queue=task_queue, workflows=[ComputeServiceWorkflow]):
         handle = await time_env.client.start_workflow(
             ComputeServiceWorkflow.run,
