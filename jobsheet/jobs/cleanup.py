@@ -77,6 +77,12 @@ def keeps_outputs(sheet: JobSheet) -> bool:
     return sheet.state in RAN_STATES and bool(sheet.outputs) and not sheet.outputs_deleted
 
 
+def _unkept_prefix(sheet: JobSheet, *, cleanup_uid: str) -> str:
+    """What of ``jobs/<uid>/`` the job does not keep: the staging prefix while its outputs are
+    kept, else all of it (``cleanup_uid`` names the job when its sheet is gone)."""
+    return staging_prefix(cleanup_uid) if keeps_outputs(sheet) else job_prefix(cleanup_uid)
+
+
 def plan(sheet: JobSheet, *, writes_end: datetime | None, now: datetime) -> list[Cleanup]:
     """The clean-ups an ended job still needs after ``now``: a sweep once the last PAR that
     could write has expired (``writes_end``), and the end of the outputs' retention."""
@@ -118,8 +124,7 @@ def finish(s3: Minio, bucket: str, sheet: JobSheet, cleanups: list[Cleanup]) -> 
         data = cleanup.model_dump_json().encode()
         s3.put_object(bucket, cleanup.key, io.BytesIO(data), len(data))
     write_sheet(s3, bucket, sheet)
-    kept = keeps_outputs(sheet)
-    return delete_prefix(s3, bucket, staging_prefix(sheet.uid) if kept else job_prefix(sheet.uid))
+    return delete_prefix(s3, bucket, _unkept_prefix(sheet, cleanup_uid=sheet.uid))
 
 
 def due_markers(s3: Minio, bucket: str, now: datetime) -> Iterator[tuple[str, Cleanup | None]]:
@@ -149,10 +154,7 @@ def apply(s3: Minio, bucket: str, cleanup: Cleanup, now: datetime) -> int:
     """Do one clean-up; returns how many objects it deleted. Idempotent."""
     sheet = read_sheet(s3, bucket, cleanup.uid)
     if cleanup.kind == CleanupKind.SWEEP:
-        kept = keeps_outputs(sheet)
-        return delete_prefix(
-            s3, bucket, staging_prefix(cleanup.uid) if kept else job_prefix(cleanup.uid)
-        )
+        return delete_prefix(s3, bucket, _unkept_prefix(sheet, cleanup_uid=cleanup.uid))
     deleted = delete_prefix(s3, bucket, job_prefix(cleanup.uid))
     if not sheet.is_null() and not sheet.outputs_deleted:
         sheet.outputs_deleted = True

@@ -63,13 +63,6 @@ async def ensure_sweep_schedule(client: Client, settings: Settings) -> str:
     return schedule_id
 
 
-async def sweep_now(client: Client, settings: Settings) -> None:
-    """Start a sweep now (as the operator's "trigger" in the Web UI does)."""
-    await client.get_schedule_handle(sweep_schedule_id(settings)).trigger(
-        overlap=ScheduleOverlapPolicy.ALLOW_ALL
-    )
-
-
 async def delete_sweep_schedule(client: Client, settings: Settings) -> None:
     try:
         await client.get_schedule_handle(sweep_schedule_id(settings)).delete()

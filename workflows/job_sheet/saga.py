@@ -21,10 +21,6 @@ class Saga:
     def discard(self, name: str) -> None:
         self._steps = [(n, s) for n, s in self._steps if n != name]
 
-    @property
-    def pending(self) -> list[str]:
-        return [name for name, _ in self._steps]
-
     async def unwind(self) -> None:
         while self._steps:
             _name, step = self._steps.pop()
