@@ -73,6 +73,7 @@ def ledger_workers(
     from activities.ledger import LedgerActivities
     from jobsheet.ledger.trust import trusted_operator_keys
     from workflows.account import AccountWorkflow
+    from workflows.credit_note import CreditNoteWorkflow
     from workflows.user import UserWorkflow
 
     ledger = LedgerActivities(client, settings, internal_client(settings))
@@ -86,7 +87,7 @@ def ledger_workers(
         Worker(
             client,
             task_queue=settings.task_queue_ledger,
-            workflows=[AccountWorkflow, UserWorkflow],
+            workflows=[AccountWorkflow, CreditNoteWorkflow, UserWorkflow],
             activities=ledger.all(),
             activity_executor=executor,
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,

@@ -1,10 +1,11 @@
 """Ledger activities: what account workflows need. (The job sheet pays through its own steps,
 ``activities/jobs.py``, which call the accounts with idempotency keys.)
 
-For account workflows: ``lookup_user_keys`` (a local activity while cashing), ``operator_keys``
-(a local activity while depositing), ``ledger_public_key`` (a local activity, once per account
-run, to check credits), ``write_ledger_entries`` (the audit trail) and ``deliver_transfer`` (a
-receipt's payment to the recipient's account, signed with the ledger workers' key).
+For account workflows: ``lookup_user_keys`` (the owner's keys, to check cheques with),
+``operator_keys`` (a local activity while depositing), ``ledger_public_key`` (a local activity,
+once per account, to check credits and notes' ends), ``write_ledger_entries`` (the audit trail) and ``deliver_transfer`` (a
+receipt's payment to the recipient's account, signed with the ledger workers' key); for credit
+note workflows: ``sign_hold_closed`` (a note's end, signed for its paying account).
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from jobsheet.ledger.key_cache import KEYS_TTL_SECONDS, UserKeys
 from jobsheet.ledger.models import (
     AuditInput,
     CreditInput,
+    HoldClosed,
     KeysLookupInput,
     OperatorKeys,
     Transfer,
     TransferOutcome,
 )
-from jobsheet.ledger.orders import ledger_signer, sign_credit
+from jobsheet.ledger.orders import ledger_signer, sign_credit, sign_hold_closed
 from jobsheet.ledger.trust import trusted_operator_keys
 from jobsheet.settings import Settings
 
@@ -89,6 +91,12 @@ class LedgerActivities:
         return self._signer().public_record()
 
     @activity.defn
+    async def sign_hold_closed(self, closed: HoldClosed) -> HoldClosed:
+        """A credit note's end signed with the ledger workers' key, for its paying account (a
+        local activity of the note's workflow)."""
+        return sign_hold_closed(self._signer(), closed)
+
+    @activity.defn
     async def write_ledger_entries(self, request: AuditInput) -> int:
         """Write each entry once as an immutable JSON object; return how many were new."""
         if self._s3 is None:
@@ -138,6 +146,7 @@ class LedgerActivities:
             self.lookup_user_keys,
             self.operator_keys,
             self.ledger_public_key,
+            self.sign_hold_closed,
             self.write_ledger_entries,
             self.deliver_transfer,
         ]

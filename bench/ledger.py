@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from jobsheet.objectstore import internal_client
     from jobsheet.temporal import exit_without_teardown
     from workflows.account import AccountWorkflow
+    from workflows.credit_note import CreditNoteWorkflow
     from workflows.user import UserWorkflow
 
 
@@ -151,7 +152,7 @@ async def main(count: int, concurrency: int) -> None:
         async with Worker(
             env.client,
             task_queue=task_queue,
-            workflows=[AccountWorkflow, UserWorkflow, EmptyWorkflow],
+            workflows=[AccountWorkflow, CreditNoteWorkflow, UserWorkflow, EmptyWorkflow],
             activities=activities.all(),
         ):
             await ledger.register_user(env.client, operator, task_queue=task_queue)

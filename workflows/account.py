@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     # Native Ed25519 code imports ``cryptography.exceptions`` when a signature is bad; it must
@@ -33,16 +33,26 @@ with workflow.unsafe.imports_passed_through():
     import cryptography.hazmat.bindings._rust  # noqa: F401
 
     from activities.ledger import LedgerActivities
+    from jobsheet.cheque import Cheque
     from jobsheet.identity import PublicKeyRecord
-    from jobsheet.ledger.errors import BAD_SIGNATURE, FORGED_STATE, Refused, refused
+    from jobsheet.ledger.errors import (
+        BAD_SIGNATURE,
+        CHEQUE_ALREADY_CASHED,
+        FORGED_STATE,
+        Refused,
+        refused,
+    )
     from jobsheet.ledger.models import (
+        HOLD_CLOSED_SIGNAL,
         AuditInput,
         BalanceView,
         CashChequeInput,
         CreditInput,
         CreditNote,
         DepositInput,
+        HoldClosed,
         KeysLookupInput,
+        NoteInput,
         OperatorKeys,
         OverdraftInput,
         ReceiptInput,
@@ -51,16 +61,19 @@ with workflow.unsafe.imports_passed_through():
         RefundResult,
         Statement,
         Transfer,
+        credit_note_workflow_id,
     )
     from jobsheet.ledger.orders import (
         check_credit,
         check_deposit,
         check_overdraft,
         credit_verifies,
+        hold_closed_verifies,
     )
     from jobsheet.ledger.state import ZERO, AccountState
     from jobsheet.money import NonNegativeMoney
     from jobsheet.names import Name
+    from workflows.credit_note import CreditNoteWorkflow
 
 AUDIT_BATCH = 100
 DELIVERY_BATCH = 20
@@ -72,6 +85,18 @@ SIGNED_ORDERS_PATCH = "ledger-signed-orders"
 OWNER_KEYS_ONCE_PATCH = "account-owner-keys-once"
 """Cheques cashed together share one lookup of the owner's keys, kept OWNER_KEYS_TTL."""
 OWNER_KEYS_TTL = timedelta(seconds=1)
+NOTES_PATCH = "account-notes-as-workflows"
+"""From this patch on, each cashing's credit note is a child workflow with its own refund timer
+(the account keeps totals only), and the owner's keys are carried in the account's state and
+refreshed by a regular activity, so no cashing waits on a local activity. A run that cashed
+before the patch keeps its holds in its state until it continues as new."""
+OWNER_KEYS_FRESH = timedelta(seconds=5)
+"""How long the carried owner's keys check cheques before they are looked up again: a
+revocation stops cheques signed after it within this time (plus a lookup)."""
+OWNER_KEYS_MIN_INTERVAL = timedelta(seconds=1)
+"""A cheque naming a key the carried keys lack looks the keys up again, at most this often."""
+MAX_NOTES_PER_RUN = 1000
+"""Children a run starts before it continues as new (Temporal allows 2,000 pending ones)."""
 START_CHECKS_PATCH = "ledger-start-checks"
 """From this patch on, a run takes carried state only from its own continue-as-new, and a new
 account opens with no overdraft (only the operator's signed order sets one)."""
@@ -130,10 +155,11 @@ class AccountWorkflow:
         self._timer_target = self._state.next_receipt_by()
         self._holds_changed = 0
         self._stopping = False
-        self._ledger_key = ledger_key
+        self._ledger_key_record = ledger_key
         self._owner_keys_cache: list[PublicKeyRecord] = []
         self._owner_keys_at: datetime | None = None
         self._owner_keys_lookup: asyncio.Task[list[PublicKeyRecord]] | None = None
+        self._notes_started = 0
 
     @workflow.run
     async def run(self, request: OpenAccountInput) -> None:
@@ -156,11 +182,15 @@ class AccountWorkflow:
         self._state.expire_holds(now)
         self._state.prune(now)
         workflow.continue_as_new(
-            request.model_copy(update={"state": self._state, "ledger_key": self._ledger_key})
+            request.model_copy(update={"state": self._state, "ledger_key": self._ledger_key_record})
         )
 
     def _continue_due(self) -> bool:
-        return self._operations >= self._limit or workflow.info().is_continue_as_new_suggested()
+        return (
+            self._operations >= self._limit
+            or self._notes_started >= MAX_NOTES_PER_RUN
+            or workflow.info().is_continue_as_new_suggested()
+        )
 
     # --- background loops ----------------------------------------------------------------
 
@@ -357,7 +387,10 @@ class AccountWorkflow:
 
     @workflow.update
     async def cash_cheque(self, request: CashChequeInput) -> CreditNote:
-        """Verify the cheque against the owner's registered keys and hold ``spend``."""
+        """Verify the cheque against the owner's registered keys and hold ``spend``; from the
+        patch on, the credit note is a workflow of its own."""
+        if workflow.patched(NOTES_PATCH):
+            return await self._cash_into_note(request)
         keys = []
         if not self._state.has_seen(request.idempotency_key):
             try:
@@ -383,6 +416,95 @@ class AccountWorkflow:
             raise _refusal(exc) from None
         self._hold_placed(note)
         return note
+
+    async def _cash_into_note(self, request: CashChequeInput) -> CreditNote:
+        key = request.idempotency_key
+        seen = self._state.has_seen(key)
+        keys = [] if seen else await self._owner_keys_for(request.cheque)
+        self._operations += 1
+        try:
+            note = self._state.cash_cheque(
+                key,
+                request.cheque,
+                spend=request.spend,
+                recipient=request.recipient,
+                resource=request.resource,
+                receipt_within=timedelta(seconds=request.receipt_within_seconds),
+                keys=keys,
+                now=workflow.now(),
+                job_uid=request.job_uid,
+                note_workflow=True,
+            )
+        except Refused as exc:
+            raise _refusal(exc) from None
+        if seen:
+            return note
+        self._notes_started += 1
+        try:
+            await workflow.start_child_workflow(
+                CreditNoteWorkflow.run,
+                NoteInput(note=note, cash_key=key, cheque_expires_at=request.cheque.expires_at),
+                id=credit_note_workflow_id(note.uid, note.account),
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=f"credit note {note.uid}: {note.held} held for {note.recipient}",
+            )
+        except WorkflowAlreadyStartedError:
+            # The cheque's note exists: it was cashed before (by this key in an earlier run,
+            # which the caller resolves by asking that note, or by another).
+            self._state.void_note(key, note, workflow.now())
+            raise refused(
+                CHEQUE_ALREADY_CASHED, f"cheque {request.cheque.uid} was already cashed"
+            ) from None
+        return note
+
+    async def _owner_keys_for(self, cheque: Cheque) -> list[PublicKeyRecord]:
+        """The owner's keys to check ``cheque`` with: the carried ones while fresh and naming
+        the cheque's key, else looked up again (one lookup however many cheques wait)."""
+        state, now = self._state, workflow.now()
+        at = state.owner_keys_at
+        if state.owner_keys is not None and at is not None:
+            fresh = now - at < OWNER_KEYS_FRESH
+            known = any(key.key_id == cheque.key_id for key in state.owner_keys)
+            if fresh and (known or now - at < OWNER_KEYS_MIN_INTERVAL):
+                return state.owner_keys
+        if self._owner_keys_lookup is None or self._owner_keys_lookup.done():
+            self._owner_keys_lookup = asyncio.create_task(self._fetch_owner_keys(now))
+        try:
+            return await asyncio.shield(self._owner_keys_lookup)
+        except ActivityError as exc:
+            raise refused(
+                BAD_SIGNATURE, f"cannot verify a cheque signed by {state.owner}: {exc}"
+            ) from None
+
+    async def _fetch_owner_keys(self, now: datetime) -> list[PublicKeyRecord]:
+        keys = await workflow.execute_activity_method(
+            LedgerActivities.lookup_user_keys,
+            KeysLookupInput(user=self._state.owner),
+            start_to_close_timeout=KEY_LOOKUP_TIMEOUT,
+            schedule_to_close_timeout=3 * KEY_LOOKUP_TIMEOUT,
+            summary="the owner's keys, to check cheques with",
+        )
+        self._state.owner_keys, self._state.owner_keys_at = keys, now
+        return keys
+
+    @workflow.signal(name=HOLD_CLOSED_SIGNAL)
+    async def hold_closed(self, closed: HoldClosed) -> None:
+        """A credit note's end, from its workflow (signed by the ledger workers): pay the
+        recipient and release the rest, once."""
+        note = closed.note
+        if self._state.has_settled(note.uid):
+            return
+        try:
+            await self._ledger_key(
+                lambda key: hold_closed_verifies(closed, key=key), f"the end of note {note.uid}"
+            )
+            self._state.close_note(closed, workflow.now())
+        except (Refused, ApplicationError) as exc:
+            # A forged or mistaken end changes nothing; a signal has nobody to answer.
+            workflow.logger.warning("ignored the end of credit note %s: %s", note.uid, exc)
+            return
+        self._operations += 1
 
     @cash_cheque.validator
     def _validate_cash_cheque(self, request: CashChequeInput) -> None:
@@ -458,20 +580,29 @@ class AccountWorkflow:
             raise _refusal(exc) from None
 
     async def _key_for(self, request: CreditInput) -> PublicKeyRecord:
-        """The ledger workers' public key: fetched for the first credit, then carried; fetched
-        again only when a credit does not verify with it (the ledger key may have been replaced)."""
-        key = self._ledger_key
-        if key is not None and credit_verifies(request, account=self._state.account, key=key):
+        return await self._ledger_key(
+            lambda key: credit_verifies(request, account=self._state.account, key=key),
+            f"credit {request.idempotency_key}",
+        )
+
+    async def _ledger_key(
+        self, verifies: Callable[[PublicKeyRecord], bool], what: str
+    ) -> PublicKeyRecord:
+        """The ledger workers' public key: fetched for the first signed message, then carried;
+        fetched again only when a message does not verify with it (the ledger key may have been
+        replaced). The caller checks the message with the key returned."""
+        key = self._ledger_key_record
+        if key is not None and verifies(key):
             return key
         try:
             key = await workflow.execute_local_activity_method(
                 LedgerActivities.ledger_public_key, start_to_close_timeout=KEY_LOOKUP_TIMEOUT
             )
         except ActivityError as exc:
-            raise refused(
-                BAD_SIGNATURE, f"cannot verify credit {request.idempotency_key}: {exc}"
-            ) from None
-        self._ledger_key = key
+            raise refused(BAD_SIGNATURE, f"cannot verify {what}: {exc}") from None
+        self._ledger_key_record = key
+        if not verifies(key):
+            raise refused(BAD_SIGNATURE, f"{what} is not the ledger's signature")
         return key
 
     def _validate_note(self, key: str, note: CreditNote) -> None:

@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from jobsheet.identity import Identity, PublicKeyRecord
 from jobsheet.ledger.errors import (
     ACCOUNT_EXISTS,
+    CHEQUE_ALREADY_CASHED,
     UNKNOWN_ACCOUNT,
     UNKNOWN_USER,
     USER_EXISTS,
@@ -40,6 +41,7 @@ from jobsheet.ledger.models import (
     CreditInput,
     CreditNote,
     DepositInput,
+    NoteView,
     OverdraftInput,
     ReceiptInput,
     ReceiptResult,
@@ -50,6 +52,7 @@ from jobsheet.ledger.models import (
     Statement,
     UseNonceInput,
     account_workflow_id,
+    credit_note_workflow_id,
     user_workflow_id,
 )
 from jobsheet.ledger.orders import sign_deposit, sign_overdraft
@@ -231,21 +234,66 @@ async def deposit(
 
 
 async def cash_cheque(client: Client, request: CashChequeInput) -> CreditNote:
-    """Cash a cheque on the account it draws on: a hold and a credit note."""
+    """Cash a cheque on the account it draws on: a hold and a credit note.
+
+    The same idempotency key again gets the same note, also after the account continued as new
+    (the account then finds the cheque's note taken, and the note names the key that made it).
+    """
     handle = account_handle(client, request.cheque.account)
-    return await _update(handle, "cash_cheque", request, request.idempotency_key, CreditNote)
+    try:
+        return await _update(handle, "cash_cheque", request, request.idempotency_key, CreditNote)
+    except ApplicationError as exc:
+        if exc.type != CHEQUE_ALREADY_CASHED:
+            raise
+        view = await _note_view(client, f"cn-{request.cheque.uid}", request.cheque.account)
+        if view is None or view.cash_key != request.idempotency_key:
+            raise
+        return view.note
+
+
+def note_handle(client: Client, note: CreditNote) -> WorkflowHandle[Any, Any]:
+    return client.get_workflow_handle(credit_note_workflow_id(note.uid, note.account))
+
+
+async def _note_view(client: Client, note_uid: str, account: str) -> NoteView | None:
+    """A credit note's state from its workflow; None for a note that has none (one placed
+    before notes were workflows, kept by its account)."""
+    handle = client.get_workflow_handle(credit_note_workflow_id(note_uid, account))
+    try:
+        return await handle.query("view", result_type=NoteView)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
 
 
 async def receipt(client: Client, request: ReceiptInput) -> ReceiptResult:
     """Receipt ``amount`` of a credit note; the rest returns to the payer."""
+    key = request.idempotency_key
+    try:
+        return await _update(
+            note_handle(client, request.credit_note), "receipt", request, key, ReceiptResult
+        )
+    except ApplicationError as exc:
+        if exc.type != UNKNOWN_ACCOUNT:
+            raise
+    # A note placed before notes were workflows: its account keeps it.
     handle = account_handle(client, request.credit_note.account)
-    return await _update(handle, "receipt", request, request.idempotency_key, ReceiptResult)
+    return await _update(handle, "receipt", request, key, ReceiptResult)
 
 
 async def refund(client: Client, request: RefundInput) -> RefundResult:
     """Release a credit note's whole hold."""
+    key = request.idempotency_key
+    try:
+        return await _update(
+            note_handle(client, request.credit_note), "refund", request, key, RefundResult
+        )
+    except ApplicationError as exc:
+        if exc.type != UNKNOWN_ACCOUNT:
+            raise
     handle = account_handle(client, request.credit_note.account)
-    return await _update(handle, "refund", request, request.idempotency_key, RefundResult)
+    return await _update(handle, "refund", request, key, RefundResult)
 
 
 async def credit(client: Client, account: str, request: CreditInput) -> BalanceView:

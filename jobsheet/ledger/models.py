@@ -25,6 +25,12 @@ def account_workflow_id(account: str) -> str:
     return f"account-{account}"
 
 
+def credit_note_workflow_id(note_uid: str, account: str) -> str:
+    """The id of the workflow that keeps one credit note (and so guards its cheque: a second
+    cashing of the cheque finds this id taken)."""
+    return f"credit-note-{account}-{note_uid}"
+
+
 def user_workflow_id(name: str) -> str:
     """The id of the workflow that keeps user ``name``'s public keys and used nonces."""
     return f"user-{name}"
@@ -49,6 +55,52 @@ class HoldStatus(StrEnum):
     OPEN = "open"
     RECEIPTED = "receipted"
     REFUNDED = "refunded"
+
+
+class CloseKind(StrEnum):
+    RECEIPT = "receipt"
+    REFUND = "refund"
+    AUTO_REFUND = "auto_refund"
+
+
+HOLD_CLOSED_SIGNAL = "hold_closed"
+"""The signal a credit note's workflow sends its paying account when the note ends."""
+
+
+class HoldClosed(BaseModel):
+    """A credit note's end, sent by its workflow to the paying account (a signal): ``paid``
+    of ``note.held`` goes to the recipient, the rest back to the payer.
+
+    ``signature`` is the ledger workers' (``jobsheet.ledger.orders.sign_hold_closed``) over
+    every other field, so that a bare Temporal client cannot release money it never held.
+    """
+
+    note: CreditNote
+    kind: CloseKind
+    paid: NonNegativeMoney
+    idempotency_key: str
+    signature: str = ""
+
+
+class NoteInput(BaseModel):
+    """Start input of a credit note's workflow, started by the paying account as its child."""
+
+    note: CreditNote
+    cash_key: str
+    """The idempotency key of the cashing that placed the hold (a repeat gets this note)."""
+    cheque_expires_at: AwareDatetime
+    """Until then (and a grace period) the note's workflow stays, so that its id, which names
+    the cheque, refuses a second cashing."""
+
+
+class NoteView(BaseModel):
+    """A credit note's state, as its workflow answers it."""
+
+    note: CreditNote
+    cash_key: str
+    status: HoldStatus
+    paid: NonNegativeMoney
+    closed_at: AwareDatetime | None = None
 
 
 class BalanceView(BaseModel):

@@ -37,7 +37,13 @@ from jobsheet.ledger.errors import (
     WRONG_ACCOUNT,
     Refused,
 )
-from jobsheet.ledger.models import CreditInput, DepositInput, OperatorKeys, OverdraftInput
+from jobsheet.ledger.models import (
+    CreditInput,
+    DepositInput,
+    HoldClosed,
+    OperatorKeys,
+    OverdraftInput,
+)
 from jobsheet.money import to_money
 from jobsheet.names import check_name
 
@@ -317,3 +323,17 @@ def check_credit(request: CreditInput, *, account: str, key: PublicKeyRecord | N
         raise Refused(
             BAD_SIGNATURE, f"credit {request.idempotency_key} is not the ledger's signature"
         )
+
+
+def hold_closed_bytes(closed: HoldClosed) -> bytes:
+    """The canonical bytes the ledger workers sign for a credit note's end."""
+    return canonical_json(closed.model_dump(mode="json", exclude={"signature"}))
+
+
+def sign_hold_closed(signer: Identity, closed: HoldClosed) -> HoldClosed:
+    """``closed`` signed by the ledger workers, for the paying account to accept."""
+    return closed.model_copy(update={"signature": signer.sign(hold_closed_bytes(closed))})
+
+
+def hold_closed_verifies(closed: HoldClosed, *, key: PublicKeyRecord) -> bool:
+    return bool(closed.signature) and key.verifies(hold_closed_bytes(closed), closed.signature)

@@ -37,8 +37,10 @@ from jobsheet.ledger.errors import (
 )
 from jobsheet.ledger.models import (
     BalanceView,
+    CloseKind,
     CreditNote,
     EntryKind,
+    HoldClosed,
     HoldStatus,
     LedgerEntry,
     ReceiptResult,
@@ -48,9 +50,11 @@ from jobsheet.ledger.models import (
 from jobsheet.money import MAX_AMOUNT, Money, NonNegativeMoney
 
 ZERO = Decimal("0.00")
-RECENT_ENTRIES = 200
+RECENT_ENTRIES = 100
 KEY_RETENTION = timedelta(days=1)
-MAX_REMEMBERED = 2000
+MAX_REMEMBERED = 100
+"""Answers carried to the next run: a cashing repeated later is refused by its note's id, a
+deposit or overdraft order by ``deposited``/``limit_orders``, so this is only a short memory."""
 CREDIT_RETENTION = timedelta(days=7)
 CLOSED_HOLD_RETENTION = timedelta(days=1)
 MAX_CLOSED_HOLDS = 500
@@ -88,7 +92,21 @@ class AccountState(BaseModel):
     held: NonNegativeMoney = ZERO
     in_flight: NonNegativeMoney = ZERO
     seq: int = 0
+    notes_open: int = Field(default=0, ge=0)
+    """Holds whose credit note is a workflow of its own (each with its refund timer)."""
+    settled: list[str] = Field(default_factory=list)
+    """Credit notes whose end this run applied, and (``settled_before``) the previous run's: a
+    note's end arrives once as a signal; these catch a delivery the server repeats."""
+    settled_before: list[str] = Field(default_factory=list)
+    cheques: list[str] = Field(default_factory=list)
+    """Cheques this run cashed into notes, and (``cheques_before``) the previous run's: a repeat
+    is refused at once. (Older ones are refused by their note's id, which names the cheque.)"""
+    cheques_before: list[str] = Field(default_factory=list)
+    owner_keys: list[PublicKeyRecord] | None = None
+    """The owner's registered keys as last looked up (at ``owner_keys_at``), to check cheques."""
+    owner_keys_at: AwareDatetime | None = None
     holds: dict[str, Hold] = Field(default_factory=dict)
+    """Holds placed before credit notes became workflows, until they close."""
     cashed: dict[str, AwareDatetime] = Field(default_factory=dict)
     credited: dict[str, AwareDatetime] = Field(default_factory=dict)
     deposited: dict[str, AwareDatetime] = Field(default_factory=dict)
@@ -114,7 +132,7 @@ class AccountState(BaseModel):
             available=self.available,
             in_flight=self.in_flight,
             overdraft_limit=self.overdraft_limit,
-            open_holds=len(self.open_holds()),
+            open_holds=len(self.open_holds()) + self.notes_open,
         )
 
     def open_holds(self) -> list[Hold]:
@@ -213,7 +231,11 @@ class AccountState(BaseModel):
             raise Refused(WRONG_RESOURCE, f"cheque {cheque.uid} pays for another resource")
         if now >= cheque.expires_at:
             raise Refused(CHEQUE_EXPIRED, f"cheque {cheque.uid} expired at {cheque.expires_at}")
-        if cheque.uid in self.cashed:
+        if (
+            cheque.uid in self.cashed
+            or cheque.uid in self.cheques
+            or cheque.uid in self.cheques_before
+        ):
             raise Refused(CHEQUE_ALREADY_CASHED, f"cheque {cheque.uid} was already cashed")
         if spend > cheque.max_spend:
             raise Refused(OVER_MAX_SPEND, f"{spend} is over the cheque's {cheque.max_spend}")
@@ -236,7 +258,12 @@ class AccountState(BaseModel):
         keys: Sequence[PublicKeyRecord],
         now: datetime,
         job_uid: str = "",
+        note_workflow: bool = False,
     ) -> CreditNote:
+        """Hold ``spend`` for ``recipient`` and issue the credit note, once per key. With
+        ``note_workflow`` the note is kept by a workflow of its own (whose id also guards the
+        cheque against a second cashing), so the account keeps only its totals."""
+
         def apply() -> CreditNote:
             self.check_cheque(
                 cheque, spend=spend, recipient=recipient, resource=resource, now=now, keys=keys
@@ -252,8 +279,12 @@ class AccountState(BaseModel):
                 receipt_by=now + receipt_within,
                 job_uid=job_uid,
             )
-            self.cashed[cheque.uid] = cheque.expires_at
-            self.holds[note.uid] = Hold(note=note)
+            if note_workflow:
+                self.notes_open += 1
+                self.cheques.append(cheque.uid)
+            else:
+                self.cashed[cheque.uid] = cheque.expires_at
+                self.holds[note.uid] = Hold(note=note)
             self.held += spend
             self._entry(now, EntryKind.HOLD, spend, key, note.uid, held=spend, job_uid=job_uid)
             return note
@@ -271,56 +302,120 @@ class AccountState(BaseModel):
             raise Refused(CREDIT_NOTE_CLOSED, f"credit note {note.uid} is already {hold.status}")
         return hold
 
+    def void_note(self, key: str, note: CreditNote, now: datetime) -> None:
+        """Take back the hold of a cashing whose note could not be kept because the cheque's
+        note already exists (the cheque was cashed before): the cashing becomes that refusal."""
+        self.notes_open -= 1
+        self.held -= note.held
+        self._entry(
+            now,
+            EntryKind.REFUND,
+            note.held,
+            f"void-{key}",
+            note.uid,
+            held=-note.held,
+            job_uid=note.job_uid,
+        )
+        self.remembered[key] = Remembered(
+            at=now,
+            refusal_type=CHEQUE_ALREADY_CASHED,
+            refusal_message=f"cheque {note.cheque_uid} was already cashed",
+        )
+
+    def has_settled(self, note_uid: str) -> bool:
+        return note_uid in self.settled or note_uid in self.settled_before
+
+    def check_hold_closed(self, closed: HoldClosed) -> None:
+        """Raise :class:`Refused` unless ``closed`` can end one of this account's notes."""
+        note = closed.note
+        if note.account != self.account:
+            raise Refused(WRONG_ACCOUNT, f"credit note {note.uid} is on {note.account}")
+        if closed.paid > note.held:
+            raise Refused(OVER_HELD, f"cannot receipt {closed.paid} of {note.held} held")
+        if self.notes_open < 1 or self.held < note.held:
+            raise Refused(UNKNOWN_CREDIT_NOTE, f"{self.account} holds no note {note.uid}")
+
+    def close_note(self, closed: HoldClosed, now: datetime) -> bool:
+        """Apply the end of a note kept by its own workflow, once: pay ``closed.paid`` to the
+        recipient and release the rest. False when this end was applied already."""
+        note = closed.note
+        if self.has_settled(note.uid):
+            return False
+        self.check_hold_closed(closed)
+        self.notes_open -= 1
+        self.settled.append(note.uid)
+        if closed.kind is CloseKind.RECEIPT:
+            self._settle(note, closed.paid, closed.idempotency_key, now)
+        else:
+            kind = (
+                EntryKind.AUTO_REFUND if closed.kind is CloseKind.AUTO_REFUND else EntryKind.REFUND
+            )
+            self.held -= note.held
+            self._entry(
+                now,
+                kind,
+                note.held,
+                closed.idempotency_key,
+                note.uid,
+                held=-note.held,
+                job_uid=note.job_uid,
+            )
+        return True
+
     def receipt(self, key: str, note: CreditNote, amount: Decimal, now: datetime) -> ReceiptResult:
         def apply() -> ReceiptResult:
             hold = self.check_open_hold(note)
             if amount < 0 or amount > hold.note.held:
                 raise Refused(OVER_HELD, f"cannot receipt {amount} of {hold.note.held} held")
-            released = hold.note.held - amount
             self._close(hold, HoldStatus.RECEIPTED, now, paid=amount)
-            transfer_id = None
-            if amount > 0:
-                transfer = Transfer(
-                    transfer_id=f"tr-{note.uid}",
-                    from_account=self.account,
-                    to_account=note.recipient,
-                    amount=amount,
-                    credit_note_uid=note.uid,
-                    created_at=now,
-                    job_uid=hold.note.job_uid,
-                )
-                transfer_id = transfer.transfer_id
-                self.transfers.append(transfer)
-                self.balance -= amount
-                self.held -= amount
-                self.in_flight += amount
-                self._entry(
-                    now,
-                    EntryKind.RECEIPT,
-                    amount,
-                    key,
-                    note.uid,
-                    balance=-amount,
-                    held=-amount,
-                    in_flight=amount,
-                    job_uid=hold.note.job_uid,
-                )
-            if released > 0:
-                self.held -= released
-                self._entry(
-                    now,
-                    EntryKind.RELEASE,
-                    released,
-                    key,
-                    note.uid,
-                    held=-released,
-                    job_uid=hold.note.job_uid,
-                )
-            return ReceiptResult(
-                credit_note_uid=note.uid, paid=amount, released=released, transfer_id=transfer_id
-            )
+            return self._settle(hold.note, amount, key, now)
 
         return self._once(key, now, apply, ReceiptResult)
+
+    def _settle(self, note: CreditNote, amount: Decimal, key: str, now: datetime) -> ReceiptResult:
+        """Pay ``amount`` of ``note`` to its recipient (a transfer) and release the rest."""
+        released = note.held - amount
+        transfer_id = None
+        if amount > 0:
+            transfer = Transfer(
+                transfer_id=f"tr-{note.uid}",
+                from_account=self.account,
+                to_account=note.recipient,
+                amount=amount,
+                credit_note_uid=note.uid,
+                created_at=now,
+                job_uid=note.job_uid,
+            )
+            transfer_id = transfer.transfer_id
+            self.transfers.append(transfer)
+            self.balance -= amount
+            self.held -= amount
+            self.in_flight += amount
+            self._entry(
+                now,
+                EntryKind.RECEIPT,
+                amount,
+                key,
+                note.uid,
+                balance=-amount,
+                held=-amount,
+                in_flight=amount,
+                job_uid=note.job_uid,
+            )
+        if released > 0:
+            self.held -= released
+            self._entry(
+                now,
+                EntryKind.RELEASE,
+                released,
+                key,
+                note.uid,
+                held=-released,
+                job_uid=note.job_uid,
+            )
+        return ReceiptResult(
+            credit_note_uid=note.uid, paid=amount, released=released, transfer_id=transfer_id
+        )
 
     def refund(self, key: str, note: CreditNote, now: datetime) -> RefundResult:
         def apply() -> RefundResult:
@@ -409,7 +504,10 @@ class AccountState(BaseModel):
         self.unaudited = [entry for entry in self.unaudited if entry.seq not in written]
 
     def prune(self, now: datetime) -> None:
-        """Forget what can no longer matter, so that the carried state stays small."""
+        """Forget what can no longer matter, so that the carried state stays small (once per
+        run, as it continues as new: this run's settled notes become the previous run's)."""
+        self.settled_before, self.settled = self.settled, []
+        self.cheques_before, self.cheques = self.cheques, []
         self.cashed = {uid: exp for uid, exp in self.cashed.items() if exp + CHEQUE_GRACE > now}
         self.credited = {k: at for k, at in self.credited.items() if at + CREDIT_RETENTION > now}
         self.deposited = {

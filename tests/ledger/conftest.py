@@ -22,6 +22,7 @@ from jobsheet.ledger.models import BalanceView
 from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings
 from workflows.account import AccountWorkflow
+from workflows.credit_note import CreditNoteWorkflow
 from workflows.user import UserWorkflow
 
 
@@ -77,7 +78,7 @@ async def ledger_env(client: Client, settings: Settings, task_queue: str) -> Asy
     async with Worker(
         client,
         task_queue=task_queue,
-        workflows=[AccountWorkflow, UserWorkflow],
+        workflows=[AccountWorkflow, CreditNoteWorkflow, UserWorkflow],
         activities=activities.all(),
         max_concurrent_workflow_tasks=8,
     ):

@@ -1,12 +1,13 @@
-"""An account that continued as new with a hold open refunds it by its own timer at
-``receipt_by``, with nobody acting: on the dev server, with the real ledger activities.
+"""An account that continued as new with a hold open gets it back at ``receipt_by``, with nobody
+acting: the credit note's own workflow refunds it by its timer and tells the account. On the dev
+server, with the real ledger activities.
 
 tests/ledger/test_timer.py proves the same on the time-skipping server with stub activities;
 this one runs in real time and keeps the histories of the account's runs (each run is a
-history of its own) for the Replayer test in tests/ledger/test_replay.py: set
-``JOBSHEET_RECORD_HISTORIES=1`` to record them again as ``histories/account-timer-refund-<n>.json``
-(another value names a series: ``account-timer-refund-<series>-<n>.json``, beside the old ones)
-(oldest run first).
+history of its own, oldest first) and of the note for the Replayer test in
+tests/ledger/test_replay.py: set ``JOBSHEET_RECORD_HISTORIES`` to a series name to record them
+as ``histories/account-timer-refund-<series>-<n>.json`` and
+``histories/credit-note-timer-refund-<series>.json``, beside the older series.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.worker import Replayer
 
 from jobsheet.ledger import client as ledger
-from jobsheet.ledger.models import EntryKind, account_workflow_id
+from jobsheet.ledger.models import EntryKind, account_workflow_id, credit_note_workflow_id
 from tests.histories import in_clear
 from tests.ledger.conftest import Ledger
 from tests.ledger.test_account_workflow import cash_input, new_cheque, state_of
 from workflows.account import AccountWorkflow
+from workflows.credit_note import CreditNoteWorkflow
 from workflows.user import UserWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -106,20 +108,27 @@ async def test_an_account_that_continued_as_new_while_holding_refunds_by_its_tim
     ]
     assert refunds[0].at >= note.receipt_by
 
-    # The refund is the last run's timer: no run began since, and that run's timer fired.
+    # The refund is the note's timer, and the last run of the account applied it: no run began
+    # since.
     runs = await _runs(env.client, account_workflow_id(payer))
     assert len(runs) == 3, [run.run_id for run in runs]
     assert [run.run_id for run in runs] == [first, second, third]
     assert (await handle.describe()).run_id == third
-    assert _has(runs[-1], EventType.EVENT_TYPE_TIMER_FIRED)
+    assert _has(runs[-1], EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+    note_history = await env.client.get_workflow_handle(
+        credit_note_workflow_id(note.uid, payer)
+    ).fetch_history()
+    assert _has(note_history, EventType.EVENT_TYPE_TIMER_FIRED)
     replayer = Replayer(
-        workflows=[AccountWorkflow, UserWorkflow], data_converter=env.client.data_converter
+        workflows=[AccountWorkflow, CreditNoteWorkflow, UserWorkflow],
+        data_converter=env.client.data_converter,
     )
-    for run in runs:
+    for run in [*runs, note_history]:
         await replayer.replay_workflow(run)
     series = os.environ.get("JOBSHEET_RECORD_HISTORIES")
     if series:
-        stem = HISTORY_STEM if series == "1" else f"{HISTORY_STEM}-{series}"
         for n, run in enumerate(runs):
-            path = HISTORIES / f"{stem}-{n}.json"
+            path = HISTORIES / f"{HISTORY_STEM}-{series}-{n}.json"
             path.write_text(in_clear(run, env.client).to_json())
+        path = HISTORIES / f"credit-note-timer-refund-{series}.json"
+        path.write_text(in_clear(note_history, env.client).to_json())

@@ -8,7 +8,7 @@ import random
 from decimal import Decimal
 
 from minio import Minio
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from jobsheet.identity import Identity
 from jobsheet.ledger import client as ledger
@@ -17,9 +17,11 @@ from jobsheet.ledger.models import (
     CreditNote,
     HoldStatus,
     LedgerEntry,
+    NoteView,
     ReceiptInput,
     RefundInput,
     account_workflow_id,
+    credit_note_workflow_id,
 )
 from jobsheet.ledger.state import readd
 from tests.ledger.conftest import Ledger
@@ -30,6 +32,7 @@ from tests.ledger.test_account_workflow import (
     state_of,
     wait_for,
 )
+from workflows.credit_note import CreditNoteWorkflow
 
 
 def audit_trail(s3: Minio, bucket: str, account: str) -> list[LedgerEntry]:
@@ -61,6 +64,11 @@ async def check_audit(env: Ledger, s3: Minio, account: str) -> None:
     assert readd(entries) == (view.balance, view.held, view.in_flight)
 
 
+async def note_view(client: Client, note: CreditNote) -> NoteView:
+    handle = client.get_workflow_handle(credit_note_workflow_id(note.uid, note.account))
+    return await handle.query(CreditNoteWorkflow.view)
+
+
 async def test_state_survives_continue_as_new_and_a_replayed_cheque_is_refused(
     ledger_env: Ledger, s3: Minio
 ) -> None:
@@ -71,7 +79,8 @@ async def test_state_survives_continue_as_new_and_a_replayed_cheque_is_refused(
     handle = client.get_workflow_handle(account_workflow_id(payer))
     first_run = (await handle.describe()).run_id
     held_cheque = new_cheque(alice, payer, payee)
-    held = await ledger.cash_cheque(client, cash_input(held_cheque))
+    held_cashing = cash_input(held_cheque)
+    held = await ledger.cash_cheque(client, held_cashing)
     paid_cheque = new_cheque(alice, payer, payee)
     paid = await ledger.cash_cheque(client, cash_input(paid_cheque))
     receipt = ReceiptInput(idempotency_key="pay", credit_note=paid, amount=Decimal("6.00"))
@@ -86,21 +95,38 @@ async def test_state_survives_continue_as_new_and_a_replayed_cheque_is_refused(
     assert old.status == WorkflowExecutionStatus.CONTINUED_AS_NEW
 
     after = await state_of(ledger_env, payer)
-    assert (after.balance, after.held) == (before.balance, before.held)
-    assert after.holds[held.uid].status is HoldStatus.OPEN
-    assert after.holds[paid.uid].status is HoldStatus.RECEIPTED
-    assert set(after.cashed) == {held_cheque.uid, paid_cheque.uid}
+    assert (after.balance, after.held, after.notes_open) == (before.balance, before.held, 1)
+    assert (await note_view(client, held)).status is HoldStatus.OPEN
+    assert (await note_view(client, paid)).status is HoldStatus.RECEIPTED
+    assert set(after.cheques_before) == {held_cheque.uid, paid_cheque.uid}
     for chq in (held_cheque, paid_cheque):
         await refused_with(
             errors.CHEQUE_ALREADY_CASHED, ledger.cash_cheque(client, cash_input(chq))
         )
     assert await ledger.receipt(client, receipt) == await ledger.receipt(client, receipt)
+
+    # Two more runs later the account has forgotten both cheques; their notes' ids still
+    # refuse them, and the same cashing again still gets its own note.
+    for n in range(8):
+        await ledger_env.deposit(payer, "1.00", idempotency_key=f"top-up-{n}")
+
+    async def forgotten() -> bool:
+        state = await state_of(ledger_env, payer)
+        return held_cheque.uid not in (*state.cheques, *state.cheques_before, *state.cashed)
+
+    await wait_for(forgotten)
+    await refused_with(
+        errors.CHEQUE_ALREADY_CASHED, ledger.cash_cheque(client, cash_input(paid_cheque))
+    )
+    assert await ledger.cash_cheque(client, held_cashing) == held
+    topped = await ledger.balance(client, payer)
+    assert (topped.balance, topped.held) == (before.balance + 8, before.held)
     await ledger.receipt(
         client, ReceiptInput(idempotency_key="pay-held", credit_note=held, amount=Decimal("10.00"))
     )
     await wait_for(lambda: settled(ledger_env, payer, payee))
     view = await ledger.balance(client, payer)
-    assert (view.balance, view.held, view.in_flight) == (Decimal("84.00"), 0, 0)
+    assert (view.balance, view.held, view.in_flight) == (Decimal("92.00"), 0, 0)
     assert (await ledger.balance(client, payee)).balance == Decimal("16.00")
     await check_audit(ledger_env, s3, payer)
     await check_audit(ledger_env, s3, payee)

@@ -29,6 +29,7 @@ from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings
 from tests.ledger.conftest import Ledger
 from workflows.account import AccountWorkflow
+from workflows.credit_note import CreditNoteWorkflow
 from workflows.user import UserInput, UserWorkflow
 
 
@@ -47,7 +48,7 @@ async def anchored(client: Client, settings: Settings, task_queue: str) -> Async
     async with Worker(
         client,
         task_queue=task_queue,
-        workflows=[AccountWorkflow, UserWorkflow],
+        workflows=[AccountWorkflow, CreditNoteWorkflow, UserWorkflow],
         activities=activities.all(),
     ):
         await ledger.register_user(client, operator, task_queue=task_queue)

@@ -45,6 +45,7 @@ from tests.ledger.test_account_workflow import (
     wait_for,
 )
 from workflows.account import AccountWorkflow
+from workflows.credit_note import CreditNoteWorkflow
 from workflows.user import UserWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -183,7 +184,7 @@ async def test_recorded_history_replays(path: Path) -> None:
     history = _history(path)
     # The product's converter: what it did not encrypt (every recorded payload) it reads as is.
     replayer = Replayer(
-        workflows=[AccountWorkflow, UserWorkflow],
+        workflows=[AccountWorkflow, CreditNoteWorkflow, UserWorkflow],
         data_converter=data_converter(PayloadKeyRing.generate()),
     )
     await replayer.replay_workflow(history)
@@ -256,7 +257,10 @@ async def test_fresh_overdraft_histories_replay(ledger_env: Ledger) -> None:
 
 def _replayer(client: Client) -> Replayer:
     """Replays a fresh history, whose payloads the client's converter opens."""
-    return Replayer(workflows=[AccountWorkflow, UserWorkflow], data_converter=client.data_converter)
+    return Replayer(
+        workflows=[AccountWorkflow, CreditNoteWorkflow, UserWorkflow],
+        data_converter=client.data_converter,
+    )
 
 
 def _record(path: Path, history: WorkflowHistory, client: Client) -> None:

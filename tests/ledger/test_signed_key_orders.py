@@ -35,6 +35,7 @@ from jobsheet.settings import Settings
 from tests.ledger.conftest import Ledger
 from tests.ledger.legacy_user import LegacyUserWorkflow
 from workflows.account import AccountWorkflow
+from workflows.credit_note import CreditNoteWorkflow
 from workflows.user import UserWorkflow
 
 KEYS = list[PublicKeyRecord]
@@ -156,7 +157,7 @@ async def test_a_user_running_before_the_patch_checks_key_orders_from_then_on(
         return Worker(
             client,
             task_queue=task_queue,
-            workflows=[user_workflow, AccountWorkflow],
+            workflows=[user_workflow, AccountWorkflow, CreditNoteWorkflow],
             activities=activities.all(),
             **options,
         )

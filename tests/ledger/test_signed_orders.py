@@ -38,6 +38,7 @@ from tests.ledger.conftest import Ledger
 from tests.ledger.legacy_account import LegacyAccountWorkflow
 from tests.ledger.test_account_workflow import cash_input, new_cheque, state_of, wait_for
 from workflows.account import AccountWorkflow
+from workflows.credit_note import CreditNoteWorkflow
 from workflows.user import UserWorkflow
 
 
@@ -232,5 +233,7 @@ async def test_an_account_running_before_the_patch_checks_signatures_from_then_o
         assert view.balance == Decimal("15.00")
 
     history = await handle.fetch_history()
-    replayer = Replayer(workflows=[AccountWorkflow], data_converter=client.data_converter)
+    replayer = Replayer(
+        workflows=[AccountWorkflow, CreditNoteWorkflow], data_converter=client.data_converter
+    )
     await replayer.replay_workflow(history)

@@ -19,17 +19,21 @@ from jobsheet.ledger.models import (
     BalanceView,
     CashChequeInput,
     EntryKind,
+    HoldClosed,
+    HoldStatus,
     KeysLookupInput,
     LedgerEntry,
     OperatorKeys,
     Transfer,
     TransferOutcome,
     account_workflow_id,
+    credit_note_workflow_id,
 )
-from jobsheet.ledger.orders import sign_deposit
+from jobsheet.ledger.orders import sign_deposit, sign_hold_closed
 from tests.ledger.factories import RESOURCE, cheque, identity
 from tests.ledger.test_account_workflow import wait_for
 from workflows.account import AccountWorkflow, OpenAccountInput
+from workflows.credit_note import CreditNoteWorkflow
 
 
 class StubLedgerActivities:
@@ -40,6 +44,15 @@ class StubLedgerActivities:
         self.audited: list[LedgerEntry] = []
         self.operator = operator
         self.owner = owner
+        self.ledger = identity("ledger")
+
+    @activity.defn(name="ledger_public_key")
+    async def ledger_public_key(self) -> PublicKeyRecord:
+        return self.ledger.public_record()
+
+    @activity.defn(name="sign_hold_closed")
+    async def sign_hold_closed(self, closed: HoldClosed) -> HoldClosed:
+        return sign_hold_closed(self.ledger, closed)
 
     @activity.defn(name="write_ledger_entries")
     async def write_ledger_entries(self, request: AuditInput) -> int:
@@ -64,6 +77,8 @@ class StubLedgerActivities:
             self.lookup_user_keys,
             self.operator_keys,
             self.deliver_transfer,
+            self.ledger_public_key,
+            self.sign_hold_closed,
         ]
 
 
@@ -78,7 +93,10 @@ async def test_open_hold_is_refunded_at_receipt_by_with_nobody_acting(
     task_queue = f"tq-{uuid.uuid4().hex}"
     client = time_env.client
     async with Worker(
-        client, task_queue=task_queue, workflows=[AccountWorkflow], activities=stubs.all()
+        client,
+        task_queue=task_queue,
+        workflows=[AccountWorkflow, CreditNoteWorkflow],
+        activities=stubs.all(),
     ):
         first = await client.start_workflow(
             AccountWorkflow.run,
@@ -102,8 +120,8 @@ async def test_open_hold_is_refunded_at_receipt_by_with_nobody_acting(
             ),
             id="cash",
         )
-        # Two operations: the account continues as new, carrying the open hold, and the new
-        # run must arm the timer again.
+        # Two operations: the account continues as new with the hold open; the note's own
+        # workflow keeps the timer.
         handle = client.get_workflow_handle(account_workflow_id(account))
 
         async def continued() -> bool:
@@ -119,8 +137,10 @@ async def test_open_hold_is_refunded_at_receipt_by_with_nobody_acting(
         assert (view.balance, view.held, view.available) == (Decimal("100.00"), 0, 100)
         assert view.open_holds == 0
         after = await handle.query(AccountWorkflow.state)
-        assert after.holds[note.uid].status == "refunded"
+        note_handle = client.get_workflow_handle(credit_note_workflow_id(note.uid, account))
+        assert (await note_handle.query(CreditNoteWorkflow.view)).status is HoldStatus.REFUNDED
         await handle.terminate("test over")
+        await note_handle.terminate("test over")
     refunds = [e for e in after.recent if e.kind is EntryKind.AUTO_REFUND]
     assert [(e.reference, e.amount) for e in refunds] == [(note.uid, Decimal("30.00"))]
     assert refunds[0].at >= note.receipt_by
