@@ -4,8 +4,9 @@
 For account workflows: ``lookup_user_keys`` (the owner's keys, to check cheques with),
 ``operator_keys`` (a local activity while depositing), ``ledger_public_key`` (a local activity,
 once per account, to check credits and notes' ends), ``write_ledger_entries`` (the audit trail) and ``deliver_transfer`` (a
-receipt's payment to the recipient's account, signed with the ledger workers' key); for credit
-note workflows: ``sign_hold_closed`` (a note's end, signed for its paying account).
+receipt's payment to the recipient's account, signed with the ledger workers' key),
+``start_credit_notes`` (the workflows that keep notes just issued); for credit note workflows:
+``sign_note_end`` (a note's end, signed for its paying account).
 """
 
 from __future__ import annotations
@@ -13,26 +14,46 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from minio import Minio
-from minio.error import S3Error
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from jobsheet.identity import Identity, PublicKeyRecord
 from jobsheet.ledger import client as ledger
+from jobsheet.ledger.errors import (
+    BAD_SIGNATURE,
+    UNKNOWN_CREDIT_NOTE,
+    refused,
+)
 from jobsheet.ledger.key_cache import KEYS_TTL_SECONDS, UserKeys
 from jobsheet.ledger.models import (
+    CREDIT_NOTE_WORKFLOW,
     AuditInput,
     CreditInput,
     HoldClosed,
     KeysLookupInput,
+    LedgerEntry,
+    NoteInput,
     OperatorKeys,
+    SignNoteEndInput,
+    StartNotesInput,
+    StartNotesResult,
     Transfer,
     TransferOutcome,
+    credit_note_workflow_id,
 )
-from jobsheet.ledger.orders import ledger_signer, sign_credit, sign_hold_closed
+from jobsheet.ledger.orders import (
+    ledger_signer,
+    note_verifies,
+    sign_credit,
+    sign_hold_closed,
+    sign_note,
+)
 from jobsheet.ledger.trust import trusted_operator_keys
 from jobsheet.settings import Settings
 
@@ -91,39 +112,79 @@ class LedgerActivities:
         return self._signer().public_record()
 
     @activity.defn
-    async def sign_hold_closed(self, closed: HoldClosed) -> HoldClosed:
-        """A credit note's end signed with the ledger workers' key, for its paying account (a
-        local activity of the note's workflow)."""
-        return sign_hold_closed(self._signer(), closed)
+    async def start_credit_notes(self, request: StartNotesInput) -> StartNotesResult:
+        """Start the workflows that keep credit notes their account issued, each with its start
+        input signed by the ledger workers (a background activity of the account).
+
+        A note's workflow id names its cheque, and an id once used is never used again: a note
+        already there for another cashing is the cheque cashed before, reported back so that
+        the account takes the hold back; the same note again is an earlier attempt of this one.
+        """
+        outcomes = await asyncio.gather(*(self._start_note(note) for note in request.notes))
+        return StartNotesResult(
+            already_cashed=[
+                n.note.uid
+                for n, started in zip(request.notes, outcomes, strict=True)
+                if not started
+            ]
+        )
+
+    async def _start_note(self, request: NoteInput) -> bool:
+        """Start one note's workflow, delayed until its ``receipt_by``: it costs no workflow
+        task until then unless a receipt or refund wakes it. False if the cheque's note exists
+        for another cashing."""
+        note = request.note
+        try:
+            await self._client.start_workflow(
+                CREDIT_NOTE_WORKFLOW,
+                sign_note(self._signer(), request),
+                id=credit_note_workflow_id(note.uid, note.account),
+                task_queue=activity.info().task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                start_delay=max(note.receipt_by - datetime.now(UTC), timedelta(0)),
+                static_summary=f"credit note {note.uid}: {note.held} held for {note.recipient}",
+            )
+        except WorkflowAlreadyStartedError:
+            started = await ledger.note_start_input(self._client, note.uid, note.account)
+            return started is not None and (started.note, started.cash_key) == (
+                note,
+                request.cash_key,
+            )
+        return True
+
+    @activity.defn
+    async def sign_note_end(self, request: SignNoteEndInput) -> HoldClosed:
+        """A credit note's end signed for its paying account (a local activity of the note's
+        workflow), only for a note whose start input the ledger workers signed, and only for
+        that note."""
+        signer = self._signer()
+        if not note_verifies(request.note, key=signer.public_record()):
+            raise refused(BAD_SIGNATURE, f"credit note {request.note.note.uid} was not issued")
+        if request.closed.note != request.note.note:
+            raise refused(UNKNOWN_CREDIT_NOTE, "the end names another credit note")
+        return sign_hold_closed(signer, request.closed)
 
     @activity.defn
     async def write_ledger_entries(self, request: AuditInput) -> int:
-        """Write each entry once as an immutable JSON object; return how many were new."""
+        """Write each entry as an immutable JSON object (its key names its account and
+        sequence number; writing it again on a retry writes the same bytes); return how many."""
         if self._s3 is None:
             raise RuntimeError("the ledger worker has no object store for the audit trail")
         s3, bucket = self._s3, self._settings.bucket
 
-        def write() -> int:
-            written = 0
-            for entry in request.entries:
-                try:
-                    s3.stat_object(bucket, entry.object_key)
-                    continue
-                except S3Error as exc:
-                    if exc.code not in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
-                        raise
-                data = entry.model_dump_json().encode()
-                s3.put_object(
-                    bucket,
-                    entry.object_key,
-                    io.BytesIO(data),
-                    len(data),
-                    content_type="application/json",
-                )
-                written += 1
-            return written
+        def write(entry: LedgerEntry) -> None:
+            data = entry.model_dump_json().encode()
+            s3.put_object(
+                bucket,
+                entry.object_key,
+                io.BytesIO(data),
+                len(data),
+                content_type="application/json",
+            )
 
-        return await asyncio.to_thread(write)
+        await asyncio.gather(*(asyncio.to_thread(write, entry) for entry in request.entries))
+        return len(request.entries)
 
     @activity.defn
     async def deliver_transfer(self, transfer: Transfer) -> TransferOutcome:
@@ -146,7 +207,8 @@ class LedgerActivities:
             self.lookup_user_keys,
             self.operator_keys,
             self.ledger_public_key,
-            self.sign_hold_closed,
+            self.start_credit_notes,
+            self.sign_note_end,
             self.write_ledger_entries,
             self.deliver_transfer,
         ]

@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
-from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     # Native Ed25519 code imports ``cryptography.exceptions`` when a signature is bad; it must
@@ -37,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
     from jobsheet.identity import PublicKeyRecord
     from jobsheet.ledger.errors import (
         BAD_SIGNATURE,
-        CHEQUE_ALREADY_CASHED,
         FORGED_STATE,
         Refused,
         refused,
@@ -52,16 +51,18 @@ with workflow.unsafe.imports_passed_through():
         DepositInput,
         HoldClosed,
         KeysLookupInput,
+        LedgerEntry,
         NoteInput,
+        NoteKeeper,
         OperatorKeys,
         OverdraftInput,
         ReceiptInput,
         ReceiptResult,
         RefundInput,
         RefundResult,
+        StartNotesInput,
         Statement,
         Transfer,
-        credit_note_workflow_id,
     )
     from jobsheet.ledger.orders import (
         check_credit,
@@ -73,7 +74,6 @@ with workflow.unsafe.imports_passed_through():
     from jobsheet.ledger.state import ZERO, AccountState
     from jobsheet.money import NonNegativeMoney
     from jobsheet.names import Name
-    from workflows.credit_note import CreditNoteWorkflow
 
 AUDIT_BATCH = 100
 DELIVERY_BATCH = 20
@@ -86,17 +86,19 @@ OWNER_KEYS_ONCE_PATCH = "account-owner-keys-once"
 """Cheques cashed together share one lookup of the owner's keys, kept OWNER_KEYS_TTL."""
 OWNER_KEYS_TTL = timedelta(seconds=1)
 NOTES_PATCH = "account-notes-as-workflows"
-"""From this patch on, each cashing's credit note is a child workflow with its own refund timer
-(the account keeps totals only), and the owner's keys are carried in the account's state and
+"""From this patch on, each cashing's credit note is a workflow of its own with its own refund
+timer, started by an activity (the account keeps totals only), and the owner's keys are carried in the account's state and
 refreshed by a regular activity, so no cashing waits on a local activity. A run that cashed
 before the patch keeps its holds in its state until it continues as new."""
 OWNER_KEYS_FRESH = timedelta(seconds=5)
-"""How long the carried owner's keys check cheques before they are looked up again: a
-revocation stops cheques signed after it within this time (plus a lookup)."""
+"""Carried owner's keys older than this are looked up again in the background: a revocation
+stops cheques signed after it within this time (plus a lookup)."""
+OWNER_KEYS_MAX_AGE = timedelta(seconds=60)
+"""Older carried keys check no cheque: it waits for a lookup (the registry may be down)."""
 OWNER_KEYS_MIN_INTERVAL = timedelta(seconds=1)
 """A cheque naming a key the carried keys lack looks the keys up again, at most this often."""
-MAX_NOTES_PER_RUN = 1000
-"""Children a run starts before it continues as new (Temporal allows 2,000 pending ones)."""
+NOTE_START_TIMEOUT = timedelta(seconds=30)
+NOTE_START_BATCH = 100
 START_CHECKS_PATCH = "ledger-start-checks"
 """From this patch on, a run takes carried state only from its own continue-as-new, and a new
 account opens with no overdraft (only the operator's signed order sets one)."""
@@ -159,7 +161,6 @@ class AccountWorkflow:
         self._owner_keys_cache: list[PublicKeyRecord] = []
         self._owner_keys_at: datetime | None = None
         self._owner_keys_lookup: asyncio.Task[list[PublicKeyRecord]] | None = None
-        self._notes_started = 0
 
     @workflow.run
     async def run(self, request: OpenAccountInput) -> None:
@@ -186,11 +187,7 @@ class AccountWorkflow:
         )
 
     def _continue_due(self) -> bool:
-        return (
-            self._operations >= self._limit
-            or self._notes_started >= MAX_NOTES_PER_RUN
-            or workflow.info().is_continue_as_new_suggested()
-        )
+        return self._operations >= self._limit or workflow.info().is_continue_as_new_suggested()
 
     # --- background loops ----------------------------------------------------------------
 
@@ -217,27 +214,59 @@ class AccountWorkflow:
                 pass
 
     async def _delivery_loop(self) -> None:
-        """Write new ledger entries to the audit trail and deliver receipted money."""
+        """Write new ledger entries to the audit trail, start the workflows of the credit notes
+        issued, and deliver receipted money: each in batches, off the operations' path."""
         while True:
             await workflow.wait_condition(
-                lambda: bool(self._state.unaudited or self._state.transfers) or self._stopping
-            )
-            if self._stopping:
-                return
-            entries = self._state.take_unaudited()[:AUDIT_BATCH]
-            if entries:
-                await workflow.execute_activity_method(
-                    LedgerActivities.write_ledger_entries,
-                    AuditInput(entries=entries),
-                    start_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=RETRY,
+                lambda: (
+                    bool(
+                        self._state.unaudited or self._state.transfers or self._state.notes_to_start
+                    )
+                    or self._stopping
                 )
-                self._state.mark_audited(entries)
+            )
+            if self._stopping and not self._state.notes_to_start:
+                return
+            entries = [] if self._stopping else self._state.take_unaudited()[:AUDIT_BATCH]
+            steps = []
+            if entries:
+                steps.append(self._audit(entries))
+            if self._state.notes_to_start:
+                steps.append(self._start_notes(self._state.notes_to_start[:NOTE_START_BATCH]))
+            await asyncio.gather(*steps)
+            if self._stopping:
+                continue
             transfers = list(self._state.transfers[:DELIVERY_BATCH])
             if transfers:
                 delivered = await asyncio.gather(*(self._deliver(t) for t in transfers))
                 if not all(delivered):
                     await workflow.wait_condition(lambda: self._stopping, timeout=DELIVERY_BACKOFF)
+
+    async def _audit(self, entries: list[LedgerEntry]) -> None:
+        await workflow.execute_activity_method(
+            LedgerActivities.write_ledger_entries,
+            AuditInput(entries=entries),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RETRY,
+        )
+        self._state.mark_audited(entries)
+
+    async def _start_notes(self, batch: list[NoteInput]) -> None:
+        """Start the workflows of notes issued; take back the hold of any whose cheque turns
+        out to have a note already (cashed before)."""
+        result = await workflow.execute_activity_method(
+            LedgerActivities.start_credit_notes,
+            StartNotesInput(notes=batch),
+            start_to_close_timeout=NOTE_START_TIMEOUT,
+            retry_policy=RETRY,
+            summary=f"start {len(batch)} credit note workflow(s)",
+        )
+        now = workflow.now()
+        for started in batch:
+            if started.note.uid in result.already_cashed:
+                self._state.void_note(started.cash_key, started.note, now)
+            else:
+                self._state.note_started(started.note.uid)
 
     async def _deliver(self, transfer: Transfer) -> bool:
         try:
@@ -276,6 +305,16 @@ class AccountWorkflow:
     @workflow.query
     def state(self) -> AccountState:
         return self._state
+
+    @workflow.query
+    def note_keeper(self, note_uid: str) -> NoteKeeper:
+        """Who keeps the credit note ``note_uid``: this account (placed before notes were
+        workflows), its workflow being started, or its workflow (or no one)."""
+        if note_uid in self._state.holds:
+            return NoteKeeper.ACCOUNT
+        if any(started.note.uid == note_uid for started in self._state.notes_to_start):
+            return NoteKeeper.STARTING
+        return NoteKeeper.WORKFLOW
 
     # --- updates -----------------------------------------------------------------------------
 
@@ -418,9 +457,10 @@ class AccountWorkflow:
         return note
 
     async def _cash_into_note(self, request: CashChequeInput) -> CreditNote:
+        """Hold and issue the note at once; its workflow starts in the background
+        (``_delivery_loop``), so no cashing waits on another."""
         key = request.idempotency_key
-        seen = self._state.has_seen(key)
-        keys = [] if seen else await self._owner_keys_for(request.cheque)
+        keys = [] if self._state.has_seen(key) else await self._owner_keys_for(request.cheque)
         self._operations += 1
         try:
             note = self._state.cash_cheque(
@@ -437,54 +477,47 @@ class AccountWorkflow:
             )
         except Refused as exc:
             raise _refusal(exc) from None
-        if seen:
-            return note
-        self._notes_started += 1
-        try:
-            await workflow.start_child_workflow(
-                CreditNoteWorkflow.run,
-                NoteInput(note=note, cash_key=key, cheque_expires_at=request.cheque.expires_at),
-                id=credit_note_workflow_id(note.uid, note.account),
-                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                static_summary=f"credit note {note.uid}: {note.held} held for {note.recipient}",
-            )
-        except WorkflowAlreadyStartedError:
-            # The cheque's note exists: it was cashed before (by this key in an earlier run,
-            # which the caller resolves by asking that note, or by another).
-            self._state.void_note(key, note, workflow.now())
-            raise refused(
-                CHEQUE_ALREADY_CASHED, f"cheque {request.cheque.uid} was already cashed"
-            ) from None
         return note
 
     async def _owner_keys_for(self, cheque: Cheque) -> list[PublicKeyRecord]:
-        """The owner's keys to check ``cheque`` with: the carried ones while fresh and naming
-        the cheque's key, else looked up again (one lookup however many cheques wait)."""
+        """The owner's keys to check ``cheque`` with. The carried ones serve while they name the
+        cheque's key and are younger than OWNER_KEYS_MAX_AGE, and past OWNER_KEYS_FRESH a lookup
+        refreshes them in the background; otherwise the cheque waits for a lookup (one however
+        many cheques wait, at most every OWNER_KEYS_MIN_INTERVAL for a key they do not name)."""
         state, now = self._state, workflow.now()
         at = state.owner_keys_at
         if state.owner_keys is not None and at is not None:
-            fresh = now - at < OWNER_KEYS_FRESH
+            age = now - at
             known = any(key.key_id == cheque.key_id for key in state.owner_keys)
-            if fresh and (known or now - at < OWNER_KEYS_MIN_INTERVAL):
+            if age >= OWNER_KEYS_FRESH:
+                self._look_up_owner_keys(now)
+            if age < OWNER_KEYS_MAX_AGE and (known or age < OWNER_KEYS_MIN_INTERVAL):
                 return state.owner_keys
-        if self._owner_keys_lookup is None or self._owner_keys_lookup.done():
-            self._owner_keys_lookup = asyncio.create_task(self._fetch_owner_keys(now))
         try:
-            return await asyncio.shield(self._owner_keys_lookup)
+            return await asyncio.shield(self._look_up_owner_keys(now))
         except ActivityError as exc:
             raise refused(
                 BAD_SIGNATURE, f"cannot verify a cheque signed by {state.owner}: {exc}"
             ) from None
 
+    def _look_up_owner_keys(self, now: datetime) -> asyncio.Task[list[PublicKeyRecord]]:
+        """The lookup of the owner's keys under way, or a new one."""
+        if self._owner_keys_lookup is None or self._owner_keys_lookup.done():
+            self._owner_keys_lookup = asyncio.create_task(self._fetch_owner_keys(now))
+        return self._owner_keys_lookup
+
     async def _fetch_owner_keys(self, now: datetime) -> list[PublicKeyRecord]:
-        keys = await workflow.execute_activity_method(
-            LedgerActivities.lookup_user_keys,
-            KeysLookupInput(user=self._state.owner),
-            start_to_close_timeout=KEY_LOOKUP_TIMEOUT,
-            schedule_to_close_timeout=3 * KEY_LOOKUP_TIMEOUT,
-            summary="the owner's keys, to check cheques with",
-        )
+        try:
+            keys = await workflow.execute_activity_method(
+                LedgerActivities.lookup_user_keys,
+                KeysLookupInput(user=self._state.owner),
+                start_to_close_timeout=KEY_LOOKUP_TIMEOUT,
+                schedule_to_close_timeout=3 * KEY_LOOKUP_TIMEOUT,
+                summary="the owner's keys, to check cheques with",
+            )
+        except ActivityError as exc:
+            workflow.logger.warning("cannot look up the keys of %s: %s", self._state.owner, exc)
+            raise
         self._state.owner_keys, self._state.owner_keys_at = keys, now
         return keys
 

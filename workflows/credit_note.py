@@ -1,12 +1,14 @@
 """One credit note as a workflow of its own (``credit-note-<account>-<note uid>``).
 
-The paying account starts it as a child (abandoned when the account continues as new) when it
-cashes a cheque, so the account keeps only totals however many holds are open. The note is
-receipted or refunded by its updates, or refunded automatically by its own timer at
+The paying account starts it (through an activity, with a start input the ledger workers sign)
+when it cashes a cheque, so the account keeps only totals however many holds are open. It is
+started with a delay until ``receipt_by``, so an open note costs no workflow task (and no
+worker memory) until then unless a receipt or refund wakes it. The note
+is receipted or refunded by its updates, or refunded automatically by its own timer at
 ``receipt_by``; whichever comes first decides, once. It then tells the account with a signal
-signed by the ledger workers (a bare Temporal client cannot release money it never held), and
-stays until its cheque has expired, so that its id, which names the cheque, refuses a second
-cashing.
+the ledger workers sign only for a note they issued (a bare Temporal client cannot release money
+the account never held), and stays until its cheque has expired, so that its id, which names
+the cheque, refuses a second cashing.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.ledger import LedgerActivities
     from jobsheet.ledger.credit_note import NoteState
-    from jobsheet.ledger.errors import FORGED_STATE, Refused
+    from jobsheet.ledger.errors import Refused
     from jobsheet.ledger.models import (
+        CREDIT_NOTE_WORKFLOW,
         HOLD_CLOSED_SIGNAL,
         NoteInput,
         NoteView,
@@ -29,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         ReceiptResult,
         RefundInput,
         RefundResult,
+        SignNoteEndInput,
         account_workflow_id,
     )
     from jobsheet.ledger.state import CHEQUE_GRACE
@@ -40,37 +44,31 @@ def _refusal(exc: Refused) -> ApplicationError:
     return exc.to_application_error()
 
 
-@workflow.defn
+@workflow.defn(name=CREDIT_NOTE_WORKFLOW, sandboxed=False)
 class CreditNoteWorkflow:
     """Holds one credit note until it is receipted, refunded or refunded automatically."""
 
     @workflow.init
     def __init__(self, request: NoteInput) -> None:
+        self._start = request
         self._state = NoteState(note=request.note, cash_key=request.cash_key)
-        parent = workflow.info().parent
-        # Only the paying account starts its notes: from anyone else a note would be money
-        # to release that the account never held.
-        self._forged = parent is None or parent.workflow_id != account_workflow_id(
-            request.note.account
-        )
         self._telling: asyncio.Task[None] | None = None
 
     @workflow.run
     async def run(self, request: NoteInput) -> NoteView:
-        if self._forged:
-            raise ApplicationError(
-                f"credit note {request.note.uid} was not started by account {request.note.account}",
-                type=FORGED_STATE,
-                non_retryable=True,
-            )
+        # Started with a delay until receipt_by: the first task comes then, or earlier with a
+        # receipt or refund.
+        due = request.note.receipt_by - workflow.now()
         try:
-            await workflow.wait_condition(
-                lambda: self._state.closed is not None,
-                timeout=max(request.note.receipt_by - workflow.now(), timedelta(0)),
-                timeout_summary="automatic refund at receipt_by",
-            )
+            if due > timedelta(0):
+                await workflow.wait_condition(
+                    lambda: self._state.closed is not None,
+                    timeout=due,
+                    timeout_summary="automatic refund at receipt_by",
+                )
         except TimeoutError:
-            self._state.expire(workflow.now())
+            pass
+        self._state.expire(workflow.now())
         await self._tell_account()
         guard = request.cheque_expires_at + CHEQUE_GRACE - workflow.now()
         if guard > timedelta(0):
@@ -88,7 +86,9 @@ class CreditNoteWorkflow:
         closed = self._state.closed
         assert closed is not None
         signed = await workflow.execute_local_activity_method(
-            LedgerActivities.sign_hold_closed, closed, start_to_close_timeout=SIGN_TIMEOUT
+            LedgerActivities.sign_note_end,
+            SignNoteEndInput(note=self._start, closed=closed),
+            start_to_close_timeout=SIGN_TIMEOUT,
         )
         account = workflow.get_external_workflow_handle(account_workflow_id(closed.note.account))
         await account.signal(HOLD_CLOSED_SIGNAL, signed)

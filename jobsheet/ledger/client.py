@@ -30,6 +30,7 @@ from jobsheet.ledger.errors import (
     ACCOUNT_EXISTS,
     CHEQUE_ALREADY_CASHED,
     UNKNOWN_ACCOUNT,
+    UNKNOWN_CREDIT_NOTE,
     UNKNOWN_USER,
     USER_EXISTS,
     refused,
@@ -41,6 +42,9 @@ from jobsheet.ledger.models import (
     CreditInput,
     CreditNote,
     DepositInput,
+    HoldStatus,
+    NoteInput,
+    NoteKeeper,
     NoteView,
     OverdraftInput,
     ReceiptInput,
@@ -62,6 +66,8 @@ from jobsheet.names import check_name
 T = TypeVar("T")
 BUSY_RETRIES = 8
 BUSY_BACKOFF_SECONDS = 0.1
+NOTE_START_WAIT_SECONDS = 30.0
+"""How long a receipt or refund waits for a note's workflow its account is starting."""
 
 
 def _busy(exc: RPCError) -> bool:
@@ -245,55 +251,84 @@ async def cash_cheque(client: Client, request: CashChequeInput) -> CreditNote:
     except ApplicationError as exc:
         if exc.type != CHEQUE_ALREADY_CASHED:
             raise
-        view = await _note_view(client, f"cn-{request.cheque.uid}", request.cheque.account)
-        if view is None or view.cash_key != request.idempotency_key:
+        started = await note_start_input(client, f"cn-{request.cheque.uid}", request.cheque.account)
+        if started is None or started.cash_key != request.idempotency_key:
             raise
-        return view.note
+        return started.note
 
 
 def note_handle(client: Client, note: CreditNote) -> WorkflowHandle[Any, Any]:
     return client.get_workflow_handle(credit_note_workflow_id(note.uid, note.account))
 
 
-async def _note_view(client: Client, note_uid: str, account: str) -> NoteView | None:
-    """A credit note's state from its workflow; None for a note that has none (one placed
-    before notes were workflows, kept by its account)."""
+async def note_start_input(client: Client, note_uid: str, account: str) -> NoteInput | None:
+    """What the workflow of credit note ``note_uid`` was started with (read from its history, so
+    it answers before the note's first workflow task, which waits for its ``receipt_by``), or
+    None when there is no such workflow."""
     handle = client.get_workflow_handle(credit_note_workflow_id(note_uid, account))
     try:
-        return await handle.query("view", result_type=NoteView)
+        async for event in handle.fetch_history_events():
+            started = event.workflow_execution_started_event_attributes
+            [value] = await client.data_converter.decode(started.input.payloads, [NoteInput])
+            return value if isinstance(value, NoteInput) else None
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
         raise
+    return None
+
+
+async def note_view(client: Client, note: CreditNote) -> NoteView | None:
+    """A credit note's state as its workflow keeps it (an open note whose workflow has not
+    had its first task yet, which waits for ``receipt_by``, is read from its start input), or
+    None when it has no workflow."""
+    try:
+        return await note_handle(client, note).query("view", result_type=NoteView)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        if exc.status != RPCStatusCode.FAILED_PRECONDITION:
+            raise
+    started = await note_start_input(client, note.uid, note.account)
+    if started is None:
+        return None
+    return NoteView(note=started.note, cash_key=started.cash_key, status=HoldStatus.OPEN, paid=0)
 
 
 async def receipt(client: Client, request: ReceiptInput) -> ReceiptResult:
     """Receipt ``amount`` of a credit note; the rest returns to the payer."""
-    key = request.idempotency_key
-    try:
-        return await _update(
-            note_handle(client, request.credit_note), "receipt", request, key, ReceiptResult
-        )
-    except ApplicationError as exc:
-        if exc.type != UNKNOWN_ACCOUNT:
-            raise
-    # A note placed before notes were workflows: its account keeps it.
-    handle = account_handle(client, request.credit_note.account)
-    return await _update(handle, "receipt", request, key, ReceiptResult)
+    return await _to_note(client, request.credit_note, "receipt", request, ReceiptResult)
 
 
 async def refund(client: Client, request: RefundInput) -> RefundResult:
     """Release a credit note's whole hold."""
+    return await _to_note(client, request.credit_note, "refund", request, RefundResult)
+
+
+async def _to_note(
+    client: Client,
+    note: CreditNote,
+    update: str,
+    request: ReceiptInput | RefundInput,
+    result_type: type[T],
+) -> T:
+    """Send ``update`` to whoever keeps ``note``: its workflow (waiting the moment it takes
+    its account to start it), or its account for a note placed before notes were workflows."""
     key = request.idempotency_key
-    try:
-        return await _update(
-            note_handle(client, request.credit_note), "refund", request, key, RefundResult
-        )
-    except ApplicationError as exc:
-        if exc.type != UNKNOWN_ACCOUNT:
-            raise
-    handle = account_handle(client, request.credit_note.account)
-    return await _update(handle, "refund", request, key, RefundResult)
+    deadline = asyncio.get_running_loop().time() + NOTE_START_WAIT_SECONDS
+    account = account_handle(client, note.account)
+    while True:
+        try:
+            return await _update(note_handle(client, note), update, request, key, result_type)
+        except ApplicationError as exc:
+            if exc.type != UNKNOWN_ACCOUNT:
+                raise
+        keeper = await _query(account, "note_keeper", NoteKeeper, note.uid)
+        if keeper is NoteKeeper.ACCOUNT:
+            return await _update(account, update, request, key, result_type)
+        if asyncio.get_running_loop().time() > deadline:
+            raise refused(UNKNOWN_CREDIT_NOTE, f"{note.account} keeps no credit note {note.uid}")
+        await asyncio.sleep(0.05 if keeper is NoteKeeper.STARTING else 0.2)
 
 
 async def credit(client: Client, account: str, request: CreditInput) -> BalanceView:

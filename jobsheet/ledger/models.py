@@ -82,8 +82,16 @@ class HoldClosed(BaseModel):
     signature: str = ""
 
 
+CREDIT_NOTE_WORKFLOW = "CreditNoteWorkflow"
+"""The workflow type that keeps one credit note (started by an activity of its account)."""
+
+
 class NoteInput(BaseModel):
-    """Start input of a credit note's workflow, started by the paying account as its child."""
+    """Start input of a credit note's workflow, which its account starts through an activity.
+
+    ``signature`` is the ledger workers' over every other field: only a note its account issued
+    gets its end signed for that account (``jobsheet.ledger.orders.sign_note``).
+    """
 
     note: CreditNote
     cash_key: str
@@ -91,6 +99,34 @@ class NoteInput(BaseModel):
     cheque_expires_at: AwareDatetime
     """Until then (and a grace period) the note's workflow stays, so that its id, which names
     the cheque, refuses a second cashing."""
+    signature: str = ""
+
+
+class StartNotesInput(BaseModel):
+    """Credit notes an account issued, whose workflows are to be started."""
+
+    notes: list[NoteInput]
+
+
+class StartNotesResult(BaseModel):
+    already_cashed: list[str] = Field(default_factory=list)
+    """Uids of the notes refused because their cheque's note exists for another cashing."""
+
+
+class SignNoteEndInput(BaseModel):
+    """What a credit note's workflow asks the ledger workers to sign: its end, and the signed
+    start input that shows its account issued it."""
+
+    note: NoteInput
+    closed: HoldClosed
+
+
+class NoteKeeper(StrEnum):
+    """Who keeps a credit note, as its account answers (query ``note_keeper``)."""
+
+    ACCOUNT = "account"
+    STARTING = "starting"
+    WORKFLOW = "workflow"
 
 
 class NoteView(BaseModel):

@@ -41,6 +41,7 @@ from jobsheet.ledger.models import (
     CreditInput,
     DepositInput,
     HoldClosed,
+    NoteInput,
     OperatorKeys,
     OverdraftInput,
 )
@@ -337,3 +338,16 @@ def sign_hold_closed(signer: Identity, closed: HoldClosed) -> HoldClosed:
 
 def hold_closed_verifies(closed: HoldClosed, *, key: PublicKeyRecord) -> bool:
     return bool(closed.signature) and key.verifies(hold_closed_bytes(closed), closed.signature)
+
+
+def note_bytes(note: NoteInput) -> bytes:
+    """The canonical bytes the ledger workers sign for a credit note its account issued."""
+    return canonical_json(note.model_dump(mode="json", exclude={"signature"}))
+
+
+def sign_note(signer: Identity, note: NoteInput) -> NoteInput:
+    return note.model_copy(update={"signature": signer.sign(note_bytes(note))})
+
+
+def note_verifies(note: NoteInput, *, key: PublicKeyRecord) -> bool:
+    return bool(note.signature) and key.verifies(note_bytes(note), note.signature)

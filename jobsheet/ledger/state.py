@@ -43,6 +43,7 @@ from jobsheet.ledger.models import (
     HoldClosed,
     HoldStatus,
     LedgerEntry,
+    NoteInput,
     ReceiptResult,
     RefundResult,
     Transfer,
@@ -102,6 +103,8 @@ class AccountState(BaseModel):
     """Cheques this run cashed into notes, and (``cheques_before``) the previous run's: a repeat
     is refused at once. (Older ones are refused by their note's id, which names the cheque.)"""
     cheques_before: list[str] = Field(default_factory=list)
+    notes_to_start: list[NoteInput] = Field(default_factory=list)
+    """Notes issued whose workflows are not started yet (the account starts them in batches)."""
     owner_keys: list[PublicKeyRecord] | None = None
     """The owner's registered keys as last looked up (at ``owner_keys_at``), to check cheques."""
     owner_keys_at: AwareDatetime | None = None
@@ -282,6 +285,9 @@ class AccountState(BaseModel):
             if note_workflow:
                 self.notes_open += 1
                 self.cheques.append(cheque.uid)
+                self.notes_to_start.append(
+                    NoteInput(note=note, cash_key=key, cheque_expires_at=cheque.expires_at)
+                )
             else:
                 self.cashed[cheque.uid] = cheque.expires_at
                 self.holds[note.uid] = Hold(note=note)
@@ -302,9 +308,14 @@ class AccountState(BaseModel):
             raise Refused(CREDIT_NOTE_CLOSED, f"credit note {note.uid} is already {hold.status}")
         return hold
 
+    def note_started(self, note_uid: str) -> None:
+        """The workflow of a note issued here is running."""
+        self.notes_to_start = [n for n in self.notes_to_start if n.note.uid != note_uid]
+
     def void_note(self, key: str, note: CreditNote, now: datetime) -> None:
         """Take back the hold of a cashing whose note could not be kept because the cheque's
         note already exists (the cheque was cashed before): the cashing becomes that refusal."""
+        self.note_started(note.uid)
         self.notes_open -= 1
         self.held -= note.held
         self._entry(

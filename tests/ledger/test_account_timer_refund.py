@@ -1,5 +1,6 @@
 """An account that continued as new with a hold open gets it back at ``receipt_by``, with nobody
-acting: the credit note's own workflow refunds it by its timer and tells the account. On the dev
+acting: the credit note's own workflow, started with a delay until then, refunds it and tells
+the account. On the dev
 server, with the real ledger activities.
 
 tests/ledger/test_timer.py proves the same on the time-skipping server with stub activities;
@@ -118,7 +119,10 @@ async def test_an_account_that_continued_as_new_while_holding_refunds_by_its_tim
     note_history = await env.client.get_workflow_handle(
         credit_note_workflow_id(note.uid, payer)
     ).fetch_history()
-    assert _has(note_history, EventType.EVENT_TYPE_TIMER_FIRED)
+    # The note's workflow was started with a delay until receipt_by: its first task refunds.
+    started = note_history.events[0].workflow_execution_started_event_attributes
+    assert started.first_workflow_task_backoff.ToTimedelta().total_seconds() > 0
+    assert not _has(note_history, EventType.EVENT_TYPE_TIMER_FIRED)
     replayer = Replayer(
         workflows=[AccountWorkflow, CreditNoteWorkflow, UserWorkflow],
         data_converter=env.client.data_converter,

@@ -21,7 +21,6 @@ from jobsheet.ledger.models import (
     ReceiptInput,
     RefundInput,
     account_workflow_id,
-    credit_note_workflow_id,
 )
 from jobsheet.ledger.state import readd
 from tests.ledger.conftest import Ledger
@@ -32,7 +31,6 @@ from tests.ledger.test_account_workflow import (
     state_of,
     wait_for,
 )
-from workflows.credit_note import CreditNoteWorkflow
 
 
 def audit_trail(s3: Minio, bucket: str, account: str) -> list[LedgerEntry]:
@@ -65,8 +63,9 @@ async def check_audit(env: Ledger, s3: Minio, account: str) -> None:
 
 
 async def note_view(client: Client, note: CreditNote) -> NoteView:
-    handle = client.get_workflow_handle(credit_note_workflow_id(note.uid, note.account))
-    return await handle.query(CreditNoteWorkflow.view)
+    view = await ledger.note_view(client, note)
+    assert view is not None
+    return view
 
 
 async def test_state_survives_continue_as_new_and_a_replayed_cheque_is_refused(
@@ -105,8 +104,9 @@ async def test_state_survives_continue_as_new_and_a_replayed_cheque_is_refused(
         )
     assert await ledger.receipt(client, receipt) == await ledger.receipt(client, receipt)
 
-    # Two more runs later the account has forgotten both cheques; their notes' ids still
-    # refuse them, and the same cashing again still gets its own note.
+    # Two more runs later the account has forgotten both cheques: a second cashing of one is
+    # taken back as soon as its note's workflow is refused (its id names the cheque), and that
+    # note pays nothing. The first cashing again still gets its own note.
     for n in range(8):
         await ledger_env.deposit(payer, "1.00", idempotency_key=f"top-up-{n}")
 
@@ -115,6 +115,15 @@ async def test_state_survives_continue_as_new_and_a_replayed_cheque_is_refused(
         return held_cheque.uid not in (*state.cheques, *state.cheques_before, *state.cashed)
 
     await wait_for(forgotten)
+    again = await ledger.cash_cheque(client, cash_input(paid_cheque))
+
+    async def taken_back() -> bool:
+        state = await state_of(ledger_env, payer)
+        return not state.notes_to_start and state.held == before.held
+
+    await wait_for(taken_back)
+    late = ReceiptInput(idempotency_key="pay-again", credit_note=again, amount=Decimal("1.00"))
+    await refused_with(errors.UNKNOWN_CREDIT_NOTE, ledger.receipt(client, late))
     await refused_with(
         errors.CHEQUE_ALREADY_CASHED, ledger.cash_cheque(client, cash_input(paid_cheque))
     )

@@ -24,12 +24,15 @@ from jobsheet.ledger.models import (
     KeysLookupInput,
     LedgerEntry,
     OperatorKeys,
+    SignNoteEndInput,
+    StartNotesInput,
+    StartNotesResult,
     Transfer,
     TransferOutcome,
     account_workflow_id,
     credit_note_workflow_id,
 )
-from jobsheet.ledger.orders import sign_deposit, sign_hold_closed
+from jobsheet.ledger.orders import sign_deposit, sign_hold_closed, sign_note
 from tests.ledger.factories import RESOURCE, cheque, identity
 from tests.ledger.test_account_workflow import wait_for
 from workflows.account import AccountWorkflow, OpenAccountInput
@@ -50,9 +53,21 @@ class StubLedgerActivities:
     async def ledger_public_key(self) -> PublicKeyRecord:
         return self.ledger.public_record()
 
-    @activity.defn(name="sign_hold_closed")
-    async def sign_hold_closed(self, closed: HoldClosed) -> HoldClosed:
-        return sign_hold_closed(self.ledger, closed)
+    @activity.defn(name="start_credit_notes")
+    async def start_credit_notes(self, request: StartNotesInput) -> StartNotesResult:
+        for started in request.notes:
+            note = started.note
+            await activity.client().start_workflow(
+                CreditNoteWorkflow.run,
+                sign_note(self.ledger, started),
+                id=credit_note_workflow_id(note.uid, note.account),
+                task_queue=activity.info().task_queue,
+            )
+        return StartNotesResult()
+
+    @activity.defn(name="sign_note_end")
+    async def sign_note_end(self, request: SignNoteEndInput) -> HoldClosed:
+        return sign_hold_closed(self.ledger, request.closed)
 
     @activity.defn(name="write_ledger_entries")
     async def write_ledger_entries(self, request: AuditInput) -> int:
@@ -78,7 +93,8 @@ class StubLedgerActivities:
             self.operator_keys,
             self.deliver_transfer,
             self.ledger_public_key,
-            self.sign_hold_closed,
+            self.start_credit_notes,
+            self.sign_note_end,
         ]
 
 
