@@ -62,6 +62,7 @@ def jobs_workers(
             ],
             activity_executor=executor,
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+            max_cached_workflows=settings.max_cached_workflows,
         )
     ]
 
@@ -91,6 +92,7 @@ def ledger_workers(
             activities=ledger.all(),
             activity_executor=executor,
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+            max_cached_workflows=settings.max_cached_workflows,
         )
     ]
 
@@ -131,6 +133,7 @@ def compute_workers(
                 max_concurrent_activities=compute.max_concurrent_activities,
                 activity_executor=executor,
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+                max_cached_workflows=settings.max_cached_workflows,
             )
         )
     return workers

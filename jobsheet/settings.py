@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     sweep_interval_seconds: int = Field(default=60, ge=1)
     """How often the storage sweep deletes what ended jobs no longer keep (late uploads once
     their PAR expired, outputs once their retention ended); see jobsheet/jobs/cleanup.py."""
+    max_cached_workflows: int = Field(default=200, ge=0)
+    """Workflows each worker (one per task queue) keeps in memory between tasks; the rest are
+    rebuilt from history when they next wake, so a worker's memory does not grow with the
+    number of open jobs (JOBSHEET_MAX_CACHED_WORKFLOWS)."""
     job_search_attributes: bool = True
     """Upsert JobState on job sheets (off only for servers without the search attributes)."""
 

@@ -51,9 +51,9 @@ from jobsheet.ledger.models import (
 from jobsheet.money import MAX_AMOUNT, Money, NonNegativeMoney
 
 ZERO = Decimal("0.00")
-RECENT_ENTRIES = 100
+RECENT_ENTRIES = 50
 KEY_RETENTION = timedelta(days=1)
-MAX_REMEMBERED = 100
+MAX_REMEMBERED = 50
 """Answers carried to the next run: a cashing repeated later is refused by its note's id, a
 deposit or overdraft order by ``deposited``/``limit_orders``, so this is only a short memory."""
 CREDIT_RETENTION = timedelta(days=7)
@@ -65,6 +65,11 @@ DEPOSIT_ORDER_RETENTION = timedelta(hours=1)
 stays fresh, so an order read from history cannot be applied twice once its answer is pruned."""
 
 R = TypeVar("R", bound=BaseModel)
+
+
+def cheque_tag(cheque_uid: str) -> str:
+    """A short digest of a cheque's uid, as the account remembers recent cheques by."""
+    return hashlib.sha256(cheque_uid.encode()).hexdigest()[:16]
 
 
 class Hold(BaseModel):
@@ -100,8 +105,9 @@ class AccountState(BaseModel):
     note's end arrives once as a signal; these catch a delivery the server repeats."""
     settled_before: list[str] = Field(default_factory=list)
     cheques: list[str] = Field(default_factory=list)
-    """Cheques this run cashed into notes, and (``cheques_before``) the previous run's: a repeat
-    is refused at once. (Older ones are refused by their note's id, which names the cheque.)"""
+    """Cheques this run cashed into notes (by :func:`cheque_tag`), and (``cheques_before``) the
+    previous run's: a repeat is refused at once. (Older ones are refused by their note's id,
+    which names the cheque.)"""
     cheques_before: list[str] = Field(default_factory=list)
     notes_to_start: list[NoteInput] = Field(default_factory=list)
     """Notes issued whose workflows are not started yet (the account starts them in batches)."""
@@ -236,8 +242,8 @@ class AccountState(BaseModel):
             raise Refused(CHEQUE_EXPIRED, f"cheque {cheque.uid} expired at {cheque.expires_at}")
         if (
             cheque.uid in self.cashed
-            or cheque.uid in self.cheques
-            or cheque.uid in self.cheques_before
+            or cheque_tag(cheque.uid) in self.cheques
+            or cheque_tag(cheque.uid) in self.cheques_before
         ):
             raise Refused(CHEQUE_ALREADY_CASHED, f"cheque {cheque.uid} was already cashed")
         if spend > cheque.max_spend:
@@ -284,7 +290,7 @@ class AccountState(BaseModel):
             )
             if note_workflow:
                 self.notes_open += 1
-                self.cheques.append(cheque.uid)
+                self.cheques.append(cheque_tag(cheque.uid))
                 self.notes_to_start.append(
                     NoteInput(note=note, cash_key=key, cheque_expires_at=cheque.expires_at)
                 )
