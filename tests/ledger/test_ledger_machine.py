@@ -17,17 +17,12 @@ every transfer is delivered.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import sys
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from decimal import ROUND_DOWN, Decimal
+from datetime import timedelta
+from decimal import Decimal
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import HealthCheck, event, settings
+import pytest
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -38,9 +33,6 @@ from hypothesis.stateful import (
 )
 from pydantic import BaseModel
 
-from jobsheet.cheque import Cheque, write_cheque
-from jobsheet.identity import Identity
-from jobsheet.ledger.credit_note import NoteState
 from jobsheet.ledger.errors import (
     BAD_SIGNATURE,
     CHEQUE_ALREADY_CASHED,
@@ -54,383 +46,56 @@ from jobsheet.ledger.errors import (
     WRONG_ACCOUNT,
     WRONG_RECIPIENT,
     WRONG_RESOURCE,
-    Refused,
 )
-from jobsheet.ledger.models import (
-    CloseKind,
-    CreditNote,
-    HoldClosed,
-    HoldStatus,
-    LedgerEntry,
-    ReceiptResult,
-    RefundResult,
-    Transfer,
-    credit_note_workflow_id,
+from jobsheet.ledger.models import CloseKind, CreditNote, HoldClosed, HoldStatus, RefundResult
+from jobsheet.ledger.state import CLOSED_HOLD_RETENTION, CREDIT_RETENTION, AccountState, readd
+from tests.ledger.factories import RESOURCE
+
+# The model's and the wiring's assertions are this test's: pytest explains them when they fail.
+pytest.register_assert_rewrite("tests.ledger.ledger_model", "tests.ledger.ledger_wiring")
+
+from tests.ledger.ledger_model import (  # noqa: E402
+    ACCOUNTS,
+    BUSY_STRETCH,
+    CENT,
+    CHEQUE_VALID_FOR,
+    DEFECTS,
+    GONE,
+    IMPOSTORS,
+    OPENING_CENTS,
+    OTHER_RESOURCE,
+    OWNERS,
+    PAYERS,
+    PROVIDER,
+    RECEIPT_WITHIN,
+    STATS,
+    ZERO,
+    Note,
+    count,
+    share_of,
 )
-from jobsheet.ledger.state import (
-    CLOSED_HOLD_RETENTION,
-    CREDIT_RETENTION,
-    AccountState,
-    readd,
-)
-from tests.ledger.factories import RESOURCE, T0
-
-ZERO = Decimal("0.00")
-CENT = Decimal("0.01")
-PAYERS = ("acct-0", "acct-1", "acct-2")
-PROVIDER = "acct-provider"
-GONE = "acct-gone"
-"""A recipient with no account: transfers to it come back to the payer."""
-ACCOUNTS = (*PAYERS, PROVIDER)
-LIMITS = {"acct-0": ZERO, "acct-1": Decimal("50.00"), "acct-2": ZERO, PROVIDER: ZERO}
-OPENING_CENTS = 50000
-BUSY_STRETCH = 20
-"""Notes cashed between two quiet spells."""
-OTHER_RESOURCE = "sha256:" + "cd" * 32
-RECEIPT_WITHIN = (timedelta(minutes=10), timedelta(hours=2), timedelta(hours=12))
-CHEQUE_VALID_FOR = (timedelta(minutes=30), timedelta(hours=2), timedelta(hours=12))
-DEFECTS = (
-    "recipient",
-    "resource",
-    "expired",
-    "max_spend",
-    "funds",
-    "signature",
-    "account",
-    "drawer",
-)
-STATS: Counter[str] = Counter()
-"""Steps of each kind over a whole run (hypothesis events only say in how many examples)."""
-
-
-def fixed_identity(name: str) -> Identity:
-    """An identity whose key is derived from its name, so that every run is the same."""
-    seed = hashlib.sha256(f"ledger-machine/{name}".encode()).digest()
-    return Identity(name, Ed25519PrivateKey.from_private_bytes(seed), T0 - timedelta(days=1))
-
-
-OWNERS = {account: fixed_identity(f"owner-{account}") for account in ACCOUNTS}
-IMPOSTORS = {
-    account: dataclasses.replace(fixed_identity(f"impostor-{account}"), name=OWNERS[account].name)
-    for account in ACCOUNTS
-}
-"""Each owner's name with a key the owner never registered."""
-
-
-def share_of(amount: Decimal, percent: int) -> Decimal:
-    return (amount * percent / 100).quantize(CENT, rounding=ROUND_DOWN)
-
-
-def count(what: str) -> None:
-    STATS[what] += 1
-    event(what)
-
-
-@dataclass
-class Note:
-    """A credit note as the test knows it."""
-
-    note: CreditNote
-    cheque: Cheque
-    state: NoteState | None
-    """The note's own workflow; None for a hold kept in the account's state (before the patch)."""
-    end: HoldClosed | None = None
-    """How it ended, as first decided: it never changes afterwards."""
-    applied: bool = False
-    """Whether the account has applied the end (at once for a hold in the account's state)."""
-    applied_run: int = 0
-    ended_at: datetime | None = None
-    pruned: bool = False
-    """A hold in the account's state that a continue-as-new has forgotten (a day after it ended)."""
-
-    @property
-    def legacy(self) -> bool:
-        return self.state is None
-
-
-@dataclass
-class Answer:
-    """A request answered before, to send again under the same key: same answer, no change."""
-
-    what: str
-    key: str
-    redo: Callable[[], BaseModel]
-    result: BaseModel | None
-    refusal: str | None
-    states: Callable[[], list[BaseModel]]
-
-
-@dataclass
-class Book:
-    """One account: its state as the workflow carries it, and what the test expects of it."""
-
-    state: AccountState
-    balance: Decimal = ZERO
-    run: int = 0
-    answers: list[Answer] = field(default_factory=list)
-    """This run's answers (a short memory: the state forgets keys as it continues as new)."""
-    entries: list[LedgerEntry] = field(default_factory=list)
-    """Every ledger entry the account emitted, as the audit trail keeps them."""
-    starting: list[Starting] = field(default_factory=list)
-    """Notes issued whose workflows the account's note starter has not started yet."""
-
-
-@dataclass
-class Starting:
-    """A note issued by a cashing, its workflow not started yet."""
-
-    note: CreditNote
-    key: str
-    cheque: Cheque
-
-
-@dataclass
-class Flow:
-    """Money a receipt took from the payer, on its way to the recipient."""
-
-    transfer: Transfer
-    credited_at: datetime | None = None
-    done: bool = False
-
+from tests.ledger.ledger_wiring import WiredLedger  # noqa: E402
 
 index = st.integers(min_value=0, max_value=1000)
 RECEIPT_PERCENT = st.sampled_from((0, 1, 50, 99, 100)) | st.integers(0, 100)
 
 
-class LedgerMachine(RuleBasedStateMachine):
+class LedgerMachine(WiredLedger, RuleBasedStateMachine):
+    """The rules and invariants; the model they check against is in ``ledger_model.py``, the
+    steps they take, wired as the workflows wire them, in ``ledger_wiring.py``."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.now = T0
-        self.deposited = ZERO
-        self.books = {
-            account: Book(
-                AccountState(
-                    account=account, owner=OWNERS[account].name, overdraft_limit=LIMITS[account]
-                )
-            )
-            for account in ACCOUNTS
-        }
-        self.notes: dict[str, Note] = {}
-        self.cashed: dict[str, Cheque] = {}
-        """Every cheque cashed, to present again."""
-        self.cheque_runs: dict[str, int] = {}
-        """The account's run that last cashed each cheque into a note (it remembers two runs)."""
-        self.started: set[str] = set()
-        """Ids of every credit note workflow started (the id reuse policy rejects them again)."""
-        self.signals: list[HoldClosed] = []
-        """Ends sent by notes to their accounts, not delivered yet."""
-        self.flows: dict[str, Flow] = {}
-        self.note_answers: list[Answer] = []
-        """Answers of the notes' own workflows (which remember them for the note's life)."""
-        self.serial = 0
-        self.busy_until = BUSY_STRETCH
         for account in PAYERS:
             self.deposit(account, OPENING_CENTS, again=False)
 
-    # --- helpers ---------------------------------------------------------------------------
-
-    def key(self, what: str) -> str:
-        self.serial += 1
-        return f"{what}-{self.serial}"
-
-    def open_notes(self) -> list[Note]:
-        return [note for note in self.notes.values() if note.end is None]
-
-    def ended_notes(self) -> list[Note]:
-        return [note for note in self.notes.values() if note.end is not None]
-
-    def held(self, account: str) -> Decimal:
-        kept = (n.note for n in self.notes.values() if n.note.account == account and not n.applied)
-        starting = (s.note for s in self.books[account].starting)
-        return sum((note.held for note in (*kept, *starting)), ZERO)
-
-    def notes_open(self, account: str) -> int:
-        kept = [n for n in self.notes.values() if n.note.account == account and not n.legacy]
-        return sum(not n.applied for n in kept) + len(self.books[account].starting)
-
-    def room(self, account: str) -> Decimal:
-        """What the account may still hold: available plus its overdraft limit."""
-        return self.books[account].balance - self.held(account) + LIMITS[account]
-
-    def write(
-        self,
-        payer: str,
-        *,
-        to: str,
-        max_spend: Decimal,
-        valid_for: timedelta = timedelta(hours=2),
-        signer: Identity | None = None,
-        signed_at: datetime | None = None,
-    ) -> Cheque:
-        return write_cheque(
-            signer or OWNERS[payer],
-            account=payer,
-            recipient=to,
-            resource=RESOURCE,
-            max_spend=max_spend,
-            now=signed_at or self.now,
-            valid_for=valid_for,
-            uid=self.key("chq"),
-        )
-
-    def present(
-        self,
-        account: str,
-        key: str,
-        cheque: Cheque,
-        *,
-        spend: Decimal,
-        recipient: str,
-        resource: str = RESOURCE,
-        within: timedelta = RECEIPT_WITHIN[1],
-        legacy: bool = False,
-    ) -> CreditNote:
-        """Cash ``cheque`` at ``account`` as ``AccountWorkflow.cash_cheque`` does: hold and issue
-        the note at once, its workflow started later by the account's note starter
-        (:meth:`start_notes`), or, in a run from before the notes patch, hold it in the
-        account's state."""
-        book = self.books[account]
-        seen = book.state.has_seen(key)
-        note = book.state.cash_cheque(
-            key,
-            cheque,
-            spend=spend,
-            recipient=recipient,
-            resource=resource,
-            receipt_within=within,
-            keys=[OWNERS[account].public_record()],
-            now=self.now,
-            note_workflow=not legacy,
-        )
-        if seen:
-            return note
-        assert note.uid == f"cn-{cheque.uid}" and note.held == spend <= cheque.max_spend
-        assert (note.account, note.recipient, note.resource) == (account, recipient, resource)
-        assert note.receipt_by == self.now + within
-        self.cashed.setdefault(cheque.uid, cheque)
-        if legacy:
-            assert note.uid not in self.notes  # a cheque is never held twice
-            self.notes[note.uid] = Note(note, cheque, None)
-        else:
-            self.cheque_runs[cheque.uid] = book.run
-            book.starting.append(Starting(note, key, cheque))
-        return note
-
-    def start_notes(self, account: str, batch: int) -> None:
-        """The account's note starter: start the workflows of the next ``batch`` notes issued (an
-        activity); a note whose workflow id is taken (its cheque has a note already) is voided,
-        and its cashing becomes that refusal."""
-        book = self.books[account]
-        todo, book.starting = book.starting[:batch], book.starting[batch:]
-        for starting in todo:
-            workflow_id = credit_note_workflow_id(starting.note.uid, account)
-            if workflow_id in self.started:
-                book.state.void_note(starting.key, starting.note, self.now)
-                assert book.state.remembered[starting.key].refusal_type == CHEQUE_ALREADY_CASHED
-                for answer in book.answers:
-                    if answer.key == starting.key:
-                        answer.result, answer.refusal = None, CHEQUE_ALREADY_CASHED
-                count("cash voided by the note's id")
-                continue
-            self.started.add(workflow_id)
-            book.state.note_started(starting.note.uid)
-            assert starting.note.uid not in self.notes  # a cheque is never held twice
-            note = Note(
-                starting.note, starting.cheque, NoteState(note=starting.note, cash_key=starting.key)
-            )
-            self.notes[note.note.uid] = note
-            count("note started")
-            self.fire_timer(note)  # started with a delay until receipt_by, maybe past already
-
-    def starting_accounts(self) -> list[str]:
-        return [account for account, book in self.books.items() if book.starting]
+    # --- the account's note starter --------------------------------------------------------
 
     @precondition(lambda self: self.starting_accounts())
     @rule(which=index, batch=st.integers(1, 4))
     def start_some_notes(self, which: int, batch: int) -> None:
         accounts = self.starting_accounts()
         self.start_notes(accounts[which % len(accounts)], batch)
-
-    def refused(
-        self,
-        expected: str | set[str],
-        call: Callable[[], object],
-        *,
-        account: AccountState | None = None,
-        note: NoteState | None = None,
-        key: str | None = None,
-    ) -> str:
-        """Call, expecting a refusal of an ``expected`` type that changes nothing (but for the
-        account remembering the refusal under ``key``)."""
-        types = {expected} if isinstance(expected, str) else expected
-        states = [s for s in (account, note) if s is not None]
-        before = [s.model_dump(exclude={"remembered"}) for s in states]
-        try:
-            answer = call()
-        except Refused as exc:
-            assert exc.type in types, f"refused {exc.type} ({exc.message}), expected {types}"
-            refusal = exc.type
-        else:
-            raise AssertionError(f"expected a refusal {types}, got {answer!r}")
-        assert [s.model_dump(exclude={"remembered"}) for s in states] == before
-        if account is not None and key is not None:
-            assert account.remembered[key].refusal_type == refusal
-        count(f"refused {refusal}")
-        return refusal
-
-    def remember(
-        self,
-        book: Book | None,
-        note: Note | None,
-        what: str,
-        key: str,
-        redo: Callable[[], BaseModel],
-        *,
-        result: BaseModel | None = None,
-        refusal: str | None = None,
-    ) -> Answer:
-        def states() -> list[BaseModel]:
-            account = [] if book is None else [book.state]
-            own = [] if note is None or note.state is None else [note.state]
-            return [*account, *own]
-
-        answer = Answer(what, key, redo, result, refusal, states)
-        (self.note_answers if book is None else book.answers).append(answer)
-        return answer
-
-    def end(self, note: Note, closed: HoldClosed) -> None:
-        """The note has ended: its workflow tells the account; a hold in the account's state
-        has ended there already."""
-        assert note.end is None, f"{note.note.uid} ended twice: {note.end} then {closed}"
-        note.end, note.ended_at = closed, self.now
-        if note.legacy:
-            self.apply_end(note)
-        else:
-            self.signals.append(closed)
-
-    def apply_end(self, note: Note) -> None:
-        end, book = note.end, self.books[note.note.account]
-        assert end is not None and not note.applied
-        note.applied, note.applied_run = True, book.run
-        if end.kind is CloseKind.RECEIPT and end.paid > 0:
-            transfer_id = f"tr-{note.note.uid}"
-            assert transfer_id not in self.flows, f"transfer {transfer_id} issued twice"
-            [transfer] = [t for t in book.state.transfers if t.transfer_id == transfer_id]
-            assert (transfer.from_account, transfer.to_account, transfer.amount) == (
-                note.note.account,
-                note.note.recipient,
-                end.paid,
-            )
-            self.flows[transfer_id] = Flow(transfer)
-            book.balance -= end.paid
-
-    def expected_receipt(self, note: CreditNote, paid: Decimal) -> ReceiptResult:
-        return ReceiptResult(
-            credit_note_uid=note.uid,
-            paid=paid,
-            released=note.held - paid,
-            transfer_id=f"tr-{note.uid}" if paid > 0 else None,
-        )
 
     # --- deposits and cheques --------------------------------------------------------------
 
@@ -496,41 +161,6 @@ class LedgerMachine(RuleBasedStateMachine):
     ) -> None:
         """A cheque to any account (or to none), into a note or a hold in the account's state."""
         self._cash(payer, to, max_cents, percent, within, valid_for, legacy, again)
-
-    def _cash(
-        self,
-        payer: str,
-        to: str,
-        max_cents: int,
-        percent: int,
-        within: timedelta,
-        valid_for: timedelta,
-        legacy: bool,
-        again: bool,
-    ) -> CreditNote | None:
-        """A valid cheque: cashed if the account has room for it, else InsufficientFunds."""
-        to = PROVIDER if to == payer else to
-        max_spend, room = Decimal(max_cents).scaleb(-2), self.room(payer)
-        spend = max(share_of(min(max_spend, room), percent), CENT)
-        cheque = self.write(payer, to=to, max_spend=max_spend, valid_for=valid_for)
-        book, key = self.books[payer], self.key("cash")
-
-        def cash() -> CreditNote:
-            return self.present(
-                payer, key, cheque, spend=spend, recipient=to, within=within, legacy=legacy
-            )
-
-        note = None
-        if spend > room:
-            refusal = self.refused(INSUFFICIENT_FUNDS, cash, account=book.state, key=key)
-            answer = self.remember(book, None, "cash", key, cash, refusal=refusal)
-        else:
-            note = cash()
-            answer = self.remember(book, None, "cash", key, cash, result=note)
-            count("cash (before the notes patch)" if legacy else "cash")
-        if again:
-            self.repeat(answer)
-        return note
 
     @rule(
         payer=st.sampled_from(PAYERS),
@@ -619,54 +249,13 @@ class LedgerMachine(RuleBasedStateMachine):
             self.remember(book, None, "cash", key, cash, result=cash())
         count("cash again" if expected else "cash again, to be voided")
 
-    @staticmethod
-    def figures(state: AccountState) -> tuple[object, ...]:
-        return (state.balance, state.held, state.in_flight, state.notes_open, state.transfers)
-
     # --- receipts and refunds --------------------------------------------------------------
-
-    def receipt_of(self, note: Note, key: str, amount: Decimal) -> ReceiptResult:
-        """A receipt as the client sends it: to the note's workflow, or to the account for a
-        hold kept in the account's state."""
-        if note.state is None:
-            return self.books[note.note.account].state.receipt(key, note.note, amount, self.now)
-        return note.state.receipt(key, note.note, amount, self.now)
-
-    def refund_of(self, note: Note, key: str) -> RefundResult:
-        if note.state is None:
-            return self.books[note.note.account].state.refund(key, note.note, self.now)
-        return note.state.refund(key, note.note, self.now)
-
-    def note_book(self, note: Note) -> Book | None:
-        """Whose memory answers a repeat: the account's for a hold in its state."""
-        return self.books[note.note.account] if note.legacy else None
 
     @precondition(lambda self: self.open_notes())
     @rule(which=index, percent=RECEIPT_PERCENT, again=st.booleans())
     def receipt(self, which: int, percent: int, again: bool) -> None:
         opened = self.open_notes()
         self._receipt(opened[which % len(opened)], percent, again)
-
-    def _receipt(self, note: Note, percent: int, again: bool) -> None:
-        """A receipt within the hold of an open note must succeed, once."""
-        key, amount = self.key("receipt"), share_of(note.note.held, percent)
-        result = self.receipt_of(note, key, amount)
-        assert result == self.expected_receipt(note.note, amount)
-        self.end(
-            note,
-            HoldClosed(note=note.note, kind=CloseKind.RECEIPT, paid=amount, idempotency_key=key),
-        )
-        answer = self.remember(
-            self.note_book(note),
-            note,
-            "receipt",
-            key,
-            lambda: self.receipt_of(note, key, amount),
-            result=result,
-        )
-        if again:
-            self.repeat(answer)
-        count("receipt" if amount else "receipt of nothing")
 
     @precondition(lambda self: self.open_notes())
     @rule(which=index, over=st.sampled_from((CENT, Decimal("1.00"), Decimal("1000.00"))))
@@ -775,44 +364,6 @@ class LedgerMachine(RuleBasedStateMachine):
         self.now += timedelta(minutes=minutes)
         self.fire_timers()
 
-    def fire_timers(self) -> None:
-        """Every started note's timer, and each account's expiry loop for holds in its state."""
-        for note in self.open_notes():
-            self.fire_timer(note)
-        for account, book in self.books.items():
-            falling_due = {
-                n.note.uid
-                for n in self.open_notes()
-                if n.legacy and n.note.account == account and n.note.receipt_by <= self.now
-            }
-            expired = book.state.expire_holds(self.now)
-            assert {r.credit_note_uid for r in expired} == falling_due
-            for result in expired:
-                note = self.notes[result.credit_note_uid]
-                assert result.released == note.note.held
-                key = f"auto-refund-{note.note.uid}"
-                self.end(
-                    note,
-                    HoldClosed(
-                        note=note.note, kind=CloseKind.AUTO_REFUND, paid=ZERO, idempotency_key=key
-                    ),
-                )
-                count("automatic refund (before the notes patch)")
-
-    def fire_timer(self, note: Note) -> None:
-        """The timer of a note's workflow: an automatic refund at ``receipt_by``."""
-        if note.state is None or note.end is not None:
-            return
-        due = note.note.receipt_by <= self.now
-        before = note.state.model_dump()
-        assert note.state.expire(self.now) is due
-        if due:
-            assert note.state.closed is not None
-            self.end(note, note.state.closed)
-            count("automatic refund")
-        else:
-            assert note.state.model_dump() == before
-
     # --- the notes' ends reach their accounts ----------------------------------------------
 
     @precondition(lambda self: self.signals)
@@ -824,16 +375,6 @@ class LedgerMachine(RuleBasedStateMachine):
         assert book.state.close_note(delivered, self.now) is True
         self.apply_end(note)
         count("note's end applied")
-
-    def delivered_recently(self) -> list[Note]:
-        """Notes whose end their account applied in this run or the one before: the window in
-        which the server may deliver the same signal again. (The account remembers settled
-        notes for two runs only; a copy arriving later is applied again.)"""
-        return [
-            n
-            for n in self.notes.values()
-            if n.applied and not n.legacy and self.books[n.note.account].run - n.applied_run <= 1
-        ]
 
     @precondition(lambda self: self.delivered_recently())
     @rule(which=index)
@@ -870,12 +411,6 @@ class LedgerMachine(RuleBasedStateMachine):
 
     # --- transfers -------------------------------------------------------------------------
 
-    def pending_flows(self) -> list[Flow]:
-        return [flow for flow in self.flows.values() if not flow.done]
-
-    def done_flows(self) -> list[Flow]:
-        return [flow for flow in self.flows.values() if flow.done]
-
     @precondition(lambda self: self.pending_flows())
     @rule(which=index, crash=st.booleans())
     def deliver_transfer(self, which: int, crash: bool) -> None:
@@ -896,21 +431,6 @@ class LedgerMachine(RuleBasedStateMachine):
             flow.done = True
             count("transfer delivered")
 
-    def credit(self, flow: Flow) -> None:
-        transfer, recipient = flow.transfer, self.books[flow.transfer.to_account]
-        before = recipient.state.model_dump()
-        view = recipient.state.credit(
-            transfer.transfer_id, transfer.from_account, transfer.amount, "", self.now
-        )
-        if flow.credited_at is None:
-            recipient.balance += transfer.amount
-            flow.credited_at = self.now
-            assert view.balance == recipient.balance
-            count("credit")
-        else:
-            assert recipient.state.model_dump() == before
-            count("credit again")
-
     @precondition(lambda self: self.done_flows())
     @rule(which=index)
     def deliver_transfer_again(self, which: int) -> None:
@@ -927,28 +447,11 @@ class LedgerMachine(RuleBasedStateMachine):
 
     # --- repeats and continue-as-new -------------------------------------------------------
 
-    def answers(self) -> list[Answer]:
-        return [a for book in self.books.values() for a in book.answers] + self.note_answers
-
     @precondition(lambda self: self.answers())
     @rule(which=index)
     def repeat_key(self, which: int) -> None:
         answers = self.answers()
         self.repeat(answers[which % len(answers)])
-
-    def repeat(self, answer: Answer) -> None:
-        before = [s.model_dump() for s in answer.states()]
-        try:
-            result = answer.redo()
-        except Refused as exc:
-            assert exc.type == answer.refusal, (
-                f"{answer.what} repeated: {exc.type}, was {answer.refusal}"
-            )
-        else:
-            assert answer.refusal is None, f"{answer.what} repeated: {result}, was {answer.refusal}"
-            assert result == answer.result
-        assert [s.model_dump() for s in answer.states()] == before
-        count(f"{answer.what} repeated")
 
     @rule(account=st.sampled_from(ACCOUNTS))
     def continue_as_new(self, account: str) -> None:
