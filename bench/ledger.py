@@ -4,8 +4,10 @@ Cashes pre-signed cheques through the account workflow's ``cash_cheque`` update 
 the owner's keys carried in the account, Ed25519 verification, hold, the credit note's workflow
 started as a child, audit entry written to S3 in the background) against one account and spread
 over ten, and measures a bare update on an empty workflow (one and ten workflows) in the same
-run. Starts its own Temporal dev server and S3 server on free 127.0.0.1 ports. The last line is
-``RESULT cash_ratio_1=X cash_ratio_10=X``: cashings per second over bare updates per second.
+run. A cashing counts as done once its note's workflow is started and its line written (the
+accounts' background work). Starts its own Temporal dev server and S3 server on free 127.0.0.1
+ports. The last line is ``RESULT cash_ratio_1=X cash_ratio_10=X``: cashings per second over bare
+updates per second.
 
     .venv/bin/python -m bench.ledger [--count 600] [--concurrency 8]
 """
@@ -35,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from jobsheet.cheque import write_cheque
     from jobsheet.identity import Identity, generate_identity
     from jobsheet.ledger import client as ledger
-    from jobsheet.ledger.models import CashChequeInput
+    from jobsheet.ledger.models import CashChequeInput, account_workflow_id
     from jobsheet.objectstore import internal_client
     from jobsheet.temporal import exit_without_teardown
     from workflows.account import AccountWorkflow
@@ -114,13 +116,27 @@ async def cashings_per_second(
                 resource="sha256:bench",
             )
         )
-    rate = await timed(
-        count, concurrency, accounts, lambda i: ledger.cash_cheque(client, requests[i])
-    )
+    began = time.perf_counter()
+    await timed(count, concurrency, accounts, lambda i: ledger.cash_cheque(client, requests[i]))
+    # A cashing is done when its note's workflow runs and its line is in the audit trail: wait
+    # for the accounts' background work, so that it counts here and not in the next figure.
+    for payer in payers:
+        for _ in range(30_000):
+            if await quiet(client, payer):
+                break
+            await asyncio.sleep(0.02)
+    rate = count / (time.perf_counter() - began)
     held = sum([(await ledger.balance(client, payer)).held for payer in payers], Decimal(0))
     if held != count:
         raise RuntimeError(f"{count} cheques of 1.00 cashed but {held} held")
     return rate
+
+
+async def quiet(client: Client, account: str) -> bool:
+    """Whether the account has no note left to start and no line left to audit."""
+    handle = client.get_workflow_handle(account_workflow_id(account))
+    state = await handle.query(AccountWorkflow.state)
+    return not state.notes_to_start and not state.unaudited
 
 
 async def bare_updates_per_second(

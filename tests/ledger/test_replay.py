@@ -6,8 +6,11 @@ credits were signed; it is kept as it is, to prove the ``ledger-signed-orders`` 
 ``histories/account-signed.json`` is a run of :func:`signed_scenario` recorded before the start
 checks (``JOBSHEET_RECORD_HISTORIES=signed`` records it again, on today's path).
 ``histories/user-signed.json`` (:func:`user_scenario`) and ``histories/account-overdraft-*.json``
-(the two runs of :func:`overdraft_scenario`) are today's paths; set
-``JOBSHEET_RECORD_HISTORIES=1`` to record them again after an intended change of behaviour.
+(the two runs of :func:`overdraft_scenario`) and ``histories/account-notes-*.json`` with
+``histories/credit-note-*.json`` (:func:`notes_scenario`: credit notes as workflows of their own)
+are today's paths; set ``JOBSHEET_RECORD_HISTORIES=1`` to record them again after an intended
+change of behaviour (``=notes`` records only the notes' ones: the overdraft histories were
+recorded before the notes patch and keep proving its old path).
 """
 
 from __future__ import annotations
@@ -53,6 +56,15 @@ SIGNED_HISTORY = HISTORIES / "account-signed.json"
 USER_HISTORY = HISTORIES / "user-signed.json"
 OPENED_HISTORY = HISTORIES / "account-overdraft-opened.json"
 CONTINUED_HISTORY = HISTORIES / "account-overdraft-continued.json"
+NOTES_HISTORIES = {
+    name: HISTORIES / f"{name}.json"
+    for name in (
+        "account-notes-opened",
+        "account-notes-continued",
+        "credit-note-receipted",
+        "credit-note-refunded",
+    )
+}
 
 
 async def scenario(env: Ledger) -> str:
@@ -133,6 +145,41 @@ async def user_scenario(env: Ledger) -> str:
     keys = await handle.query(UserWorkflow.keys)
     assert [key.revoked_at is not None for key in keys] == [True, True, False]
     return alice.name
+
+
+async def notes_scenario(env: Ledger) -> dict[str, WorkflowHistory]:
+    """Credit notes as workflows of their own: two cheques cashed, one note receipted in part
+    (its payment delivered), one refunded, and the account continuing as new after four
+    operations with a third note still open: the account's two runs and the two notes."""
+    alice, shop = await env.user("alice"), await env.user("shop")
+    payer = await env.account(alice, funds="40.00", continue_as_new_after=4)
+    payee = await env.account(shop)
+    paid = await ledger.cash_cheque(env.client, cash_input(new_cheque(alice, payer, payee)))
+    back = await ledger.cash_cheque(env.client, cash_input(new_cheque(alice, payer, payee)))
+    await ledger.receipt(
+        env.client, ReceiptInput(idempotency_key="p", credit_note=paid, amount=Decimal("4.00"))
+    )
+    await ledger.refund(env.client, RefundInput(idempotency_key="r", credit_note=back))
+    await ledger.cash_cheque(env.client, cash_input(new_cheque(alice, payer, payee)))
+    handle = env.client.get_workflow_handle(account_workflow_id(payer))
+
+    async def done() -> bool:
+        state = await state_of(env, payer)
+        info = (await handle.describe()).raw_description.workflow_execution_info
+        continued = info.first_run_id != info.execution.run_id
+        quiet = not state.transfers and not state.notes_to_start and not state.unaudited
+        return continued and state.notes_open == 1 and quiet
+
+    await wait_for(done)
+    latest = await handle.fetch_history()
+    started = latest.events[0].workflow_execution_started_event_attributes
+    first = env.client.get_workflow_handle(handle.id, run_id=started.first_execution_run_id)
+    return {
+        "account-notes-opened": await first.fetch_history(),
+        "account-notes-continued": latest,
+        "credit-note-receipted": await ledger.note_handle(env.client, paid).fetch_history(),
+        "credit-note-refunded": await ledger.note_handle(env.client, back).fetch_history(),
+    }
 
 
 async def overdraft_scenario(env: Ledger) -> list[WorkflowHistory]:
@@ -255,6 +302,28 @@ async def test_fresh_overdraft_histories_replay(ledger_env: Ledger) -> None:
     _record(CONTINUED_HISTORY, continued, ledger_env.client)
 
 
+def test_the_notes_histories_cover_notes_as_workflows() -> None:
+    opened = _covered(NOTES_HISTORIES["account-notes-opened"])
+    assert "account-notes-as-workflows" in opened
+    assert opened.count("update:cash_cheque") == 3
+    receipted = _covered(NOTES_HISTORIES["credit-note-receipted"])
+    assert "update:receipt" in receipted
+    assert "update:refund" in _covered(NOTES_HISTORIES["credit-note-refunded"])
+    for name in ("account-notes-opened", "account-notes-continued"):
+        text = NOTES_HISTORIES[name].read_text()
+        assert "hold_closed" in text or "start_credit_notes" in text, name
+    continued = json.loads(NOTES_HISTORIES["account-notes-continued"].read_text())["events"][0]
+    assert continued["workflowExecutionStartedEventAttributes"]["continuedExecutionRunId"]
+
+
+async def test_fresh_notes_histories_replay(ledger_env: Ledger) -> None:
+    histories = await notes_scenario(ledger_env)
+    assert histories["account-notes-opened"].run_id != histories["account-notes-continued"].run_id
+    for name, history in histories.items():
+        await _replayer(ledger_env.client).replay_workflow(history)
+        _record(NOTES_HISTORIES[name], history, ledger_env.client, series=("1", "notes"))
+
+
 def _replayer(client: Client) -> Replayer:
     """Replays a fresh history, whose payloads the client's converter opens."""
     return Replayer(
@@ -263,8 +332,10 @@ def _replayer(client: Client) -> Replayer:
     )
 
 
-def _record(path: Path, history: WorkflowHistory, client: Client) -> None:
+def _record(
+    path: Path, history: WorkflowHistory, client: Client, *, series: tuple[str, ...] = ("1",)
+) -> None:
     """Keep a fresh history for the Replayer test, its payloads opened (the session's keys do
-    not outlive the session)."""
-    if os.environ.get("JOBSHEET_RECORD_HISTORIES") == "1":
+    not outlive the session), when ``JOBSHEET_RECORD_HISTORIES`` names one of ``series``."""
+    if os.environ.get("JOBSHEET_RECORD_HISTORIES") in series:
         path.write_text(in_clear(history, client).to_json())
