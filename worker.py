@@ -112,6 +112,7 @@ def compute_workers(
     from activities.compute import ComputeActivities
     from jobsheet.compute.config import load_compute_config
     from jobsheet.compute.sandbox import prepare_sandbox
+    from workflows.compute_contract import ComputeContractWorkflow
     from workflows.compute_service import ComputeServiceWorkflow
 
     config = load_compute_config(settings.calculations_file)
@@ -126,7 +127,7 @@ def compute_workers(
             Worker(
                 client,
                 task_queue=task_queue,
-                workflows=[ComputeServiceWorkflow],
+                workflows=[ComputeServiceWorkflow, ComputeContractWorkflow],
                 activities=[compute.run_calculation],
                 # Runs are bounded inside by the service's max_concurrent_runs; the extra slots
                 # let a run waiting for a run slot heartbeat instead of waiting for a task slot.

@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,8 +21,8 @@ import httpx
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
+from activities import contract_book
 from jobsheet.compute.config import (
     BadParametersError,
     Calculation,
@@ -43,10 +44,6 @@ from jobsheet.compute.models import (
 from jobsheet.compute.runner import Limits, ProcessOutcome, run_isolated
 from jobsheet.compute.sandbox import Sandbox, calculations_for
 from jobsheet.write_par import BadOutputKey, WritePar, check_relative_key
-from workflows.compute_service import (
-    ComputeServiceWorkflow,
-    contract_book_id,
-)
 
 T = TypeVar("T")
 CONTRACT_SLOTS = 4
@@ -98,16 +95,13 @@ class ComputeActivities:
             raise _error(str(exc), "BadParameters") from None
 
     async def _held_record(self, contract: ComputeContract) -> ContractRecord:
-        handle = self._client.get_workflow_handle(contract_book_id(self._task_queue))
-        try:
-            record = await handle.query(ComputeServiceWorkflow.contract, contract.contract_id)
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-            record = None
-        if record is None or record.state != ContractState.HELD:
-            state = record.state.value if record else "unknown"
-            raise _error(f"contract {contract.contract_id} is {state}", "ContractNotHeld")
+        record = await contract_book.contract_record(
+            self._client, contract.contract_id, task_queue=self._task_queue
+        )
+        state = record.state_at(datetime.now(UTC)) if record else None
+        if record is None or state != ContractState.HELD:
+            said = state.value if state else "unknown"
+            raise _error(f"contract {contract.contract_id} is {said}", "ContractNotHeld")
         if not secrets.compare_digest(record.contract.run_token, contract.run_token):
             raise _error("the contract does not match the service's record", "ContractNotHeld")
         return record

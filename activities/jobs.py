@@ -10,6 +10,7 @@ workflow task that runs them again changes nothing twice. Business refusals are 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,11 +18,10 @@ from typing import Any
 
 from minio import Minio
 from temporalio import activity
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
+from activities import contract_book
 from activities.storage import par_lifetime
 from jobsheet.authorisation import (
     Authorisation,
@@ -33,7 +33,7 @@ from jobsheet.compute.config import (
     load_compute_config,
 )
 from jobsheet.compute.contracts import ContractRefused, contract_for
-from jobsheet.compute.models import ComputeContract, ContractState, ReleaseRequest, ReleaseResult
+from jobsheet.compute.models import ComputeContract, ContractState, ReleaseResult
 from jobsheet.jobs import cleanup
 from jobsheet.jobs.messages import (
     FinishInput,
@@ -50,7 +50,7 @@ from jobsheet.jobs.messages import (
 from jobsheet.jobs.models import ParKind, ParMetadata, input_key, job_uid_for
 from jobsheet.jobs.store import write_sheet
 from jobsheet.ledger import client as ledger
-from jobsheet.ledger.errors import Refused
+from jobsheet.ledger.errors import PAYMENT_VOIDED, Refused, refused
 from jobsheet.ledger.key_cache import UserKeys
 from jobsheet.ledger.models import (
     AuthorisationVerdict,
@@ -66,12 +66,6 @@ from jobsheet.ledger.models import (
 from jobsheet.objectstore import compute_presign_client, internal_client, presign_client
 from jobsheet.settings import Settings
 from jobsheet.write_par import issue_write_par
-from workflows.compute_service import (
-    ComputeServiceWorkflow,
-    ContractBookInput,
-    ReserveRequest,
-    contract_book_id,
-)
 
 
 def _refusal(message: str, kind: str) -> ApplicationError:
@@ -204,28 +198,12 @@ class JobActivities:
     @activity.defn
     async def reserve_contract(self, request: ReserveInput) -> ComputeContract:
         """Have the service's contract book hold the drafted contract (the first draft held for
-        this job wins: a retry gets the same contract and run token)."""
+        this job wins: a retry gets the same contract and run token). A full service refuses
+        at once (``ServiceAtCapacity``), naming itself and its capacity."""
         contract = request.contract
-        book = ContractBookInput(
-            service=contract.service, max_open_contracts=request.max_open_contracts
+        record = await contract_book.reserve(
+            self._client, contract, max_open_contracts=request.max_open_contracts
         )
-        try:
-            record = await self._client.execute_update_with_start_workflow(
-                ComputeServiceWorkflow.reserve,
-                ReserveRequest(contract=contract, max_open_contracts=request.max_open_contracts),
-                start_workflow_operation=WithStartWorkflowOperation(
-                    ComputeServiceWorkflow.run,
-                    book,
-                    id=contract_book_id(contract.task_queue),
-                    task_queue=contract.task_queue,
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                ),
-            )
-        except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            if isinstance(cause, ApplicationError):
-                raise _refusal(cause.message, cause.type or "ContractRefused") from None
-            raise
         if record.state != ContractState.HELD:
             raise _refusal(
                 f"contract {contract.contract_id} was already {record.state.value}",
@@ -236,15 +214,9 @@ class JobActivities:
     @activity.defn
     async def release_contract(self, request: ReleaseInput) -> ReleaseResult:
         """Free the contract's slot; releasing twice, or an unknown contract, is harmless."""
-        handle = self._client.get_workflow_handle(contract_book_id(request.task_queue))
-        try:
-            return await handle.execute_update(
-                ComputeServiceWorkflow.release, ReleaseRequest(contract_id=request.contract_id)
-            )
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-            return ReleaseResult(contract_id=request.contract_id, released_now=False, state=None)
+        return await contract_book.release(
+            self._client, request.contract_id, task_queue=request.task_queue
+        )
 
     @activity.defn
     async def cash_cheque(self, request: CashChequeInput) -> CreditNote:
@@ -280,10 +252,21 @@ class JobActivities:
     # --- the run and the end ------------------------------------------------------------------
 
     @activity.defn
-    def start_run(self, request: StartRunInput) -> IssuedPar:
-        """Persist the running sheet (the API grants bucket writes only while it says running)
-        and presign the compute service's read of the input."""
-        write_sheet(self._s3, self._bucket, request.sheet)
+    async def start_run(self, request: StartRunInput) -> IssuedPar:
+        """Check that the job's hold stands, persist the running sheet (the API grants bucket
+        writes only while it says running) and presign the compute service's read of the input.
+
+        A hold its account took back (the cheque had been cashed before, long ago) pays for no
+        run: refused ``PaymentVoided``, and the job ends without running.
+        """
+        for note in request.sheet.credit_notes:
+            if not await ledger.note_stands(self._client, note):
+                raise refused(
+                    PAYMENT_VOIDED,
+                    f"the hold {note.uid} paying for job {request.sheet.uid} was taken back: "
+                    f"cheque {note.cheque_uid} had been cashed before",
+                )
+        await asyncio.to_thread(write_sheet, self._s3, self._bucket, request.sheet)
         now = datetime.now(UTC).replace(microsecond=0)
         return self._presign(
             self._compute_signer,

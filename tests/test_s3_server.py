@@ -61,7 +61,7 @@ def test_presigned_urls_name_the_public_endpoint(settings: Settings) -> None:
     assert url.startswith(f"http://files.example.org:9000/{public.bucket}/k?")
 
 
-def test_compute_pars_are_signed_for_the_compute_endpoint(settings: Settings) -> None:
+async def test_compute_pars_are_signed_for_the_compute_endpoint(settings: Settings) -> None:
     from datetime import UTC, datetime
 
     from activities.jobs import JobActivities
@@ -74,7 +74,7 @@ def test_compute_pars_are_signed_for_the_compute_endpoint(settings: Settings) ->
     steps = JobActivities(None, split)  # type: ignore[arg-type]  # presigning needs no client
     later = datetime.now(UTC) + timedelta(minutes=5)
     uid = "job-" + "0" * 32
-    read = steps.start_run(StartRunInput(sheet=JobSheet(uid=uid), input_until=later))
+    read = await steps.start_run(StartRunInput(sheet=JobSheet(uid=uid), input_until=later))
     upload = steps.issue_submission_pars(
         SubmissionParsInput(
             uid=uid,

@@ -1,34 +1,61 @@
-"""The contract book of one compute service: an entity workflow that holds its slots.
+"""The contract book of one compute service: an entity workflow that counts its open contracts.
 
-One workflow per compute service (id :func:`contract_book_id`) on the service's task queue keeps
-every open contract until it is released or its deadline passes (a durable timer), refuses new
-contracts beyond the service's capacity, and continues as new when its history grows. One timer
-waits for the earliest held deadline; a reservation or release that leaves that deadline where it
-is leaves the timer alone.
+One workflow per compute service (id :func:`contract_book_id`) on the service's task queue. Its
+``reserve`` update refuses a contract beyond the service's capacity and otherwise starts the
+contract's own workflow (workflows/compute_contract.py) as an abandoned child, which holds the
+contract until it is released or its deadline passes and then signals ``contract_ended``. The
+book keeps counts, not contracts, so its state and its continue-as-new input stay a few KB
+whatever the number of open contracts (docs/contract-book.md).
+
+A book run begun before :data:`CONTRACTS_AS_WORKFLOWS_PATCH` keeps every contract in its own
+records, as it always did, until it continues as new; the run after it keeps expiring (and
+releasing) those carried records while every new contract gets a workflow of its own.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import NoReturn
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from jobsheet.compute.contract_records import FORGET_ENDED_AFTER, ContractRecords
     from jobsheet.compute.models import (
+        ALREADY_RESERVED,
+        BOOK_ROLLING,
+        CONTRACT_ENDED_SIGNAL,
+        SERVICE_AT_CAPACITY,
         ComputeContract,
+        ContractEnded,
         ContractRecord,
-        ContractState,
+        ContractStart,
         ReleaseRequest,
         ReleaseResult,
+        capacity_refusal,
     )
 
-FORGET_ENDED_AFTER = timedelta(days=1)
+from workflows.compute_contract import ComputeContractWorkflow, contract_workflow_id
+
+__all__ = ["FORGET_ENDED_AFTER"]
+
 TIMER_ON_EARLIEST_PATCH = "contract-book-timer-on-earliest"
 """From this patch on, the book starts a new deadline timer only when the earliest held deadline
 moves; a run begun before it re-arms on every reservation and release until it continues as new."""
+CONTRACTS_AS_WORKFLOWS_PATCH = "contract-book-contracts-as-workflows"
+"""From this patch on, each new contract is a workflow of its own and the book keeps counts; a
+run begun before it keeps its contracts in its records until it continues as new."""
+
+STARTS_PER_RUN = 500
+"""Contract workflows one run starts before it continues as new: far below Temporal's 2,000
+pending children (and 2,000 updates) per run, and a history of a few thousand events."""
+ENDS_PER_RUN = 100
+"""Ends one run counts before it continues as new, and the most it passes on to the next run to
+ignore a duplicated ``contract_ended``: about 5 KB of contract ids."""
 
 
 def contract_book_id(task_queue: str) -> str:
@@ -40,6 +67,15 @@ class ContractBookInput(BaseModel):
     service: str
     max_open_contracts: int = Field(ge=1)
     records: dict[str, ContractRecord] = Field(default_factory=dict)
+    """Contracts the book holds in its own state: all of them in a run begun before
+    :data:`CONTRACTS_AS_WORKFLOWS_PATCH`, afterwards only those carried from such a run."""
+    open_contracts: int = Field(default=0, ge=0)
+    """Contract workflows started and not yet reported ended."""
+    ended_recently: list[str] = Field(default_factory=list)
+    """The last contracts (at most ``ends_per_run``) whose end the previous run counted: a
+    duplicated signal for one of them is ignored."""
+    starts_per_run: int = Field(default=STARTS_PER_RUN, ge=1)
+    ends_per_run: int = Field(default=ENDS_PER_RUN, ge=1)
 
 
 class ReserveRequest(BaseModel):
@@ -48,17 +84,36 @@ class ReserveRequest(BaseModel):
     """The service's current capacity (the operator may change it between contracts)."""
 
 
+class BookStatus(BaseModel):
+    """What the book counts now."""
+
+    service: str
+    max_open_contracts: int
+    open_contracts: int
+    """Every open contract: contract workflows not reported ended, and carried records held."""
+    contract_workflows: int
+    carried_held: int
+    started_this_run: int
+    ended_this_run: int
+
+
 @workflow.defn
 class ComputeServiceWorkflow:
-    """Holds a compute service's open contracts: reserve, release, expire at the deadline."""
+    """Counts a compute service's open contracts; each contract is a workflow of its own."""
 
     @workflow.init
     def __init__(self, book: ContractBookInput) -> None:
         self._service = book.service
         self._capacity = book.max_open_contracts
-        self._records: dict[str, ContractRecord] = dict(book.records)
+        self._records = ContractRecords(book.records)
+        self._as_workflows = workflow.patched(CONTRACTS_AS_WORKFLOWS_PATCH)
+        self._timer_on_earliest = self._as_workflows or workflow.patched(TIMER_ON_EARLIEST_PATCH)
+        self._open = book.open_contracts
+        self._starts_per_run, self._ends_per_run = book.starts_per_run, book.ends_per_run
+        self._ended_before = set(book.ended_recently)
+        self._ended_now: dict[str, None] = {}
+        self._started = 0
         self._changed = False
-        self._timer_on_earliest = workflow.patched(TIMER_ON_EARLIEST_PATCH)
         self._armed_deadline: datetime | None = None
         self._earliest_moved = False
 
@@ -70,31 +125,33 @@ class ComputeServiceWorkflow:
             await self._rearm_on_every_change()
 
     async def _expire_at_earliest_deadline(self) -> NoReturn:
-        """Expire contracts at their deadlines with one timer for the earliest held deadline,
-        replaced only when that deadline moves: an earlier reservation, or the earliest contract
-        released or expired."""
+        """Expire the records at their deadlines with one timer for the earliest held deadline,
+        replaced only when that deadline moves: an earlier reservation, or the earliest record
+        released or expired. Contract workflows keep their own timers."""
         while True:
-            self._expire_due(workflow.now())
-            self._forget_ended(workflow.now())
-            self._armed_deadline = self._earliest_deadline()
+            if self._records.expire_due(workflow.now()):
+                self._held_changed()
+            self._records.forget_ended(workflow.now())
+            self._armed_deadline = self._records.earliest_deadline()
             self._earliest_moved = False
             try:
                 await workflow.wait_condition(
-                    lambda: self._earliest_moved or workflow.info().is_continue_as_new_suggested(),
-                    timeout=self._until_next_deadline(workflow.now()),
+                    lambda: self._earliest_moved or self._run_is_full(),
+                    timeout=self._records.until_next_deadline(workflow.now()),
                     timeout_summary="expire the contract with the earliest deadline",
                 )
             except TimeoutError:
                 pass
-            if workflow.info().is_continue_as_new_suggested():
+            if self._run_is_full():
                 await self._continue_as_new()
 
     async def _rearm_on_every_change(self) -> NoReturn:
-        """The run loop of runs begun before the patch: every reservation and release wakes it,
-        which cancels the timer and starts another (kept as it was, so that those runs replay)."""
+        """The run loop of runs begun before the timer patch: every reservation and release
+        wakes it, which cancels the timer and starts another (kept so that those runs replay)."""
         while True:
-            self._expire_due(workflow.now())
-            timeout = self._until_next_deadline(workflow.now())
+            if self._records.expire_due(workflow.now()):
+                self._held_changed()
+            timeout = self._records.until_next_deadline(workflow.now())
             try:
                 await workflow.wait_condition(
                     lambda: self._changed or workflow.info().is_continue_as_new_suggested(),
@@ -103,9 +160,18 @@ class ComputeServiceWorkflow:
             except TimeoutError:
                 pass
             self._changed = False
-            self._forget_ended(workflow.now())
+            self._records.forget_ended(workflow.now())
             if workflow.info().is_continue_as_new_suggested():
                 await self._continue_as_new()
+
+    def _run_is_full(self) -> bool:
+        """Time to continue as new: Temporal suggests it, or this run started or counted the
+        end of as many contracts as a run should."""
+        if workflow.info().is_continue_as_new_suggested():
+            return True
+        if not self._as_workflows:
+            return False
+        return self._started >= self._starts_per_run or len(self._ended_now) >= self._ends_per_run
 
     async def _continue_as_new(self) -> NoReturn:
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -113,96 +179,131 @@ class ComputeServiceWorkflow:
             ContractBookInput(
                 service=self._service,
                 max_open_contracts=self._capacity,
-                records=self._records,
+                records=self._records.as_dict(),
+                open_contracts=self._open,
+                ended_recently=list(self._ended_now)[-self._ends_per_run :],
+                starts_per_run=self._starts_per_run,
+                ends_per_run=self._ends_per_run,
             )
         )
 
+    # --- reserve, release, ended ----------------------------------------------------------------
+
     @workflow.update
-    def reserve(self, request: ReserveRequest) -> ContractRecord:
-        """Hold a slot for the contract; a repeated reservation returns the first record."""
+    async def reserve(self, request: ReserveRequest) -> ContractRecord:
+        """Hold a slot for the contract: start its workflow. A contract this book started before
+        is refused with :data:`ALREADY_RESERVED`; its workflow answers for it."""
         self._capacity = request.max_open_contracts
         existing = self._records.get(request.contract.contract_id)
         if existing is not None:
             return existing
-        record = ContractRecord(contract=request.contract)
-        self._records[request.contract.contract_id] = record
-        self._held_changed()
-        return record
+        if not self._as_workflows:
+            record = self._records.hold(request.contract)
+            self._held_changed()
+            return record
+        return await self._start_contract(request.contract)
 
     @reserve.validator
     def _check_capacity(self, request: ReserveRequest) -> None:
-        if request.contract.contract_id in self._records:
+        if self._records.get(request.contract.contract_id) is not None:
             return
-        if self._held_count() >= request.max_open_contracts:
+        if self._open_contracts() >= request.max_open_contracts:
             raise ApplicationError(
-                f"compute service {self._service!r} holds its maximum of "
-                f"{request.max_open_contracts} open contracts",
-                type="ServiceAtCapacity",
+                capacity_refusal(self._service, request.max_open_contracts),
+                type=SERVICE_AT_CAPACITY,
                 non_retryable=True,
             )
         if request.contract.deadline <= workflow.now():
             raise ApplicationError(
                 "the contract's deadline has already passed", type="DeadlinePassed"
             )
+        if self._as_workflows and self._run_is_full():
+            # Refused before it reaches history: the caller sends it again to the next run.
+            raise ApplicationError(
+                f"the contract book of {self._service!r} is continuing as new; send it again",
+                type=BOOK_ROLLING,
+            )
+
+    async def _start_contract(self, contract: ComputeContract) -> ContractRecord:
+        # Counted before the first await, so that the next validator sees the slot taken.
+        self._open += 1
+        self._started += 1
+        try:
+            await workflow.start_child_workflow(
+                ComputeContractWorkflow.run,
+                ContractStart(contract=contract, book_id=workflow.info().workflow_id),
+                id=contract_workflow_id(contract.contract_id),
+                # A contract that ended is not held again by a retried reservation.
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                # It outlives this run: the book continues as new long before it ends.
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=f"contract {contract.contract_id}: held until {contract.deadline}",
+            )
+        except WorkflowAlreadyStartedError:
+            self._open -= 1
+            raise ApplicationError(
+                f"contract {contract.contract_id} was reserved before; its workflow holds it",
+                type=ALREADY_RESERVED,
+                non_retryable=True,
+            ) from None
+        except Exception:
+            self._open -= 1
+            raise
+        return ContractRecord(contract=contract)
 
     @workflow.update
     def release(self, request: ReleaseRequest) -> ReleaseResult:
-        """Free the slot; releasing an ended or unknown contract changes nothing."""
-        record = self._records.get(request.contract_id)
-        if record is None:
-            return ReleaseResult(contract_id=request.contract_id, released_now=False, state=None)
-        if record.state != ContractState.HELD:
-            return ReleaseResult(
-                contract_id=request.contract_id, released_now=False, state=record.state
-            )
-        self._end(record, ContractState.RELEASED, workflow.now())
-        return ReleaseResult(
-            contract_id=request.contract_id, released_now=True, state=ContractState.RELEASED
-        )
+        """Free the slot of a contract the book holds in its records (a contract workflow is
+        released by its own update); releasing an ended or unknown contract changes nothing."""
+        result = self._records.release(request.contract_id, workflow.now())
+        if result.released_now:
+            self._held_changed()
+        return result
+
+    @workflow.signal(name=CONTRACT_ENDED_SIGNAL)
+    def contract_ended(self, ended: ContractEnded) -> None:
+        """A contract workflow ended: its slot is free. The same end twice counts once (within
+        this run, and for the last ``ends_per_run`` ends of the previous run)."""
+        contract_id = ended.contract_id
+        if not self._as_workflows or contract_id in self._ended_before:
+            return
+        if contract_id in self._ended_now:
+            return
+        self._ended_now[contract_id] = None
+        self._open = max(self._open - 1, 0)
+
+    # --- queries ------------------------------------------------------------------------------
 
     @workflow.query
     def contract(self, contract_id: str) -> ContractRecord | None:
+        """A contract the book holds in its records (None for contract workflows)."""
         return self._records.get(contract_id)
 
     @workflow.query
     def held(self) -> list[ContractRecord]:
-        return [r for r in self._records.values() if r.state == ContractState.HELD]
+        """The held contracts of the book's records."""
+        return self._records.held()
 
-    def _held_count(self) -> int:
-        return sum(1 for r in self._records.values() if r.state == ContractState.HELD)
-
-    def _end(self, record: ContractRecord, state: ContractState, now: datetime) -> None:
-        self._records[record.contract.contract_id] = ContractRecord(
-            contract=record.contract, state=state, ended_at=now
+    @workflow.query
+    def status(self) -> BookStatus:
+        return BookStatus(
+            service=self._service,
+            max_open_contracts=self._capacity,
+            open_contracts=self._open_contracts(),
+            contract_workflows=self._open,
+            carried_held=self._records.held_count(),
+            started_this_run=self._started,
+            ended_this_run=len(self._ended_now),
         )
-        self._held_changed()
+
+    def _open_contracts(self) -> int:
+        return self._open + self._records.held_count()
 
     def _held_changed(self) -> None:
-        """Wake the run loop for a change to the held contracts: on every change in a run begun
-        before the patch, otherwise only when the earliest held deadline is not the armed one."""
+        """Wake the run loop for a change to the held records: on every change in a run begun
+        before the timer patch, otherwise only when the earliest held deadline is not the armed
+        one."""
         if not self._timer_on_earliest:
             self._changed = True
-        elif self._earliest_deadline() != self._armed_deadline:
+        elif self._records.earliest_deadline() != self._armed_deadline:
             self._earliest_moved = True
-
-    def _expire_due(self, now: datetime) -> None:
-        for record in list(self._records.values()):
-            if record.state == ContractState.HELD and record.contract.deadline <= now:
-                self._end(record, ContractState.EXPIRED, now)
-
-    def _earliest_deadline(self) -> datetime | None:
-        deadlines = [
-            r.contract.deadline for r in self._records.values() if r.state == ContractState.HELD
-        ]
-        return min(deadlines, default=None)
-
-    def _until_next_deadline(self, now: datetime) -> timedelta | None:
-        earliest = self._earliest_deadline()
-        if earliest is None:
-            return None
-        return max(earliest - now, timedelta(milliseconds=1))
-
-    def _forget_ended(self, now: datetime) -> None:
-        for contract_id, record in list(self._records.items()):
-            if record.ended_at is not None and now - record.ended_at > FORGET_ENDED_AFTER:
-                del self._records[contract_id]

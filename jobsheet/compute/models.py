@@ -55,11 +55,53 @@ class ContractState(StrEnum):
 
 
 class ContractRecord(BaseModel):
-    """A contract as the service's contract book keeps it."""
+    """A contract as its workflow (or a book's records) keeps it."""
 
     contract: ComputeContract
     state: ContractState = ContractState.HELD
     ended_at: datetime | None = None
+
+    def state_at(self, now: datetime) -> ContractState:
+        """The state as of ``now``: a held contract past its deadline is expired, even before
+        its timer is handled (a burst of deadlines can keep a worker busy for a while)."""
+        if self.state == ContractState.HELD and self.contract.deadline <= now:
+            return ContractState.EXPIRED
+        return self.state
+
+
+class ContractStart(BaseModel):
+    """The input of a contract's own workflow: the contract it holds and the book it reports to."""
+
+    contract: ComputeContract
+    book_id: str
+    """The workflow id of the service's contract book, signalled when the contract ends."""
+
+
+class ContractEnded(BaseModel):
+    """The contract book's ``contract_ended`` signal: one of its contracts ended, a slot is free."""
+
+    contract_id: str
+    state: ContractState
+
+
+CONTRACT_ENDED_SIGNAL = "contract_ended"
+"""The book's signal, declared once: the contract workflow sends it, the book handles it."""
+
+SERVICE_AT_CAPACITY = "ServiceAtCapacity"
+"""A refusal: the service holds its maximum of open contracts (``max_open_contracts``)."""
+ALREADY_RESERVED = "ContractAlreadyReserved"
+"""The book's answer to a contract it started before: ask the contract's workflow for it."""
+BOOK_ROLLING = "ContractBookRolling"
+"""The book is about to continue as new and takes no reservation now: send it again shortly."""
+
+
+def capacity_refusal(service: str, capacity: int) -> str:
+    """What a full service says: its name, its capacity, and what to do."""
+    contracts = "contract" if capacity == 1 else "contracts"
+    return (
+        f"compute service {service!r} is full: it holds its maximum of {capacity} open "
+        f"{contracts} (max_open_contracts); submit again when one of its jobs has ended"
+    )
 
 
 class ReleaseRequest(BaseModel):

@@ -295,6 +295,29 @@ async def note_view(client: Client, note: CreditNote) -> NoteView | None:
     return NoteView(note=started.note, cash_key=started.cash_key, status=HoldStatus.OPEN, paid=0)
 
 
+async def note_stands(client: Client, note: CreditNote) -> bool:
+    """Whether ``note`` is a hold its account keeps: its workflow was started for this very
+    note (waiting the moment the account takes to start it), or the account keeps it itself
+    (placed before notes were workflows). False for a cashing its account took back because
+    the cheque had been cashed before."""
+    deadline = asyncio.get_running_loop().time() + NOTE_START_WAIT_SECONDS
+    account = account_handle(client, note.account)
+    while True:
+        started = await note_start_input(client, note.uid, note.account)
+        if started is not None:
+            return started.note == note
+        keeper = await _query(account, "note_keeper", NoteKeeper, note.uid)
+        if keeper is NoteKeeper.ACCOUNT:
+            return True
+        if keeper is NoteKeeper.WORKFLOW:
+            # Not starting any more: started just now, or never (taken back).
+            started = await note_start_input(client, note.uid, note.account)
+            return started is not None and started.note == note
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+
+
 async def receipt(client: Client, request: ReceiptInput) -> ReceiptResult:
     """Receipt ``amount`` of a credit note; the rest returns to the payer."""
     return await _to_note(client, request.credit_note, "receipt", request, ReceiptResult)

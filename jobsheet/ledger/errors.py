@@ -27,6 +27,7 @@ UNSIGNED = "Unsigned"
 NOT_OPERATOR = "NotOperator"
 STALE_SIGNATURE = "StaleSignature"
 FORGED_STATE = "ForgedState"
+PAYMENT_VOIDED = "PaymentVoided"
 
 UNKNOWN_USER = "UnknownUser"
 USER_EXISTS = "UserExists"
@@ -59,6 +60,7 @@ ALL = frozenset(
         NOT_OPERATOR,
         STALE_SIGNATURE,
         FORGED_STATE,
+        PAYMENT_VOIDED,
         UNKNOWN_USER,
         USER_EXISTS,
         UNKNOWN_KEY,

@@ -1,36 +1,32 @@
-"""The contract book's deadline timer: one timer for the earliest held deadline, replaced only
-when that deadline moves, that still expires a contract at its deadline; and a run begun before
-the ``contract-book-timer-on-earliest`` patch keeps its old timers and replays.
+"""The contract book's deadline timer over its own records: one timer for the earliest held
+deadline, replaced only when that deadline moves, that still expires a contract at its deadline;
+and runs begun before each patch keep their old path on today's worker and replay.
 
-The book is driven directly, as the compute activities drive it (a reservation is an
-update-with-start), on a worker and a book of each test's own.
+Since ``contract-book-contracts-as-workflows`` a new book keeps no contract in its records (each
+is a workflow of its own), so these runs are begun on the book as deployed before that patch
+(tests/compute/legacy_books.py) and moved mid-run to today's worker. The book is driven directly,
+as the compute activities drive it (a reservation is an update-with-start), on a worker and a
+book of each test's own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
     WorkflowHandle,
-    WorkflowHistory,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Replayer, Worker
-from temporalio.workflow import NondeterminismError
 
 from jobsheet.compute.models import (
     ComputeContract,
@@ -39,18 +35,24 @@ from jobsheet.compute.models import (
     ReleaseRequest,
     ReleaseResult,
 )
+from tests.compute.books import book_worker, patches, record, replays, timer_events
 from tests.compute.conftest import book_contract
+from tests.compute.legacy_books import (
+    BookBeforeContractWorkflows,
+    BookBeforeTimerPatch,
+    BookInput,
+    BookReserveRequest,
+)
 from workflows.compute_service import (
-    FORGET_ENDED_AFTER,
     TIMER_ON_EARLIEST_PATCH,
     ComputeServiceWorkflow,
-    ContractBookInput,
-    ReserveRequest,
     contract_book_id,
 )
 
 CAPACITY = 10
 SERVICE = "test"
+BEFORE_CONTRACT_WORKFLOWS = (BookBeforeContractWorkflows,)
+BEFORE_TIMER_PATCH = (BookBeforeTimerPatch,)
 
 
 def spread_contracts(count: int) -> list[ComputeContract]:
@@ -61,13 +63,14 @@ def spread_contracts(count: int) -> list[ComputeContract]:
 
 
 async def reserve(client: Client, task_queue: str, contract: ComputeContract) -> ContractRecord:
-    """Reserve as the compute activities do: update-with-start, the book started if need be."""
+    """Reserve as the compute activities did: update-with-start, the book started if need be
+    (with the input and request of the code before contracts became workflows)."""
     return await client.execute_update_with_start_workflow(
-        ComputeServiceWorkflow.reserve,
-        ReserveRequest(contract=contract, max_open_contracts=CAPACITY),
+        BookBeforeContractWorkflows.reserve,
+        BookReserveRequest(contract=contract, max_open_contracts=CAPACITY),
         start_workflow_operation=WithStartWorkflowOperation(
-            ComputeServiceWorkflow.run,
-            ContractBookInput(service=SERVICE, max_open_contracts=CAPACITY),
+            BookBeforeContractWorkflows.run,
+            BookInput(service=SERVICE, max_open_contracts=CAPACITY),
             id=contract_book_id(task_queue),
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -98,51 +101,12 @@ async def the_scenario(
     return record
 
 
-def timer_events(history: WorkflowHistory) -> Counter[str]:
-    """How many timers the history started, cancelled and saw fire."""
-    names = {
-        EventType.EVENT_TYPE_TIMER_STARTED: "started",
-        EventType.EVENT_TYPE_TIMER_CANCELED: "cancelled",
-        EventType.EVENT_TYPE_TIMER_FIRED: "fired",
-    }
-    return Counter(names[e.event_type] for e in history.events if e.event_type in names)
-
-
-def patches(history: WorkflowHistory) -> list[str]:
-    """The ids of the patches the history's markers record."""
-    return [
-        json.loads(e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
-    ]
-
-
-async def replays(client: Client, history: WorkflowHistory) -> None:
-    """Today's workflow replays ``history`` (payloads opened by the client fixture's converter)."""
-    replayer = Replayer(workflows=[ComputeServiceWorkflow], data_converter=client.data_converter)
-    await replayer.replay_workflow(history)
-
-
-@contextlib.asynccontextmanager
-async def book_worker(
-    client: Client, task_queue: str, workflow_class: type = ComputeServiceWorkflow
-) -> AsyncIterator[Worker]:
-    """A worker for the book alone; a nondeterministic replay fails the book at once instead of
-    retrying its workflow task until the test times out."""
-    async with Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[workflow_class],
-        workflow_failure_exception_types=[NondeterminismError],
-    ) as worker:
-        yield worker
-
-
 async def test_the_book_starts_a_new_timer_only_when_the_earliest_deadline_moves(
     client: Client,
 ) -> None:
     """Ten reservations, four releases of contracts that are not the earliest, and one release of
-    the earliest start exactly two timers and cancel one.
+    the earliest start exactly two timers and cancel one, in a run begun before contracts became
+    workflows and moved to today's worker after the reservations.
 
     The book keeps one timer for the earliest held deadline. The first reservation arms it; the
     nine later deadlines, the refused eleventh reservation (its validator rejects it before it
@@ -153,7 +117,7 @@ async def test_the_book_starts_a_new_timer_only_when_the_earliest_deadline_moves
     """
     task_queue = f"book-{uuid.uuid4().hex}"
     contracts = spread_contracts(CAPACITY)
-    async with book_worker(client, task_queue):
+    async with book_worker(client, task_queue, BEFORE_CONTRACT_WORKFLOWS):
         for contract in contracts:
             assert (await reserve(client, task_queue, contract)).state == ContractState.HELD
         one_too_many = book_contract(CAPACITY, contracts[-1].deadline)
@@ -163,7 +127,7 @@ async def test_the_book_starts_a_new_timer_only_when_the_earliest_deadline_moves
         assert refused.value.cause.type == "ServiceAtCapacity"
         handle = book(client, task_queue)
         assert timer_events(await handle.fetch_history()) == Counter(started=1)
-
+    async with book_worker(client, task_queue):
         second = await the_scenario(client, task_queue, contracts)
         history = await handle.fetch_history()
         held = await handle.query(ComputeServiceWorkflow.held)
@@ -178,17 +142,20 @@ async def test_the_book_starts_a_new_timer_only_when_the_earliest_deadline_moves
     assert abs(fires_at - second.contract.deadline) < timedelta(seconds=1)
     assert patches(history) == [TIMER_ON_EARLIEST_PATCH]
     await replays(client, history)
+    await record(client, history, "book-records-timer-on-earliest-moved-to-today")
 
 
 async def test_a_contract_is_expired_by_the_timer_at_its_deadline(client: Client) -> None:
     """A contract due in three seconds expires then with nobody acting, while a later one stays
-    held: one timer for the first deadline fires and one is armed for the next."""
+    held: one timer for the first deadline fires and one is armed for the next. The contracts
+    were reserved before the upgrade; the timer fires on today's worker."""
     task_queue = f"book-{uuid.uuid4().hex}"
     soon = book_contract(1, datetime.now(UTC) + timedelta(seconds=3))
     later = book_contract(2, datetime.now(UTC) + timedelta(hours=1))
-    async with book_worker(client, task_queue):
+    async with book_worker(client, task_queue, BEFORE_CONTRACT_WORKFLOWS):
         await reserve(client, task_queue, soon)
         await reserve(client, task_queue, later)
+    async with book_worker(client, task_queue):
         handle = book(client, task_queue)
         for _ in range(150):  # up to 30 s; it fails only if the contract never expires
             if len(await handle.query(ComputeServiceWorkflow.held)) == 1:
@@ -203,6 +170,7 @@ async def test_a_contract_is_expired_by_the_timer_at_its_deadline(client: Client
     assert [r.contract.contract_id for r in held] == [later.contract_id]
     assert timer_events(history) == Counter(started=2, fired=1)
     await replays(client, history)
+    await record(client, history, "book-records-expiry-moved-to-today")
 
 
 async def test_a_run_begun_before_the_patch_keeps_its_old_timers_and_replays(
@@ -213,7 +181,7 @@ async def test_a_run_begun_before_the_patch_keeps_its_old_timers_and_replays(
     started and 14 cancelled for the scenario) and its whole history replays."""
     task_queue = f"book-{uuid.uuid4().hex}"
     contracts = spread_contracts(CAPACITY)
-    async with book_worker(client, task_queue, LegacyComputeServiceWorkflow):
+    async with book_worker(client, task_queue, BEFORE_TIMER_PATCH):
         for contract in contracts[:5]:
             await reserve(client, task_queue, contract)
     async with book_worker(client, task_queue):
@@ -226,117 +194,4 @@ async def test_a_run_begun_before_the_patch_keeps_its_old_timers_and_replays(
     assert timer_events(history) == Counter(started=15, cancelled=14)
     assert patches(history) == []
     await replays(client, history)
-
-
-# The contract book as deployed before the patch, word for word, registered under the same
-# workflow type, to record the histories that today's code must replay on their old path.
-
-
-@workflow.defn(name="ComputeServiceWorkflow", sandboxed=False)
-class LegacyComputeServiceWorkflow:
-    @workflow.init
-    def __init__(self, book: ContractBookInput) -> None:
-        self._service = book.service
-        self._capacity = book.max_open_contracts
-        self._records: dict[str, ContractRecord] = dict(book.records)
-        self._changed = False
-
-    @workflow.run
-    async def run(self, book: ContractBookInput) -> None:
-        while True:
-            self._expire_due(workflow.now())
-            timeout = self._until_next_deadline(workflow.now())
-            try:
-                await workflow.wait_condition(
-                    lambda: self._changed or workflow.info().is_continue_as_new_suggested(),
-                    timeout=timeout,
-                )
-            except TimeoutError:
-                pass
-            self._changed = False
-            self._forget_ended(workflow.now())
-            if workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(
-                    ContractBookInput(
-                        service=self._service,
-                        max_open_contracts=self._capacity,
-                        records=self._records,
-                    )
-                )
-
-    @workflow.update
-    def reserve(self, request: ReserveRequest) -> ContractRecord:
-        self._capacity = request.max_open_contracts
-        existing = self._records.get(request.contract.contract_id)
-        if existing is not None:
-            return existing
-        record = ContractRecord(contract=request.contract)
-        self._records[request.contract.contract_id] = record
-        self._changed = True
-        return record
-
-    @reserve.validator
-    def _check_capacity(self, request: ReserveRequest) -> None:
-        if request.contract.contract_id in self._records:
-            return
-        if self._held_count() >= request.max_open_contracts:
-            raise ApplicationError(
-                f"compute service {self._service!r} holds its maximum of "
-                f"{request.max_open_contracts} open contracts",
-                type="ServiceAtCapacity",
-                non_retryable=True,
-            )
-        if request.contract.deadline <= workflow.now():
-            raise ApplicationError(
-                "the contract's deadline has already passed", type="DeadlinePassed"
-            )
-
-    @workflow.update
-    def release(self, request: ReleaseRequest) -> ReleaseResult:
-        record = self._records.get(request.contract_id)
-        if record is None:
-            return ReleaseResult(contract_id=request.contract_id, released_now=False, state=None)
-        if record.state != ContractState.HELD:
-            return ReleaseResult(
-                contract_id=request.contract_id, released_now=False, state=record.state
-            )
-        self._end(record, ContractState.RELEASED, workflow.now())
-        return ReleaseResult(
-            contract_id=request.contract_id, released_now=True, state=ContractState.RELEASED
-        )
-
-    @workflow.query
-    def contract(self, contract_id: str) -> ContractRecord | None:
-        return self._records.get(contract_id)
-
-    @workflow.query
-    def held(self) -> list[ContractRecord]:
-        return [r for r in self._records.values() if r.state == ContractState.HELD]
-
-    def _held_count(self) -> int:
-        return sum(1 for r in self._records.values() if r.state == ContractState.HELD)
-
-    def _end(self, record: ContractRecord, state: ContractState, now: datetime) -> None:
-        self._records[record.contract.contract_id] = ContractRecord(
-            contract=record.contract, state=state, ended_at=now
-        )
-        self._changed = True
-
-    def _expire_due(self, now: datetime) -> None:
-        for record in list(self._records.values()):
-            if record.state == ContractState.HELD and record.contract.deadline <= now:
-                self._end(record, ContractState.EXPIRED, now)
-
-    def _until_next_deadline(self, now: datetime) -> timedelta | None:
-        deadlines = [
-            r.contract.deadline for r in self._records.values() if r.state == ContractState.HELD
-        ]
-        if not deadlines:
-            return None
-        return max(min(deadlines) - now, timedelta(milliseconds=1))
-
-    def _forget_ended(self, now: datetime) -> None:
-        for contract_id, record in list(self._records.items()):
-            if record.ended_at is not None and now - record.ended_at > FORGET_ENDED_AFTER:
-                del self._records[contract_id]
+    await record(client, history, "book-records-before-timer-patch-moved-to-today")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities import contract_book
 from jobsheet.compute.models import (
     ContractRecord,
     ContractState,
@@ -31,9 +32,12 @@ async def test_contract_quotes_the_maximum_and_holds_a_slot(compute: ComputeHarn
     assert contract.max_runtime_seconds == 30
     assert contract.deadline > contract.run_by + timedelta(seconds=30)
     assert len(contract.run_token) >= 43  # 32 random bytes, URL-safe base64
+    record = await contract_book.contract_record(
+        compute.client, contract.contract_id, task_queue=contract.task_queue
+    )
+    assert record == ContractRecord(contract=contract)
     book = compute.client.get_workflow_handle(contract_book_id(contract.task_queue))
-    record = await book.query(ComputeServiceWorkflow.contract, contract.contract_id)
-    assert record is not None and record.state == ContractState.HELD
+    assert (await book.query(ComputeServiceWorkflow.status)).open_contracts == 1
 
 
 async def test_contracting_again_for_the_same_job_returns_the_same_contract(
@@ -83,7 +87,9 @@ async def test_a_forged_contract_cannot_run(compute: ComputeHarness) -> None:
     assert_non_retryable(failure.value, "ContractNotHeld")
 
 
-async def test_a_contract_expires_at_its_deadline(time_env: WorkflowEnvironment) -> None:
+async def test_a_carried_record_expires_at_its_deadline(time_env: WorkflowEnvironment) -> None:
+    """A record carried from a run begun before contracts became workflows expires by the
+    book's own timer."""
     task_queue = f"book-{uuid.uuid4().hex}"
     # The time-skipping server's clock runs ahead of the wall clock once other tests skipped.
     record = ContractRecord(
@@ -103,3 +109,14 @@ async def test_a_contract_expires_at_its_deadline(time_env: WorkflowEnvironment)
         assert state is not None and state.state == ContractState.EXPIRED
         assert await handle.query(ComputeServiceWorkflow.held) == []
         await handle.terminate()
+
+
+def test_a_held_contract_past_its_deadline_reads_as_expired() -> None:
+    """Before its timer is handled (a burst of deadlines can keep the worker busy), a held
+    contract past its deadline is expired to whoever reads it: the run step refuses it."""
+    deadline = datetime.now(UTC)
+    record = ContractRecord(contract=book_contract(1, deadline))
+    assert record.state_at(deadline - timedelta(seconds=1)) == ContractState.HELD
+    assert record.state_at(deadline) == ContractState.EXPIRED
+    released = record.model_copy(update={"state": ContractState.RELEASED})
+    assert released.state_at(deadline) == ContractState.RELEASED

@@ -10,6 +10,7 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities import contract_book
 from jobsheet.authorisation import sign_authorisation
 from jobsheet.compute.models import ContractState
 from jobsheet.identity import generate_identity
@@ -18,13 +19,13 @@ from jobsheet.jobs.messages import cancel_resource
 from jobsheet.jobs.models import JobSheet, JobState, input_key
 from tests.jobs.conftest import Deployment
 from tests.markers import marker_dir_fixture  # noqa: F401 (the marker_dir fixture)
-from workflows.compute_service import ComputeServiceWorkflow, contract_book_id
 
 
 async def _contract_state(env: Deployment, sheet: JobSheet) -> ContractState | None:
     assert sheet.contract is not None
-    book = env.client.get_workflow_handle(contract_book_id(sheet.contract.task_queue))
-    record = await book.query(ComputeServiceWorkflow.contract, sheet.contract.contract_id)
+    record = await contract_book.contract_record(
+        env.client, sheet.contract.contract_id, task_queue=sheet.contract.task_queue
+    )
     return record.state if record else None
 
 

@@ -34,6 +34,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from activities import contract_book
 from jobsheet.authorisation import sign_authorisation
 from jobsheet.compute.models import ContractState
 from jobsheet.jobs.client import cancel_job, job_handle, trigger_run
@@ -45,7 +46,6 @@ from jobsheet.settings import Settings
 from tests.histories import in_clear
 from tests.jobs.conftest import Deployment, deployment
 from tests.jobs.workers import LedgerWorker
-from workflows.compute_service import ComputeServiceWorkflow, contract_book_id
 from workflows.job_sheet import JobSheetWorkflow
 
 TERMINAL = [state for state in JobState if state.terminal]
@@ -101,8 +101,9 @@ async def _job_entries(env: Deployment, uid: str) -> list[LedgerEntry]:
 
 async def _contract_state(env: Deployment, sheet: JobSheet) -> ContractState | None:
     assert sheet.contract is not None
-    book = env.client.get_workflow_handle(contract_book_id(sheet.contract.task_queue))
-    record = await book.query(ComputeServiceWorkflow.contract, sheet.contract.contract_id)
+    record = await contract_book.contract_record(
+        env.client, sheet.contract.contract_id, task_queue=sheet.contract.task_queue
+    )
     return record.state if record else None
 
 

@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities import contract_book
 from activities.jobs import JobActivities
 from activities.storage import StorageActivities
 from jobsheet.authorisation import sign_authorisation
@@ -27,7 +28,6 @@ from jobsheet.jobs.store import read_sheet
 from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings
 from tests.jobs.conftest import deployment
-from workflows.compute_service import ComputeServiceWorkflow, contract_book_id
 from workflows.job_sheet import JobSheetWorkflow
 
 
@@ -107,8 +107,9 @@ async def test_no_trigger_for_an_hour_undoes_everything(
         assert sheet.costs.charged == 0 and sheet.costs.refunded == sheet.costs.held > 0
         assert list(s3.list_objects(env.settings.bucket, prefix=input_key(start.uid))) == []
         assert sheet.contract is not None and sheet.contract.released
-        book = client.get_workflow_handle(contract_book_id(sheet.contract.task_queue))
-        record = await book.query(ComputeServiceWorkflow.contract, sheet.contract.contract_id)
+        record = await contract_book.contract_record(
+            client, sheet.contract.contract_id, task_queue=sheet.contract.task_queue
+        )
         assert record is not None and record.state == ContractState.RELEASED
         assert {par.kind for par in sheet.pars} >= {ParKind.UPLOAD, ParKind.RUN}
         assert all(par.closed_at is not None for par in sheet.pars)

@@ -23,6 +23,7 @@ from jobsheet.jobs.models import JobState, job_prefix
 from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings
 from tests.jobs.conftest import Deployment, deployment
+from workflows.compute_contract import ComputeContractWorkflow
 from workflows.compute_service import ComputeServiceWorkflow
 
 Run = Callable[[ComputeActivities, RunRequest], Awaitable[RunResult]]
@@ -59,7 +60,7 @@ async def standard_compute(env: Deployment, run: Run) -> AsyncIterator[None]:
     async with Worker(
         env.client,
         task_queue=queue,
-        workflows=[ComputeServiceWorkflow],
+        workflows=[ComputeServiceWorkflow, ComputeContractWorkflow],
         activities=[run_calculation],
     ):
         yield

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from jobsheet.jobs import cleanup
     from jobsheet.jobs.messages import FinishInput, IssuedPar, StartRunInput
     from jobsheet.jobs.models import JobState, ParKind, input_key, output_prefix
+    from jobsheet.ledger.errors import PAYMENT_VOIDED
     from jobsheet.ledger.models import ReceiptInput, ReceiptResult
     from jobsheet.storage_pars import ReadPar
 
@@ -43,11 +44,21 @@ async def run_and_settle(job: JobRun) -> None:
     started = workflow.now()
     job.close_pars(ParKind.UPLOAD, ParKind.RUN)
     job.change(JobState.RUNNING, "the run was triggered")
-    read: IssuedPar = await steps.local(
-        JobActivities.start_run,
-        StartRunInput(sheet=job.sheet, input_until=contract.deadline),
-        "persist the running sheet; issue the input read PAR",
-    )
+    try:
+        read: IssuedPar = await steps.local(
+            JobActivities.start_run,
+            StartRunInput(sheet=job.sheet, input_until=contract.deadline),
+            "persist the running sheet; issue the input read PAR",
+        )
+    except steps.StepFailed as exc:
+        if steps.refusal_type(exc) != PAYMENT_VOIDED:
+            raise
+        # The hold paying for the job was taken back (its cheque had been cashed before):
+        # the job ends without running, and nothing is charged.
+        job.sheet.error = f"the run was refused: {steps.cause(exc)}"
+        await job.saga.unwind()
+        await end(job, JobState.FAILED, job.sheet.error)
+        return
     job.ran = True
     job.sheet.pars.append(read.metadata)
     assert job.write_par is not None

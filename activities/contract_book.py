@@ -1,0 +1,161 @@
+"""Calls to a compute service's contracts, shared by the job's steps and the run activity.
+
+A contract is reserved through the service's contract book (update-with-start), which starts
+the contract's own workflow; it is released and read through that workflow. A contract that a
+book begun before contracts became workflows still holds in its records has no workflow: it is
+released and read through the book, as before (docs/contract-book.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from jobsheet.compute.models import (
+    ALREADY_RESERVED,
+    BOOK_ROLLING,
+    SERVICE_AT_CAPACITY,
+    ComputeContract,
+    ContractRecord,
+    ReleaseRequest,
+    ReleaseResult,
+)
+from workflows.compute_contract import ComputeContractWorkflow, contract_workflow_id
+from workflows.compute_service import (
+    ComputeServiceWorkflow,
+    ContractBookInput,
+    ReserveRequest,
+    contract_book_id,
+)
+
+ATTEMPTS = 30
+"""How often a reservation is sent again while the book continues as new or is busy."""
+BACKOFF_SECONDS = 0.05
+
+
+def _refusal(message: str, kind: str) -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+async def _later(attempt: int) -> None:
+    """Back off, jittered so that a crowd of callers spreads out."""
+    await asyncio.sleep(min(BACKOFF_SECONDS * 2**attempt, 1.0) * (0.5 + random.random()))
+
+
+async def reserve(
+    client: Client, contract: ComputeContract, *, max_open_contracts: int
+) -> ContractRecord:
+    """Have the service's book hold ``contract`` (starting the book if need be); a contract
+    reserved before answers with its record, whatever was drafted since."""
+    request = ReserveRequest(contract=contract, max_open_contracts=max_open_contracts)
+    for attempt in range(ATTEMPTS):
+        start = WithStartWorkflowOperation(
+            ComputeServiceWorkflow.run,
+            ContractBookInput(service=contract.service, max_open_contracts=max_open_contracts),
+            id=contract_book_id(contract.task_queue),
+            task_queue=contract.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        try:
+            return await client.execute_update_with_start_workflow(
+                ComputeServiceWorkflow.reserve,
+                request,
+                start_workflow_operation=start,
+            )
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if not isinstance(cause, ApplicationError):
+                raise
+            if cause.type == BOOK_ROLLING and attempt + 1 < ATTEMPTS:
+                await _later(attempt)
+                continue
+            if cause.type in (ALREADY_RESERVED, SERVICE_AT_CAPACITY):
+                # Reserved before (in an earlier run of the book, or a full book asked again):
+                # the contract's workflow holds the record.
+                found, record = await _workflow_record(client, contract.contract_id)
+                if found:
+                    if record is None:
+                        raise _refusal(
+                            f"contract {contract.contract_id} was reserved, then ended without "
+                            "a record (its workflow was terminated)",
+                            "ContractNotHeld",
+                        ) from None
+                    return record
+            raise _refusal(cause.message, cause.type or "ContractRefused") from None
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.RESOURCE_EXHAUSTED or attempt + 1 == ATTEMPTS:
+                raise
+            await _later(attempt)  # the book has its maximum of updates in flight
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def release(client: Client, contract_id: str, *, task_queue: str) -> ReleaseResult:
+    """Free the contract's slot; releasing twice, or an unknown contract, changes nothing."""
+    handle = _contract_handle(client, contract_id)
+    request = ReleaseRequest(contract_id=contract_id)
+    try:
+        return await handle.execute_update(ComputeContractWorkflow.release, request)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+    found, record = await _workflow_record(client, contract_id)
+    if found:  # it had already ended
+        state = record.state if record else None
+        return ReleaseResult(contract_id=contract_id, released_now=False, state=state)
+    book = client.get_workflow_handle(contract_book_id(task_queue))
+    try:
+        return await book.execute_update(ComputeServiceWorkflow.release, request)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+    return ReleaseResult(contract_id=contract_id, released_now=False, state=None)
+
+
+async def contract_record(
+    client: Client, contract_id: str, *, task_queue: str
+) -> ContractRecord | None:
+    """The contract as its workflow (or, for a record a book still holds, the book) has it;
+    None when the service never held it."""
+    found, record = await _workflow_record(client, contract_id)
+    if found:
+        return record
+    book = client.get_workflow_handle(contract_book_id(task_queue))
+    try:
+        return await book.query(ComputeServiceWorkflow.contract, contract_id)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+    return None
+
+
+async def _workflow_record(client: Client, contract_id: str) -> tuple[bool, ContractRecord | None]:
+    """(whether the contract has a workflow, its record): from the running workflow's query,
+    or the result of one that ended (no worker needed then); no record if it was terminated."""
+    handle = _contract_handle(client, contract_id)
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False, None
+    if description.status == WorkflowExecutionStatus.COMPLETED:
+        return True, await handle.result()
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        return True, None
+    return True, await handle.query(ComputeContractWorkflow.record)
+
+
+def _contract_handle(client: Client, contract_id: str) -> WorkflowHandle[Any, ContractRecord]:
+    return client.get_workflow_handle(contract_workflow_id(contract_id), result_type=ContractRecord)
