@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,8 @@ CALCULATIONS_FILE = Path(__file__).with_name("scale.toml")
 SERVICE = "scale"
 CALCULATION = "noop"
 REPORT_EVERY = 1000
+KEPT_LOG = Path(tempfile.gettempdir()) / "bench-scale-worker.log"
+"""Where the worker's output is left after the run, for a look when something went wrong."""
 SAMPLE = 20
 
 
@@ -55,22 +58,23 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def start_worker(settings: Settings) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "worker.py"), "--role", "all"],
-        env=settings_env(settings),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    seen = []
-    for line in proc.stdout:
-        if line.startswith("worker ready"):
+def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    """worker.py --role all with the settings' environment, its output in ``log`` (a pipe
+    nobody reads would fill and stop the worker)."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "worker.py"), "--role", "all"],
+            env=settings_env(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if b"worker ready" in log.read_bytes():
             return proc
-        seen.append(line)
+        time.sleep(0.2)
     proc.kill()
-    raise RuntimeError(f"the worker did not start: {''.join(seen)}")
+    raise RuntimeError(f"the worker did not start: {log.read_text(errors='replace')[-2000:]}")
 
 
 async def largest_event_kb(client: Client, workflow_id: str, *, every_run: bool) -> float:
@@ -87,7 +91,7 @@ async def largest_event_kb(client: Client, workflow_id: str, *, every_run: bool)
 
 
 async def submit_all(
-    dep: Deployment, worker: subprocess.Popen[str], jobs: int, concurrency: int
+    dep: Deployment, worker: subprocess.Popen[bytes], jobs: int, concurrency: int
 ) -> list[str]:
     limit = asyncio.Semaphore(concurrency)
     done = 0
@@ -127,7 +131,7 @@ async def main(jobs: int, concurrency: int) -> None:
             bucket="bench-scale",
         ) as (env, settings):
             save_identity(operator, config_dir=settings.state_dir)
-            worker = start_worker(settings)
+            worker = start_worker(settings, root / "worker.log")
             try:
                 client, queue = env.client, settings.task_queue_ledger
                 user = generate_identity(f"alice-{uuid.uuid4().hex[:8]}")
@@ -178,6 +182,7 @@ async def main(jobs: int, concurrency: int) -> None:
                             ),
                         )
             finally:
+                shutil.copy(root / "worker.log", KEPT_LOG)
                 worker.terminate()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     worker.wait(30)

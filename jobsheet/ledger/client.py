@@ -42,10 +42,8 @@ from jobsheet.ledger.models import (
     CreditInput,
     CreditNote,
     DepositInput,
-    HoldStatus,
     NoteInput,
     NoteKeeper,
-    NoteView,
     OverdraftInput,
     ReceiptInput,
     ReceiptResult,
@@ -276,23 +274,6 @@ async def note_start_input(client: Client, note_uid: str, account: str) -> NoteI
             return None
         raise
     return None
-
-
-async def note_view(client: Client, note: CreditNote) -> NoteView | None:
-    """A credit note's state as its workflow keeps it (an open note whose workflow has not
-    had its first task yet, which waits for ``receipt_by``, is read from its start input), or
-    None when it has no workflow."""
-    try:
-        return await note_handle(client, note).query("view", result_type=NoteView)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return None
-        if exc.status != RPCStatusCode.FAILED_PRECONDITION:
-            raise
-    started = await note_start_input(client, note.uid, note.account)
-    if started is None:
-        return None
-    return NoteView(note=started.note, cash_key=started.cash_key, status=HoldStatus.OPEN, paid=0)
 
 
 async def note_stands(client: Client, note: CreditNote) -> bool:

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from minio import Minio
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from jobsheet.identity import Identity
 from jobsheet.ledger import client as ledger
@@ -31,6 +32,7 @@ from tests.ledger.test_account_workflow import (
     state_of,
     wait_for,
 )
+from workflows.credit_note import CreditNoteWorkflow
 
 
 def audit_trail(s3: Minio, bucket: str, account: str) -> list[LedgerEntry]:
@@ -63,9 +65,16 @@ async def check_audit(env: Ledger, s3: Minio, account: str) -> None:
 
 
 async def note_view(client: Client, note: CreditNote) -> NoteView:
-    view = await ledger.note_view(client, note)
-    assert view is not None
-    return view
+    """A note's state from its workflow; an open note whose workflow has not had its first task
+    (it waits for receipt_by) from its start input."""
+    try:
+        return await ledger.note_handle(client, note).query(CreditNoteWorkflow.view)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.FAILED_PRECONDITION:
+            raise
+    started = await ledger.note_start_input(client, note.uid, note.account)
+    assert started is not None
+    return NoteView(note=started.note, cash_key=started.cash_key, status=HoldStatus.OPEN, paid=0)
 
 
 async def test_state_survives_continue_as_new_and_a_replayed_cheque_is_refused(
