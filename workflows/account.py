@@ -438,9 +438,23 @@ class AccountWorkflow:
                 raise refused(
                     BAD_SIGNATURE, f"cannot verify a cheque signed by {self._state.owner}: {exc}"
                 ) from None
+        note = self._cash(request, keys, note_workflow=False)
+        self._hold_placed(note)
+        return note
+
+    async def _cash_into_note(self, request: CashChequeInput) -> CreditNote:
+        """Hold and issue the note at once; its workflow starts in the background
+        (``_delivery_loop``), so no cashing waits on another."""
+        key = request.idempotency_key
+        keys = [] if self._state.has_seen(key) else await self._owner_keys_for(request.cheque)
+        return self._cash(request, keys, note_workflow=True)
+
+    def _cash(
+        self, request: CashChequeInput, keys: list[PublicKeyRecord], *, note_workflow: bool
+    ) -> CreditNote:
         self._operations += 1
         try:
-            note = self._state.cash_cheque(
+            return self._state.cash_cheque(
                 request.idempotency_key,
                 request.cheque,
                 spend=request.spend,
@@ -450,34 +464,10 @@ class AccountWorkflow:
                 keys=keys,
                 now=workflow.now(),
                 job_uid=request.job_uid,
+                note_workflow=note_workflow,
             )
         except Refused as exc:
             raise _refusal(exc) from None
-        self._hold_placed(note)
-        return note
-
-    async def _cash_into_note(self, request: CashChequeInput) -> CreditNote:
-        """Hold and issue the note at once; its workflow starts in the background
-        (``_delivery_loop``), so no cashing waits on another."""
-        key = request.idempotency_key
-        keys = [] if self._state.has_seen(key) else await self._owner_keys_for(request.cheque)
-        self._operations += 1
-        try:
-            note = self._state.cash_cheque(
-                key,
-                request.cheque,
-                spend=request.spend,
-                recipient=request.recipient,
-                resource=request.resource,
-                receipt_within=timedelta(seconds=request.receipt_within_seconds),
-                keys=keys,
-                now=workflow.now(),
-                job_uid=request.job_uid,
-                note_workflow=True,
-            )
-        except Refused as exc:
-            raise _refusal(exc) from None
-        return note
 
     async def _owner_keys_for(self, cheque: Cheque) -> list[PublicKeyRecord]:
         """The owner's keys to check ``cheque`` with. The carried ones serve while they name the
