@@ -9,6 +9,7 @@ released and read through the book, as before (docs/contract-book.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from typing import Any
 
@@ -95,6 +96,10 @@ async def reserve(
                     return record
             raise _refusal(cause.message, cause.type or "ContractRefused") from None
         except RPCError as exc:
+            # A refused update-with-start leaves its error in ``start`` too: read it, so that
+            # asyncio does not report it as never retrieved.
+            with contextlib.suppress(BaseException):
+                await start.workflow_handle()
             if exc.status != RPCStatusCode.RESOURCE_EXHAUSTED or attempt + 1 == ATTEMPTS:
                 raise
             await _later(attempt)  # the book has its maximum of updates in flight
