@@ -44,7 +44,7 @@ def _refusal(exc: Refused) -> ApplicationError:
     return exc.to_application_error()
 
 
-@workflow.defn(name=CREDIT_NOTE_WORKFLOW, sandboxed=False)
+@workflow.defn(name=CREDIT_NOTE_WORKFLOW)
 class CreditNoteWorkflow:
     """Holds one credit note until it is receipted, refunded or refunded automatically."""
 
