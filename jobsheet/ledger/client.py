@@ -55,6 +55,7 @@ from jobsheet.ledger.models import (
     UseNonceInput,
     account_workflow_id,
     credit_note_workflow_id,
+    note_uid_for,
     user_workflow_id,
 )
 from jobsheet.ledger.orders import sign_deposit, sign_overdraft
@@ -249,7 +250,8 @@ async def cash_cheque(client: Client, request: CashChequeInput) -> CreditNote:
     except ApplicationError as exc:
         if exc.type != CHEQUE_ALREADY_CASHED:
             raise
-        started = await note_start_input(client, f"cn-{request.cheque.uid}", request.cheque.account)
+        uid = note_uid_for(request.cheque.uid)
+        started = await note_start_input(client, uid, request.cheque.account)
         if started is None or started.cash_key != request.idempotency_key:
             raise
         return started.note

@@ -27,6 +27,7 @@ from jobsheet.ledger.models import (
     NoteView,
     ReceiptResult,
     RefundResult,
+    transfer_id_for,
 )
 from jobsheet.money import NonNegativeMoney
 
@@ -100,7 +101,7 @@ class NoteState(BaseModel):
             credit_note_uid=self.note.uid,
             paid=paid,
             released=self.note.held - paid,
-            transfer_id=f"tr-{self.note.uid}" if paid > 0 else None,
+            transfer_id=transfer_id_for(self.note.uid) if paid > 0 else None,
         )
 
     def _close(self, kind: CloseKind, paid: Decimal, key: str, now: datetime) -> None:

@@ -25,6 +25,16 @@ def account_workflow_id(account: str) -> str:
     return f"account-{account}"
 
 
+def note_uid_for(cheque_uid: str) -> str:
+    """The uid of the credit note that cashing cheque ``cheque_uid`` issues (one per cheque)."""
+    return f"cn-{cheque_uid}"
+
+
+def transfer_id_for(note_uid: str) -> str:
+    """The id of the transfer that carries a receipt of note ``note_uid`` to its recipient."""
+    return f"tr-{note_uid}"
+
+
 def credit_note_workflow_id(note_uid: str, account: str) -> str:
     """The id of the workflow that keeps one credit note (and so guards its cheque: a second
     cashing of the cheque finds this id taken)."""

@@ -47,6 +47,8 @@ from jobsheet.ledger.models import (
     ReceiptResult,
     RefundResult,
     Transfer,
+    note_uid_for,
+    transfer_id_for,
 )
 from jobsheet.money import MAX_AMOUNT, Money, NonNegativeMoney
 
@@ -278,7 +280,7 @@ class AccountState(BaseModel):
                 cheque, spend=spend, recipient=recipient, resource=resource, now=now, keys=keys
             )
             note = CreditNote(
-                uid=f"cn-{cheque.uid}",
+                uid=note_uid_for(cheque.uid),
                 account=self.account,
                 recipient=cheque.recipient,
                 resource=cheque.resource,
@@ -323,16 +325,7 @@ class AccountState(BaseModel):
         note already exists (the cheque was cashed before): the cashing becomes that refusal."""
         self.note_started(note.uid)
         self.notes_open -= 1
-        self.held -= note.held
-        self._entry(
-            now,
-            EntryKind.REFUND,
-            note.held,
-            f"void-{key}",
-            note.uid,
-            held=-note.held,
-            job_uid=note.job_uid,
-        )
+        self._release_whole(note, EntryKind.REFUND, f"void-{key}", now)
         self.remembered[key] = Remembered(
             at=now,
             refusal_type=CHEQUE_ALREADY_CASHED,
@@ -367,16 +360,7 @@ class AccountState(BaseModel):
             kind = (
                 EntryKind.AUTO_REFUND if closed.kind is CloseKind.AUTO_REFUND else EntryKind.REFUND
             )
-            self.held -= note.held
-            self._entry(
-                now,
-                kind,
-                note.held,
-                closed.idempotency_key,
-                note.uid,
-                held=-note.held,
-                job_uid=note.job_uid,
-            )
+            self._release_whole(note, kind, closed.idempotency_key, now)
         return True
 
     def receipt(self, key: str, note: CreditNote, amount: Decimal, now: datetime) -> ReceiptResult:
@@ -395,7 +379,7 @@ class AccountState(BaseModel):
         transfer_id = None
         if amount > 0:
             transfer = Transfer(
-                transfer_id=f"tr-{note.uid}",
+                transfer_id=transfer_id_for(note.uid),
                 from_account=self.account,
                 to_account=note.recipient,
                 amount=amount,
@@ -572,11 +556,14 @@ class AccountState(BaseModel):
             raise Refused(INVALID_AMOUNT, f"{self.account} would hold more than {MAX_AMOUNT}")
 
     def _refund(self, hold: Hold, kind: EntryKind, key: str, now: datetime) -> RefundResult:
-        amount = hold.note.held
         self._close(hold, HoldStatus.REFUNDED, now)
-        self.held -= amount
-        self._entry(now, kind, amount, key, hold.note.uid, held=-amount, job_uid=hold.note.job_uid)
-        return RefundResult(credit_note_uid=hold.note.uid, released=amount)
+        self._release_whole(hold.note, kind, key, now)
+        return RefundResult(credit_note_uid=hold.note.uid, released=hold.note.held)
+
+    def _release_whole(self, note: CreditNote, kind: EntryKind, key: str, now: datetime) -> None:
+        """Give ``note``'s whole held value back to the balance, with its line."""
+        self.held -= note.held
+        self._entry(now, kind, note.held, key, note.uid, held=-note.held, job_uid=note.job_uid)
 
     def _close(self, hold: Hold, status: HoldStatus, now: datetime, paid: Decimal = ZERO) -> None:
         if hold.status is not HoldStatus.OPEN:  # pragma: no cover - callers check first
