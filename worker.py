@@ -24,6 +24,9 @@ from temporalio.worker import Worker
 
 from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings, load_settings
+from jobsheet.telemetry.logs import configure_logging
+from jobsheet.telemetry.metrics import start_metrics_endpoint
+from jobsheet.telemetry.tracing import start_tracing
 from jobsheet.temporal import connect, exit_without_teardown
 
 ROLES = ("jobs", "ledger", "compute", "all")
@@ -175,6 +178,8 @@ async def run_until_stopped(workers: Sequence[Worker], stop: asyncio.Event) -> N
 
 
 async def serve(role: str, services: Sequence[str], settings: Settings) -> None:
+    start_metrics_endpoint(settings, process=f"worker-{role}")
+    start_tracing(settings, service_name=f"jobsheet-worker-{role}")
     client = await connect(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -211,10 +216,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     code = 0
     try:
-        asyncio.run(serve(args.role, args.service, load_settings()))
+        settings = load_settings()
+        configure_logging(settings)
+        asyncio.run(serve(args.role, args.service, settings))
     except SystemExit as exc:
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)

@@ -124,6 +124,17 @@ class Settings(BaseSettings):
     """Workflows each worker (one per task queue) keeps in memory between tasks; the rest are
     rebuilt from history when they next wake, so a worker's memory does not grow with the
     number of open jobs (JOBSHEET_MAX_CACHED_WORKFLOWS)."""
+    metrics_host: str = "127.0.0.1"
+    """The address the process's Prometheus endpoint binds (0.0.0.0 inside a container)."""
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Where a worker or the API serves ``/metrics`` (the Temporal SDK's metrics and jobsheet's
+    own) and ``/healthz`` (JOBSHEET_METRICS_PORT); unset: no endpoint."""
+    otlp_endpoint: str | None = None
+    """An OpenTelemetry collector's OTLP endpoint (JOBSHEET_OTLP_ENDPOINT): when set, the API
+    and the workers export their traces there; unset: no traces leave the process."""
+    log_format: str = Field(default="json", pattern="^(json|text)$")
+    """``json``: one JSON object per log line (the default, for log collectors); ``text``: one
+    readable line per event."""
     job_search_attributes: bool = True
     """Upsert JobState on job sheets (off only for servers without the search attributes)."""
 
@@ -248,5 +259,13 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build the settings from the environment, applying explicit overrides on top."""
+    """Build the settings from the environment, applying explicit overrides on top.
+
+    With ``JOBSHEET_SECRETS_DIR`` set (compose mounts its ``secrets:`` at /run/secrets), each
+    secret may come from a file there named like its variable (``jobsheet_par_secret``); a
+    variable in the environment still wins.
+    """
+    secrets_dir = os.environ.get("JOBSHEET_SECRETS_DIR")
+    if secrets_dir and "_secrets_dir" not in overrides:
+        overrides["_secrets_dir"] = secrets_dir
     return Settings(**overrides)

@@ -109,9 +109,17 @@ def _replace_secret_file(path: Path, text: str) -> None:
 async def connect(settings: Settings) -> Client:
     """A Temporal client for ``settings``: pydantic models on every boundary, payloads sealed
     with the settings' payload keys."""
+    from jobsheet.telemetry.metrics import process_runtime
+    from jobsheet.telemetry.tracing import client_interceptors
+
     config = settings.temporal_connect_config()
     converter = data_converter(payload_key_ring(settings))
-    return await Client.connect(data_converter=converter, **config)
+    return await Client.connect(
+        data_converter=converter,
+        runtime=process_runtime(),
+        interceptors=client_interceptors(),
+        **config,
+    )
 
 
 def exit_without_teardown(code: int) -> NoReturn:

@@ -9,10 +9,16 @@ import uvicorn
 from jobsheet.api.app import create_app
 from jobsheet.api.log_redaction import RedactParTokens
 from jobsheet.settings import load_settings
+from jobsheet.telemetry.logs import configure_logging
+from jobsheet.telemetry.metrics import start_metrics_endpoint
+from jobsheet.telemetry.tracing import start_tracing
 
 
 def main() -> None:
     settings = load_settings()
+    configure_logging(settings)
+    start_metrics_endpoint(settings, process="api")
+    start_tracing(settings, service_name="jobsheet-api")
     config = uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port)
     # uvicorn configures its loggers when the Config is built; the filter goes on afterwards.
     logging.getLogger("uvicorn.access").addFilter(RedactParTokens())
