@@ -24,7 +24,7 @@ from temporalio.worker import Worker
 
 from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings, load_settings
-from jobsheet.telemetry.logs import configure_logging
+from jobsheet.telemetry.logs import RefusalLog, configure_logging
 from jobsheet.telemetry.metrics import start_metrics_endpoint
 from jobsheet.telemetry.tracing import start_tracing
 from jobsheet.temporal import connect, exit_without_teardown
@@ -66,6 +66,7 @@ def jobs_workers(
             activity_executor=executor,
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
             max_cached_workflows=settings.max_cached_workflows,
+            interceptors=[RefusalLog()],
         )
     ]
 
@@ -96,6 +97,7 @@ def ledger_workers(
             activity_executor=executor,
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
             max_cached_workflows=settings.max_cached_workflows,
+            interceptors=[RefusalLog()],
         )
     ]
 
@@ -138,6 +140,7 @@ def compute_workers(
                 activity_executor=executor,
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
                 max_cached_workflows=settings.max_cached_workflows,
+                interceptors=[RefusalLog()],
             )
         )
     return workers

@@ -20,7 +20,6 @@ from typing import TypeVar
 import httpx
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 
 from activities import contract_book
 from jobsheet.compute.config import (
@@ -43,6 +42,8 @@ from jobsheet.compute.models import (
 )
 from jobsheet.compute.runner import Limits, ProcessOutcome, run_isolated
 from jobsheet.compute.sandbox import Sandbox, calculations_for
+from jobsheet.telemetry.job_metrics import observe_queue_wait, observe_run, run_in_progress
+from jobsheet.contracts.refusals import refusal
 from jobsheet.write_par import BadOutputKey, WritePar, check_relative_key
 
 T = TypeVar("T")
@@ -51,10 +52,6 @@ CONTRACT_SLOTS = 4
 STDERR_TAIL_BYTES = 4096
 CHUNK = 1 << 20
 HTTP_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
-
-
-def _error(message: str, kind: str) -> ApplicationError:
-    return ApplicationError(message, type=kind, non_retryable=True)
 
 
 class ComputeActivities:
@@ -88,11 +85,11 @@ class ComputeActivities:
         try:
             calculation = self._config.calculation(name, service=self._service.name)
         except UnknownCalculationError as exc:
-            raise _error(str(exc), "UnknownCalculation") from None
+            raise refusal(str(exc), "UnknownCalculation") from None
         try:
             return calculation, calculation.validate_parameters(parameters)
         except BadParametersError as exc:
-            raise _error(str(exc), "BadParameters") from None
+            raise refusal(str(exc), "BadParameters") from None
 
     async def _held_record(self, contract: ComputeContract) -> ContractRecord:
         record = await contract_book.contract_record(
@@ -101,9 +98,9 @@ class ComputeActivities:
         state = record.state_at(datetime.now(UTC)) if record else None
         if record is None or state != ContractState.HELD:
             said = state.value if state else "unknown"
-            raise _error(f"contract {contract.contract_id} is {said}", "ContractNotHeld")
+            raise refusal(f"contract {contract.contract_id} is {said}", "ContractNotHeld")
         if not secrets.compare_digest(record.contract.run_token, contract.run_token):
-            raise _error("the contract does not match the service's record", "ContractNotHeld")
+            raise refusal("the contract does not match the service's record", "ContractNotHeld")
         return record
 
     # --- running ----------------------------------------------------------------------------
@@ -117,7 +114,7 @@ class ComputeActivities:
         """
         contract = request.contract
         if contract.service != self._service.name:
-            raise _error(
+            raise refusal(
                 f"contract is for service {contract.service!r}, not {self._service.name!r}",
                 "WrongService",
             )
@@ -132,8 +129,9 @@ class ComputeActivities:
             if slot.done() and not slot.cancelled() and slot.exception() is None:
                 self._run_slots.release()
             raise
+        observe_queue_wait(self._service.name, activity.info().current_attempt_scheduled_time)
         try:
-            with self._sandbox.run_directory() as root:
+            with self._sandbox.run_directory() as root, run_in_progress(self._service.name):
                 return await self._run_in(root, request, calculation, parameters)
         finally:
             self._run_slots.release()
@@ -193,6 +191,7 @@ class ComputeActivities:
                 sandbox=self._sandbox,
             )
             status = _status(outcome)
+            observe_run(contract.service, contract.calculation, status.value, outcome.wall_seconds)
             outputs: list[OutputObject] = []
             skipped: list[str] = []
             if status != RunStatus.OUTPUT_TOO_LARGE:
@@ -286,9 +285,9 @@ async def _download(http: httpx.AsyncClient, url: str, path: Path, heartbeat: _H
     heartbeat.beat(RunPhase.DOWNLOADING, 0)
     async with http.stream("GET", url) as response:
         if response.status_code == 404:
-            raise _error("the input has not been uploaded (no such object)", "InputMissing")
+            raise refusal("the input has not been uploaded (no such object)", "InputMissing")
         if response.status_code == 403:
-            raise _error("the input read PAR was refused (expired or invalid)", "InputParRefused")
+            raise refusal("the input read PAR was refused (expired or invalid)", "InputParRefused")
         response.raise_for_status()
         received = 0
         with path.open("wb") as handle:
@@ -309,7 +308,7 @@ async def _upload(
     """Exchange the bucket-write PAR for a presigned PUT of one key, then stream the file."""
     exchange = await http.post(par.url, json={"key": relative})
     if exchange.status_code in (400, 403, 404, 410):
-        raise _error(
+        raise refusal(
             f"the bucket-write PAR refused {relative!r}: {exchange.text}", "OutputParRefused"
         )
     exchange.raise_for_status()

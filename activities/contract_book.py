@@ -33,6 +33,7 @@ from jobsheet.compute.models import (
     ReleaseRequest,
     ReleaseResult,
 )
+from jobsheet.contracts.refusals import refusal
 from workflows.compute_contract import ComputeContractWorkflow, contract_workflow_id
 from workflows.compute_service import (
     ComputeServiceWorkflow,
@@ -44,10 +45,6 @@ from workflows.compute_service import (
 ATTEMPTS = 30
 """How often a reservation is sent again while the book continues as new or is busy."""
 BACKOFF_SECONDS = 0.05
-
-
-def _refusal(message: str, kind: str) -> ApplicationError:
-    return ApplicationError(message, type=kind, non_retryable=True)
 
 
 async def _later(attempt: int) -> None:
@@ -88,13 +85,13 @@ async def reserve(
                 found, record = await _workflow_record(client, contract.contract_id)
                 if found:
                     if record is None:
-                        raise _refusal(
+                        raise refusal(
                             f"contract {contract.contract_id} was reserved, then ended without "
                             "a record (its workflow was terminated)",
                             "ContractNotHeld",
                         ) from None
                     return record
-            raise _refusal(cause.message, cause.type or "ContractRefused") from None
+            raise refusal(cause.message, cause.type or "ContractRefused") from None
         except RPCError as exc:
             # A refused update-with-start leaves its error in ``start`` too: read it, so that
             # asyncio does not report it as never retrieved.

@@ -19,7 +19,6 @@ from typing import Any
 from minio import Minio
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 
 from activities import contract_book
 from activities.storage import par_lifetime
@@ -34,6 +33,7 @@ from jobsheet.compute.config import (
 )
 from jobsheet.compute.contracts import ContractRefused, contract_for
 from jobsheet.compute.models import ComputeContract, ContractState, ReleaseResult
+from jobsheet.contracts.refusals import refusal
 from jobsheet.jobs import cleanup
 from jobsheet.jobs.messages import (
     FinishInput,
@@ -68,10 +68,6 @@ from jobsheet.settings import Settings
 from jobsheet.write_par import issue_write_par
 
 
-def _refusal(message: str, kind: str) -> ApplicationError:
-    return ApplicationError(message, type=kind, non_retryable=True)
-
-
 class JobActivities:
     """The job sheet's local activities, bound to the jobs worker's client and settings."""
 
@@ -104,15 +100,15 @@ class JobActivities:
         try:
             config = self._compute_config()
         except (OSError, ValueError) as exc:
-            raise _refusal(
+            raise refusal(
                 f"the operator's calculations cannot be read: {exc}", "NoPolicy"
             ) from None
         if request.authorisation.user != job.user:
-            raise _refusal("the authorisation is not by the user named in the request", "WrongUser")
+            raise refusal("the authorisation is not by the user named in the request", "WrongUser")
         if request.uid != job_uid_for(request.authorisation.signature):
             # One authorisation, one job: its uid is derived from the signature, and Temporal
             # refuses a second workflow with that id, so no nonce needs consuming here.
-            raise _refusal(
+            raise refusal(
                 "a job's uid is derived from its authorisation's signature; this one is not",
                 "WrongJobUid",
             )
@@ -131,7 +127,7 @@ class JobActivities:
                 now=now,
             )
         except ContractRefused as exc:
-            raise _refusal(exc.message, exc.kind) from None
+            raise refusal(exc.message, exc.kind) from None
         # Before any money moves: a refused authorisation holds nothing, not even for a moment.
         await self._verify(request.authorisation, resource=job.fingerprint())
         policy = JobConfig(
@@ -205,7 +201,7 @@ class JobActivities:
             self._client, contract, max_open_contracts=request.max_open_contracts
         )
         if record.state != ContractState.HELD:
-            raise _refusal(
+            raise refusal(
                 f"contract {contract.contract_id} was already {record.state.value}",
                 "ContractNotHeld",
             )

@@ -19,8 +19,12 @@ def main() -> None:
     configure_logging(settings)
     start_metrics_endpoint(settings, process="api")
     start_tracing(settings, service_name="jobsheet-api")
-    config = uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port)
-    # uvicorn configures its loggers when the Config is built; the filter goes on afterwards.
+    # log_config=None: uvicorn's loggers go through the root logger, one structured line each.
+    config = uvicorn.Config(
+        create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None
+    )
+    # The access log's records carry the request path: PAR tokens are redacted before any
+    # handler sees them.
     logging.getLogger("uvicorn.access").addFilter(RedactParTokens())
     uvicorn.Server(config).run()
 

@@ -59,7 +59,21 @@ def _field(location: tuple[object, ...]) -> str:
 
 async def _refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiRefusal)
+    _log_refusal(request, exc.status, exc.error, exc.message)
     return refusal_response(exc.status, exc.error, exc.message, exc.headers)
+
+
+def _log_refusal(request: Request, status: int, error: str, message: str) -> None:
+    """One INFO line per refusal, naming the route (its template: a PAR's path holds its
+    token), the job when the route names one, and the reason."""
+    route = getattr(request.scope.get("route"), "path", "unknown route")
+    fields = {"route": route, "status": status, "reason": error, "detail": message}
+    job = request.path_params.get("uid")
+    if job:
+        fields["job"] = job
+    log.info(
+        "refused %s %s with %d %s: %s", request.method, route, status, error, message, extra=fields
+    )
 
 
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import re
 import secrets
@@ -59,6 +60,7 @@ from jobsheet.settings import Settings
 from jobsheet.temporal import connect
 
 UID_SHAPE = re.compile(r"job-[0-9a-f]{32}")
+RUN_ROUTE = "/par/run/{uid}/{token}"
 # At least 128 bits of URL-safe base64; the contract's tokens are 43 characters (256 bits).
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{22,128}")
 TRIGGER_TIMEOUT_SECONDS = 120.0
@@ -184,7 +186,7 @@ class RunParRoutes:
     def routes(self) -> list[BaseRoute]:
         router = APIRouter(tags=["PARs"])
         router.add_api_route(
-            "/par/run/{uid}/{token}",
+            RUN_ROUTE,
             self.trigger,
             methods=["POST"],
             status_code=202,
@@ -192,7 +194,7 @@ class RunParRoutes:
             responses={code: {"model": ApiError} for code in (404, 409, 410, 422, 429, 503, 504)},
         )
         router.add_api_route(
-            "/par/run/{uid}/{token}",
+            RUN_ROUTE,
             self.hint,
             methods=["GET", "HEAD"],
             include_in_schema=False,
@@ -210,7 +212,28 @@ class RunParRoutes:
         return not_found()
 
     async def trigger(self, request: Request) -> JSONResponse:
-        uid, token = request.path_params["uid"], request.path_params["token"]
+        uid = request.path_params["uid"]
+        answer = await self._answer(request, uid, request.path_params["token"])
+        if answer.status_code >= 400:
+            # A user's refusal is one INFO line; the token never, the uid only when well formed.
+            job = uid if UID_SHAPE.fullmatch(uid) else "malformed"
+            reason = json.loads(bytes(answer.body)).get("error", "Refused")
+            fields = {
+                "job": job,
+                "route": RUN_ROUTE,
+                "status": answer.status_code,
+                "reason": reason,
+            }
+            log.info(
+                "refused a run PAR call for %s: %d %s",
+                job,
+                answer.status_code,
+                reason,
+                extra=fields,
+            )
+        return answer
+
+    async def _answer(self, request: Request, uid: str, token: str) -> JSONResponse:
         address = request.client.host if request.client else "unknown"
         if not UID_SHAPE.fullmatch(uid) or not TOKEN_SHAPE.fullmatch(token):
             return self._failed(address)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from temporalio.exceptions import ApplicationError
 
+from jobsheet.contracts.refusals import refusal
+
 INSUFFICIENT_FUNDS = "InsufficientFunds"
 CHEQUE_EXPIRED = "ChequeExpired"
 CHEQUE_ALREADY_CASHED = "ChequeAlreadyCashed"
@@ -83,9 +85,9 @@ class Refused(Exception):
         self.message = message
 
     def to_application_error(self) -> ApplicationError:
-        return ApplicationError(self.message, type=self.type, non_retryable=True)
+        return refusal(self.message, self.type)
 
 
 def refused(type: str, message: str) -> ApplicationError:
     """A non-retryable ``ApplicationError`` for a business refusal."""
-    return ApplicationError(message, type=type, non_retryable=True)
+    return refusal(message, type)

@@ -182,3 +182,20 @@ def test_tokens_never_reach_the_access_log(access_record: logging.LogRecord) -> 
     assert TOKEN not in message
     assert f"/par/run/{UID}/[token]" in message
     assert redact_par_tokens(f"POST /par/write/{TOKEN}?x=1") == "POST /par/write/[token]?x=1"
+
+
+async def test_a_refused_call_is_one_info_line_naming_the_job_and_the_reason(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="jobsheet")
+    trigger = refused_by_workflow("InputNotReady", "no input has been uploaded yet")
+    async with app_with(monkeypatch, trigger) as http:
+        assert (await http.post(URL)).status_code == 422
+    [line] = [r for r in caplog.records if r.name == "jobsheet.api"]
+    assert line.levelno == logging.INFO and line.exc_info is None
+    assert (line.__dict__["job"], line.__dict__["reason"], line.__dict__["status"]) == (
+        UID,
+        "InputNotReady",
+        422,
+    )
+    assert TOKEN not in line.getMessage() and TOKEN not in str(line.__dict__)

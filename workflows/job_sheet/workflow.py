@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.jobs import JobActivities
     from activities.storage import CheckInputInput, InputCheck, StorageActivities
+    from jobsheet.contracts.refusals import refusal
     from jobsheet.jobs.messages import (
         CancelInput,
         JobStart,
@@ -35,10 +36,6 @@ from workflows.job_sheet import steps
 from workflows.job_sheet.settlement import end, run_and_settle
 from workflows.job_sheet.state import JobRun
 from workflows.job_sheet.submission import Rejected, submit
-
-
-def _refused(message: str, kind: str) -> ApplicationError:
-    return ApplicationError(message, type=kind, non_retryable=True)
 
 
 @workflow.defn
@@ -134,9 +131,7 @@ class JobSheetWorkflow:
                 JobState.CANCELLED,
             )
         ):
-            raise _refused(
-                self.sheet.error or f"the job is {self.sheet.state.value}", "JobRejected"
-            )
+            raise refusal(self.sheet.error or f"the job is {self.sheet.state.value}", "JobRejected")
         return SubmitResult(
             uid=job.uid,
             state=self.sheet.state,
@@ -167,7 +162,7 @@ class JobSheetWorkflow:
                 "check the uploaded input",
             )
             if not check.ok:
-                raise _refused(f"the run cannot start: {check.problem}", "InputNotReady")
+                raise refusal(f"the run cannot start: {check.problem}", "InputNotReady")
             job.triggered = True
             return TriggerRunResult(
                 uid=job.uid, state=JobState.RUNNING, started=True, message="the run starts"
@@ -199,7 +194,7 @@ class JobSheetWorkflow:
         """The owner cancels: compensate what was done, in reverse, and end as cancelled."""
         job = self.job
         if request.authorisation.user != job.start.request.user:
-            raise _refused("only the job's owner may cancel it", "NotJobOwner")
+            raise refusal("only the job's owner may cancel it", "NotJobOwner")
         await steps.local(
             JobActivities.verify_cancel,
             VerifyAuthorisationInput(
