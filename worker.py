@@ -24,9 +24,10 @@ from temporalio.worker import Worker
 
 from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings, load_settings
+from jobsheet.telemetry.job_states import watch_job_states
 from jobsheet.telemetry.logs import RefusalLog, configure_logging
 from jobsheet.telemetry.metrics import start_metrics_endpoint
-from jobsheet.telemetry.tracing import start_tracing
+from jobsheet.telemetry.tracing import start_tracing, stop_tracing
 from jobsheet.temporal import connect, exit_without_teardown
 
 ROLES = ("jobs", "ledger", "compute", "all")
@@ -196,6 +197,7 @@ async def serve(role: str, services: Sequence[str], settings: Settings) -> None:
             from jobsheet.jobs.sweep_schedule import ensure_sweep_schedule
 
             await ensure_sweep_schedule(client, settings)
+            watch_job_states(client, settings)  # jobsheet_jobs{state} on the metrics endpoint
         queues = sorted({worker.task_queue for worker in workers})
         print(
             f"worker ready: role={role} task_queues={','.join(queues)} "
@@ -233,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as exc:
         print(f"worker failed: {exc}", file=sys.stderr)
         code = 1
+    stop_tracing()  # os._exit skips atexit: flush the last spans first
     exit_without_teardown(code)
 
 

@@ -130,8 +130,10 @@ class Settings(BaseSettings):
     """Where a worker or the API serves ``/metrics`` (the Temporal SDK's metrics and jobsheet's
     own) and ``/healthz`` (JOBSHEET_METRICS_PORT); unset: no endpoint."""
     otlp_endpoint: str | None = None
-    """An OpenTelemetry collector's OTLP endpoint (JOBSHEET_OTLP_ENDPOINT): when set, the API
-    and the workers export their traces there; unset: no traces leave the process."""
+    """An OpenTelemetry collector's OTLP/HTTP base URL (JOBSHEET_OTLP_ENDPOINT), e.g.
+    ``http://otel-collector:4318``: the API and the workers export their traces to its
+    ``/v1/traces`` (a URL already ending so is used as it is); unset: no process traces. See
+    docs/tracing.md."""
     log_format: str = Field(default="json", pattern="^(json|text)$")
     """``json``: one JSON object per log line (the default, for log collectors); ``text``: one
     readable line per event."""

@@ -7,10 +7,10 @@ import logging
 import uvicorn
 
 from jobsheet.api.app import create_app
-from jobsheet.api.log_redaction import RedactParTokens
 from jobsheet.settings import load_settings
 from jobsheet.telemetry.logs import configure_logging
 from jobsheet.telemetry.metrics import start_metrics_endpoint
+from jobsheet.telemetry.redaction import RedactSecrets
 from jobsheet.telemetry.tracing import start_tracing
 
 
@@ -24,8 +24,8 @@ def main() -> None:
         create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None
     )
     # The access log's records carry the request path: PAR tokens are redacted before any
-    # handler sees them.
-    logging.getLogger("uvicorn.access").addFilter(RedactParTokens())
+    # handler sees them (the root handler redacts every line as well).
+    logging.getLogger("uvicorn.access").addFilter(RedactSecrets())
     uvicorn.Server(config).run()
 
 

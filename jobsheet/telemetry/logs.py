@@ -27,6 +27,7 @@ from temporalio.worker import (
 )
 
 from jobsheet.settings import Settings
+from jobsheet.telemetry.redaction import RedactSecrets
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 JOB_WORKFLOW_TYPE = "JobSheetWorkflow"
@@ -63,6 +64,7 @@ class JsonLines(logging.Formatter):
 def configure_logging(settings: Settings) -> None:
     """Set up the root logger for a worker or the API (INFO, one line per event)."""
     handler = logging.StreamHandler()
+    handler.addFilter(RedactSecrets())  # no PAR token or presigned signature in any line
     if settings.log_format == "json":
         handler.setFormatter(JsonLines())
     else:

@@ -14,8 +14,8 @@ import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
-from jobsheet.api.log_redaction import redact_par_tokens
 from jobsheet.payload_codec import ENCODING, KEY_ID_METADATA
+from jobsheet.telemetry.redaction import redact_secrets
 from jobsheet.temporal import codec_token, data_converter, payload_key_ring
 from tests.api_server import ApiServer
 
@@ -183,5 +183,5 @@ async def test_the_codec_is_not_in_the_public_document_and_its_token_not_in_logs
     assert not [path for path in spec["paths"] if path.startswith("/codec")]
     token = codec_token(gateway.settings)
     line = f'"POST /codec/{token}/decode HTTP/1.1" 200'
-    assert redact_par_tokens(line) == '"POST /codec/[token]/decode HTTP/1.1" 200'
-    assert redact_par_tokens("POST /codec/decode HTTP/1.1") == "POST /codec/decode HTTP/1.1"
+    assert redact_secrets(line) == '"POST /codec/[token]/decode HTTP/1.1" 200'
+    assert redact_secrets("POST /codec/decode HTTP/1.1") == "POST /codec/decode HTTP/1.1"

@@ -20,10 +20,10 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from jobsheet.api import run_routes
-from jobsheet.api.log_redaction import RedactParTokens, redact_par_tokens
 from jobsheet.jobs.messages import TriggerRunResult
 from jobsheet.jobs.models import JobSheet, JobState
 from jobsheet.settings import Settings
+from jobsheet.telemetry.redaction import RedactSecrets, redact_secrets
 
 UID = "job-" + "0" * 32
 TOKEN = secrets.token_urlsafe(32)
@@ -177,11 +177,11 @@ def access_record() -> Iterator[logging.LogRecord]:
 
 
 def test_tokens_never_reach_the_access_log(access_record: logging.LogRecord) -> None:
-    assert RedactParTokens().filter(access_record)
+    assert RedactSecrets().filter(access_record)
     message = access_record.getMessage()
     assert TOKEN not in message
     assert f"/par/run/{UID}/[token]" in message
-    assert redact_par_tokens(f"POST /par/write/{TOKEN}?x=1") == "POST /par/write/[token]?x=1"
+    assert redact_secrets(f"POST /par/write/{TOKEN}?x=1") == "POST /par/write/[token]?x=1"
 
 
 async def test_a_refused_call_is_one_info_line_naming_the_job_and_the_reason(
