@@ -56,6 +56,7 @@ from jobsheet.ledger.orders import (
 )
 from jobsheet.ledger.trust import trusted_operator_keys
 from jobsheet.settings import Settings
+from jobsheet.telemetry.job_metrics import count_ledger_entries
 
 
 class LedgerActivities:
@@ -184,6 +185,7 @@ class LedgerActivities:
             )
 
         await asyncio.gather(*(asyncio.to_thread(write, entry) for entry in request.entries))
+        count_ledger_entries(request.entries)  # money held, charged, refunded: once per line
         return len(request.entries)
 
     @activity.defn

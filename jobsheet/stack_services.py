@@ -211,6 +211,44 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+# --- metrics ports ----------------------------------------------------------------------------
+
+METRICS_PORTS_FILE = "metrics-ports.json"
+
+
+def metrics_port(paths: StackPaths, name: str, *, starting: bool = False) -> int | None:
+    """The port where service ``name`` serves ``/metrics``: chosen free once and kept in the
+    state directory, so that its URL stays the same across ``down`` and ``up``; chosen again
+    only when the service is ``starting`` and something else holds the kept one. None while no
+    port was ever chosen (a stack never started)."""
+    path = paths.state_dir / METRICS_PORTS_FILE
+    try:
+        ports = {str(k): int(v) for k, v in json.loads(path.read_text()).items()}
+    except (FileNotFoundError, ValueError, AttributeError):
+        ports = {}
+    port = ports.get(name)
+    if starting and (port is None or not processes.port_is_free(port)):
+        port = processes.free_port()
+        while port in ports.values():
+            port = processes.free_port()
+        ports[name] = port
+        paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        processes.write_private(path, json.dumps(ports, sort_keys=True))
+    return port
+
+
+def metrics_env(paths: StackPaths, name: str) -> dict[str, str]:
+    """What a Python service is started with to serve its metrics (on 127.0.0.1)."""
+    port = metrics_port(paths, name, starting=True)
+    return {"JOBSHEET_METRICS_HOST": "127.0.0.1", "JOBSHEET_METRICS_PORT": str(port)}
+
+
+def metrics_endpoint(paths: StackPaths, name: str) -> dict[str, str]:
+    """``{"metrics": URL}`` for ``status``, once the service's port was chosen."""
+    port = metrics_port(paths, name)
+    return {"metrics": f"http://127.0.0.1:{port}/metrics"} if port is not None else {}
+
+
 # --- the services -----------------------------------------------------------------------------
 
 
@@ -300,13 +338,14 @@ def worker_service(settings: Settings, paths: StackPaths) -> Service:
         stage=1,
         ports=[],
         argv=argv,
-        env=lambda: settings_env(local_settings(settings)),
+        env=lambda: {**settings_env(local_settings(settings)), **metrics_env(paths, "worker")},
         ready=lambda: log_says(paths, "worker", WORKER_READY_LINE),
         # The worker gives in-flight activities 30 s to finish after SIGTERM.
         stop_timeout=40.0,
         endpoints=lambda: {
             "task queues": f"{settings.task_queue_jobs}, {settings.task_queue_ledger}, "
             f"{settings.compute_task_queue_prefix}*",
+            **metrics_endpoint(paths, "worker"),
         },
         cwd=paths.state_dir,
     )
@@ -320,9 +359,13 @@ def api_service(settings: Settings, paths: StackPaths) -> Service:
         stage=1,
         ports=[port],
         argv=lambda: [sys.executable, "-m", "jobsheet.api"],
-        env=lambda: settings_env(local_settings(settings)),
+        env=lambda: {**settings_env(local_settings(settings)), **metrics_env(paths, "api")},
         ready=lambda: api_answers(port),
-        endpoints=lambda: {"api": settings.api_url, "docs": settings.api_url + "/docs"},
+        endpoints=lambda: {
+            "api": settings.api_url,
+            "docs": settings.api_url + "/docs",
+            **metrics_endpoint(paths, "api"),
+        },
         cwd=paths.state_dir,
     )
 

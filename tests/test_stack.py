@@ -80,8 +80,11 @@ async def test_up_status_down_and_data_survives(stack: Stack) -> None:
     for port in (settings.temporal_port, settings.s3_port, settings.api_port):
         assert not processes.tcp_answers(port)
 
-    # Up again: the object and the workflow are still there.
-    await asyncio.to_thread(stack.up)
+    # Up again: the object and the workflow are still there; the metrics URLs stay the same.
+    again = await asyncio.to_thread(stack.up)
+    assert [s.endpoints["metrics"] for s in again if s.name in ("worker", "api")] == [
+        s.endpoints["metrics"] for s in statuses if s.name in ("worker", "api")
+    ]
     response = internal_client(settings).get_object(settings.bucket, "kept.txt")
     assert response.read() == b"kept"
     response.close()
@@ -117,6 +120,18 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         assert "secret" not in up.stdout + up.stderr
         status = stack_cli(settings, "stack", "status", "--json")
         assert status.returncode == 0
+        # The worker and the API each serve Prometheus metrics (the SDK's and jobsheet's).
+        endpoints = {s["name"]: s["endpoints"] for s in json.loads(status.stdout)}
+        for name in ("worker", "api"):
+            url = endpoints[name]["metrics"]
+            assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics")
+            metrics = httpx.get(url, timeout=10).text
+            process = "worker-all" if name == "worker" else "api"
+            assert f'jobsheet_build_info{{process="{process}"' in metrics
+            assert "jobsheet_money_held_cents_total" in metrics
+            assert httpx.get(url.removesuffix("/metrics") + "/healthz").status_code == 200
+        assert "temporal_request{" in httpx.get(endpoints["worker"]["metrics"]).text
+        assert "metrics:" in stack_cli(settings, "stack", "status").stdout
         logs = stack_cli(settings, "stack", "logs", "nope")
         assert logs.returncode == 2
         assert logs.stderr.strip().splitlines() == [

@@ -14,9 +14,11 @@ from jobsheet.api import accounts, codec, jobs, run_routes, users, write_routes
 from jobsheet.api.body_limit import BodyLimit
 from jobsheet.api.context import build_context
 from jobsheet.api.errors import COMMON_REFUSALS, install_handlers
+from jobsheet.api.request_metrics import RequestMetrics
 from jobsheet.api.temporal_clients import Connect
 from jobsheet.contracts.api import Health
 from jobsheet.settings import Settings
+from jobsheet.telemetry.tracing import instrument_api
 from jobsheet.temporal import connect
 
 DESCRIPTION = """
@@ -54,6 +56,7 @@ def create_app(settings: Settings, *, connector: Connect = connect) -> FastAPI:
     app.state.context = ctx
     install_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
+    app.add_middleware(RequestMetrics)  # outermost: times and counts every answer, 413s too
 
     health = APIRouter(tags=["service"])
 
@@ -71,4 +74,5 @@ def create_app(settings: Settings, *, connector: Connect = connect) -> FastAPI:
     app.router.routes.extend(run_routes.routes(settings, ctx.temporal))
     app.router.routes.extend(write_routes.routes(settings))
     app.include_router(codec.router(settings))
+    instrument_api(app)  # each request a server span, when this process traces
     return app

@@ -60,6 +60,9 @@ def up(as_json: bool = JSON_OPTION) -> None:
     console.print(
         f"public API:      [bold]{settings.api_url}[/bold] (docs: {settings.api_url}/docs)"
     )
+    metrics = [f"{s.name} {s.endpoints['metrics']}" for s in statuses if "metrics" in s.endpoints]
+    if metrics:
+        console.print(f"metrics:         {', '.join(metrics)}", soft_wrap=True)
 
 
 @app.command()
@@ -74,7 +77,8 @@ def down(as_json: bool = JSON_OPTION) -> None:
 
 @app.command()
 def status(as_json: bool = JSON_OPTION) -> None:
-    """Show which services run, their pids and endpoints. Exits 5 when any is not running."""
+    """Show which services run, their pids and endpoints (the worker's and the API's include
+    their Prometheus metrics URLs). Exits 5 when any is not running."""
     statuses = Stack(load_settings()).status()
     _show(statuses, as_json)
     if not all(status.answering for status in statuses):
