@@ -100,7 +100,9 @@ def logs(
     for name in [service] if service else names:
         path = stack.log_file(name)
         console.rule(f"{name} ({path})")
-        console.print(tail(path, lines) or "(empty)", markup=False, highlight=False)
+        # As written: one log line stays one line (rich would wrap JSON lines mid-word).
+        console.file.write((tail(path, lines) or "(empty)") + "\n")
+        console.file.flush()
 
 
 @app.command("rotate-payload-key")
