@@ -75,6 +75,14 @@ class ComputeActivities:
         self._run_slots = asyncio.Semaphore(self._service.max_concurrent_runs)
         # Who calculations run as and where (worker.py prepares it at start: see sandbox.py).
         self._sandbox = sandbox or Sandbox()
+        self._http: httpx.AsyncClient | None = None
+
+    def _http_client(self) -> httpx.AsyncClient:
+        """One HTTP client for every run of this worker, made at the first run (on the worker's
+        event loop): a client per run cost an SSL context and a connection each time."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=HTTP_TIMEOUT)
+        return self._http
 
     @property
     def max_concurrent_activities(self) -> int:
@@ -158,53 +166,51 @@ class ComputeActivities:
             directory.mkdir(mode=0o700)
         input_path = input_dir / request.input_name
         heartbeat = _Heartbeat(self._service.heartbeat_seconds)
-        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
-            await _download(http, request.input.url, input_path, heartbeat)
-            calculations_dir = await asyncio.to_thread(
-                calculations_for, self._sandbox.user, self._config.base_dir, root
-            )
-            argv = calculation.render_argv(
-                parameters,
-                input_path=input_path,
-                output_dir=output_dir,
-                base_dir=calculations_dir,
-                python=self._sandbox.user.python,
-            )
-            limits = Limits(
-                wall_seconds=contract.max_runtime_seconds,
-                cpu_seconds=calculation.cpu_seconds,
-                memory_bytes=calculation.memory_bytes,
-                file_bytes=contract.max_output_bytes,
-                processes=calculation.max_processes,
-                output_bytes=contract.max_output_bytes,
-            )
-            stdout_path, stderr_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
-            outcome = await run_isolated(
-                argv,
-                run_dir=root,
-                output_dir=output_dir,
-                stdout_path=stdout_path,
-                stderr_path=stderr_path,
-                limits=limits,
-                heartbeat_seconds=self._service.heartbeat_seconds,
-                on_progress=lambda progress: activity.heartbeat(progress.model_dump(mode="json")),
-                sandbox=self._sandbox,
-            )
-            status = _status(outcome)
-            observe_run(contract.service, contract.calculation, status.value, outcome.wall_seconds)
-            outputs: list[OutputObject] = []
-            skipped: list[str] = []
-            if status != RunStatus.OUTPUT_TOO_LARGE:
-                files = [
-                    ("stdout.txt", stdout_path, "stdout"),
-                    ("stderr.txt", stderr_path, "stderr"),
-                ]
-                produced, skipped = _output_files(output_dir)
-                files += [("files/" + rel, path, "file") for rel, path in produced]
-                for relative, path, kind in files:
-                    outputs.append(
-                        await _upload(http, request.output, relative, path, kind, heartbeat)
-                    )
+        http = self._http_client()
+        await _download(http, request.input.url, input_path, heartbeat)
+        calculations_dir = await asyncio.to_thread(
+            calculations_for, self._sandbox.user, self._config.base_dir, root
+        )
+        argv = calculation.render_argv(
+            parameters,
+            input_path=input_path,
+            output_dir=output_dir,
+            base_dir=calculations_dir,
+            python=self._sandbox.user.python,
+        )
+        limits = Limits(
+            wall_seconds=contract.max_runtime_seconds,
+            cpu_seconds=calculation.cpu_seconds,
+            memory_bytes=calculation.memory_bytes,
+            file_bytes=contract.max_output_bytes,
+            processes=calculation.max_processes,
+            output_bytes=contract.max_output_bytes,
+        )
+        stdout_path, stderr_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
+        outcome = await run_isolated(
+            argv,
+            run_dir=root,
+            output_dir=output_dir,
+            stdout_path=stdout_path,
+            stderr_path=stderr_path,
+            limits=limits,
+            heartbeat_seconds=self._service.heartbeat_seconds,
+            on_progress=lambda progress: activity.heartbeat(progress.model_dump(mode="json")),
+            sandbox=self._sandbox,
+        )
+        status = _status(outcome)
+        observe_run(contract.service, contract.calculation, status.value, outcome.wall_seconds)
+        outputs: list[OutputObject] = []
+        skipped: list[str] = []
+        if status != RunStatus.OUTPUT_TOO_LARGE:
+            files = [
+                ("stdout.txt", stdout_path, "stdout"),
+                ("stderr.txt", stderr_path, "stderr"),
+            ]
+            produced, skipped = _output_files(output_dir)
+            files += [("files/" + rel, path, "file") for rel, path in produced]
+            for relative, path, kind in files:
+                outputs.append(await _upload(http, request.output, relative, path, kind, heartbeat))
         return RunResult(
             contract_id=contract.contract_id,
             status=status,

@@ -155,14 +155,14 @@ async def run_baseline(client: Client, *, sequential: int, concurrent: int) -> F
     return Figures(alone, together, per_second, events, events)
 
 
-async def run_job(dep: Deployment, latencies: list[float]) -> str:
-    """Submit, upload, trigger and wait for the end of one job; its submit latency is appended."""
+async def run_job(dep: Deployment, latencies: list[float], http: httpx.AsyncClient) -> str:
+    """Submit, upload (with the user's one ``http`` client), trigger and wait for the end of one
+    job; its submit latency is appended."""
     data = f"job {uuid.uuid4()}\n".encode()
     began = time.perf_counter()
     submitted = await dep.submit(dep.request(data, CALCULATION, service=SERVICE))
     latencies.append(time.perf_counter() - began)
-    async with httpx.AsyncClient() as http:
-        (await http.put(submitted.upload_url, content=data)).raise_for_status()
+    (await http.put(submitted.upload_url, content=data)).raise_for_status()
     await trigger_run(dep.client, submitted.uid, submitted.run_url.rsplit("/", 1)[1])
     sheet = await dep.wait_for(submitted.uid, *TERMINAL_STATES, within=600)
     if sheet.state != JobState.SUCCEEDED:
@@ -214,13 +214,15 @@ async def end_leftovers(client: Client, uids: list[str]) -> None:
 
 
 async def run_jobs(dep: Deployment, *, sequential: int, concurrent: int) -> Figures:
-    async def one(_: int, latencies: list[float]) -> str:
-        return await run_job(dep, latencies)
+    async with httpx.AsyncClient() as http:
 
-    alone = await one_at_a_time(one, sequential)
-    await settle(dep)
-    before = await namespace_events(dep.client, must_include=frozenset(dep.submitted))
-    together, per_second, uids = await all_at_once(one, concurrent)
+        async def one(_: int, latencies: list[float]) -> str:
+            return await run_job(dep, latencies, http)
+
+        alone = await one_at_a_time(one, sequential)
+        await settle(dep)
+        before = await namespace_events(dep.client, must_include=frozenset(dep.submitted))
+        together, per_second, uids = await all_at_once(one, concurrent)
     await settle(dep)
     after = await namespace_events(dep.client, must_include=frozenset(dep.submitted))
     events = statistics.mean([await history_length(dep.client, uid) for uid in uids])
