@@ -18,6 +18,7 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowExecutionStatus,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
@@ -30,6 +31,7 @@ from jobsheet.compute.models import (
     SERVICE_AT_CAPACITY,
     ComputeContract,
     ContractRecord,
+    ContractState,
     ReleaseRequest,
     ReleaseResult,
 )
@@ -81,8 +83,8 @@ async def reserve(
                 continue
             if cause.type in (ALREADY_RESERVED, SERVICE_AT_CAPACITY):
                 # Reserved before (in an earlier run of the book, or a full book asked again):
-                # the contract's workflow holds the record.
-                found, record = await _workflow_record(client, contract.contract_id)
+                # the contract's workflow holds the record, once its start has landed.
+                found, record = await _started_record(client, contract)
                 if found:
                     if record is None:
                         raise refusal(
@@ -104,19 +106,25 @@ async def reserve(
 
 
 async def release(client: Client, contract_id: str, *, task_queue: str) -> ReleaseResult:
-    """Free the contract's slot; releasing twice, or an unknown contract, changes nothing."""
+    """Free the contract's slot; releasing twice, or an unknown contract, changes nothing.
+    A contract whose workflow the book is still starting is released once it has started."""
     handle = _contract_handle(client, contract_id)
     request = ReleaseRequest(contract_id=contract_id)
-    try:
-        return await handle.execute_update(ComputeContractWorkflow.release, request)
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
-    found, record = await _workflow_record(client, contract_id)
-    if found:  # it had already ended
-        state = record.state if record else None
-        return ReleaseResult(contract_id=contract_id, released_now=False, state=state)
     book = client.get_workflow_handle(contract_book_id(task_queue))
+    for attempt in range(ATTEMPTS):
+        try:
+            return await handle.execute_update(ComputeContractWorkflow.release, request)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+        found, record = await _workflow_record(client, contract_id)
+        if found and (record is None or record.state != ContractState.HELD):  # it had ended
+            state = record.state if record else None
+            return ReleaseResult(contract_id=contract_id, released_now=False, state=state)
+        if not found and not await _book_started(book, contract_id):
+            break
+        # Started between the two calls, or the book's start is on its way: release it again.
+        await _later(attempt)
     try:
         return await book.execute_update(ComputeServiceWorkflow.release, request)
     except RPCError as exc:
@@ -130,16 +138,46 @@ async def contract_record(
 ) -> ContractRecord | None:
     """The contract as its workflow (or, for a record a book still holds, the book) has it;
     None when the service never held it."""
-    found, record = await _workflow_record(client, contract_id)
-    if found:
-        return record
     book = client.get_workflow_handle(contract_book_id(task_queue))
+    for attempt in range(ATTEMPTS):
+        found, record = await _workflow_record(client, contract_id)
+        if found:
+            return record
+        if not await _book_started(book, contract_id) or attempt + 1 == ATTEMPTS:
+            break
+        await _later(attempt)  # the book answered its reservation; the start is on its way
     try:
         return await book.query(ComputeServiceWorkflow.contract, contract_id)
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
     return None
+
+
+async def _started_record(
+    client: Client, contract: ComputeContract
+) -> tuple[bool, ContractRecord | None]:
+    """The contract's workflow record, waiting while the book that started it is still
+    starting it (it answers a reservation before the start lands)."""
+    book = client.get_workflow_handle(contract_book_id(contract.task_queue))
+    for attempt in range(ATTEMPTS):
+        found, record = await _workflow_record(client, contract.contract_id)
+        if found or not await _book_started(book, contract.contract_id):
+            return found, record
+        await _later(attempt)
+    return False, None
+
+
+async def _book_started(book: WorkflowHandle[Any, Any], contract_id: str) -> bool:
+    """Whether the book's current or previous run started the contract's workflow."""
+    try:
+        return bool(await book.query(ComputeServiceWorkflow.started, contract_id))
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False
+    except WorkflowQueryFailedError:
+        return False  # a book from before the query
 
 
 async def _workflow_record(client: Client, contract_id: str) -> tuple[bool, ContractRecord | None]:

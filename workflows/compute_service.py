@@ -14,6 +14,7 @@ releasing) those carried records while every new contract gets a workflow of its
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import NoReturn
 
@@ -49,6 +50,13 @@ moves; a run begun before it re-arms on every reservation and release until it c
 CONTRACTS_AS_WORKFLOWS_PATCH = "contract-book-contracts-as-workflows"
 """From this patch on, each new contract is a workflow of its own and the book keeps counts; a
 run begun before it keeps its contracts in its records until it continues as new."""
+ANSWER_AT_ONCE_PATCH = "contract-book-answers-at-once"
+"""From this patch on, ``reserve`` answers in the workflow task that counts the contract and
+sends its workflow's start, instead of a task later, once the start is confirmed: a
+reservation no longer waits for another workflow's creation and a second task of the book, and
+holds one of the book's ten in-flight updates for one task only. A contract the book started
+in this run or the previous one is refused in the validator as reserved before (its workflow
+answers for it); a start the server refuses after all frees its slot again."""
 
 STARTS_PER_RUN = 500
 """Contract workflows one run starts before it continues as new: far below Temporal's 2,000
@@ -56,6 +64,14 @@ pending children (and 2,000 updates) per run, and a history of a few thousand ev
 ENDS_PER_RUN = 100
 """Ends one run counts before it continues as new, and the most it passes on to the next run to
 ignore a duplicated ``contract_ended``: about 5 KB of contract ids."""
+
+
+def _reserved_before(contract_id: str) -> ApplicationError:
+    return ApplicationError(
+        f"contract {contract_id} was reserved before; its workflow holds it",
+        type=ALREADY_RESERVED,
+        non_retryable=True,
+    )
 
 
 def contract_book_id(task_queue: str) -> str:
@@ -74,6 +90,9 @@ class ContractBookInput(BaseModel):
     ended_recently: list[str] = Field(default_factory=list)
     """The last contracts (at most ``ends_per_run``) whose end the previous run counted: a
     duplicated signal for one of them is ignored."""
+    started_recently: list[str] = Field(default_factory=list)
+    """The contracts (at most ``starts_per_run``) whose workflow the previous run started: a
+    reservation of one of them again is refused as reserved before (:data:`ANSWER_AT_ONCE_PATCH`)."""
     starts_per_run: int = Field(default=STARTS_PER_RUN, ge=1)
     ends_per_run: int = Field(default=ENDS_PER_RUN, ge=1)
 
@@ -113,6 +132,11 @@ class ComputeServiceWorkflow:
         self._ended_before = set(book.ended_recently)
         self._ended_now: dict[str, None] = {}
         self._started = 0
+        self._started_before = set(book.started_recently)
+        self._started_now: dict[str, None] = {}
+        self._starts_pending: set[asyncio.Task[None]] = set()
+        """Contract workflows whose start was sent and not yet confirmed or refused."""
+        self._answer_at_once = self._as_workflows and workflow.patched(ANSWER_AT_ONCE_PATCH)
         self._changed = False
         self._armed_deadline: datetime | None = None
         self._earliest_moved = False
@@ -174,7 +198,9 @@ class ComputeServiceWorkflow:
         return self._started >= self._starts_per_run or len(self._ended_now) >= self._ends_per_run
 
     async def _continue_as_new(self) -> NoReturn:
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and not self._starts_pending
+        )
         workflow.continue_as_new(
             ContractBookInput(
                 service=self._service,
@@ -182,6 +208,7 @@ class ComputeServiceWorkflow:
                 records=self._records.as_dict(),
                 open_contracts=self._open,
                 ended_recently=list(self._ended_now)[-self._ends_per_run :],
+                started_recently=list(self._started_now)[-self._starts_per_run :],
                 starts_per_run=self._starts_per_run,
                 ends_per_run=self._ends_per_run,
             )
@@ -201,6 +228,8 @@ class ComputeServiceWorkflow:
             record = self._records.hold(request.contract)
             self._held_changed()
             return record
+        if self._answer_at_once:
+            return self._hold_and_start(request.contract)
         return await self._start_contract(request.contract)
 
     @reserve.validator
@@ -223,29 +252,56 @@ class ComputeServiceWorkflow:
                 f"the contract book of {self._service!r} is continuing as new; send it again",
                 type=BOOK_ROLLING,
             )
+        contract_id = request.contract.contract_id
+        if self._answer_at_once and (
+            contract_id in self._started_now or contract_id in self._started_before
+        ):
+            raise _reserved_before(contract_id)
+
+    def _hold_and_start(self, contract: ComputeContract) -> ContractRecord:
+        """Count the contract and send its workflow's start; answer in this same task."""
+        self._open += 1
+        self._started += 1
+        self._started_now[contract.contract_id] = None
+        task = asyncio.create_task(self._confirm_start(contract))
+        self._starts_pending.add(task)
+        task.add_done_callback(self._starts_pending.discard)
+        return ContractRecord(contract=contract)
+
+    async def _confirm_start(self, contract: ComputeContract) -> None:
+        """Await the start sent for ``contract``; one the server refuses frees its slot (a
+        contract beyond the two runs the book remembers, reserved again)."""
+        try:
+            await self._start_child(contract)
+        except Exception as exc:
+            self._open -= 1
+            workflow.logger.warning(
+                "contract %s was not started (%s); its slot is free",
+                contract.contract_id,
+                type(exc).__name__,
+            )
+
+    async def _start_child(self, contract: ComputeContract) -> None:
+        await workflow.start_child_workflow(
+            ComputeContractWorkflow.run,
+            ContractStart(contract=contract, book_id=workflow.info().workflow_id),
+            id=contract_workflow_id(contract.contract_id),
+            # A contract that ended is not held again by a retried reservation.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            # It outlives this run: the book continues as new long before it ends.
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            static_summary=f"contract {contract.contract_id}: held until {contract.deadline}",
+        )
 
     async def _start_contract(self, contract: ComputeContract) -> ContractRecord:
         # Counted before the first await, so that the next validator sees the slot taken.
         self._open += 1
         self._started += 1
         try:
-            await workflow.start_child_workflow(
-                ComputeContractWorkflow.run,
-                ContractStart(contract=contract, book_id=workflow.info().workflow_id),
-                id=contract_workflow_id(contract.contract_id),
-                # A contract that ended is not held again by a retried reservation.
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                # It outlives this run: the book continues as new long before it ends.
-                parent_close_policy=ParentClosePolicy.ABANDON,
-                static_summary=f"contract {contract.contract_id}: held until {contract.deadline}",
-            )
+            await self._start_child(contract)
         except WorkflowAlreadyStartedError:
             self._open -= 1
-            raise ApplicationError(
-                f"contract {contract.contract_id} was reserved before; its workflow holds it",
-                type=ALREADY_RESERVED,
-                non_retryable=True,
-            ) from None
+            raise _reserved_before(contract.contract_id) from None
         except Exception:
             self._open -= 1
             raise
@@ -278,6 +334,12 @@ class ComputeServiceWorkflow:
     def contract(self, contract_id: str) -> ContractRecord | None:
         """A contract the book holds in its records (None for contract workflows)."""
         return self._records.get(contract_id)
+
+    @workflow.query
+    def started(self, contract_id: str) -> bool:
+        """Whether this run or the previous one started the contract's workflow (its start
+        may still be on its way: ask the contract's workflow again in a moment)."""
+        return contract_id in self._started_now or contract_id in self._started_before
 
     @workflow.query
     def held(self) -> list[ContractRecord]:

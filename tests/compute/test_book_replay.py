@@ -2,7 +2,9 @@
 today's code.
 
 They were recorded from the tests that name them (tests/compute/books.py: ``record``) with
-``JOBSHEET_RECORD_HISTORIES=1 .venv/bin/pytest tests/compute``, payloads in clear. Those named
+``JOBSHEET_RECORD_HISTORIES=1 .venv/bin/pytest tests/compute``, payloads in clear; those ending
+``-answers-at-once`` again after the book's ``contract-book-answers-at-once`` patch (the older
+ones replay the path before it). Those named
 ``book-records-*`` are runs begun on the book as deployed before a patch and moved mid-run to
 today's worker: they replay only because today's code keeps their path behind
 ``workflow.patched``. A change to the commands of either workflow that fails here needs a patch.
@@ -33,6 +35,7 @@ RECORDED = {
     "book-records-timer-on-earliest-moved-to-today",
     "book-records-expiry-moved-to-today",
     "book-records-before-timer-patch-moved-to-today",
+    "book-answers-at-once",
 }
 REPLAY_TIMEOUT_SECONDS = 60
 

@@ -18,6 +18,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
 from activities import contract_book
 from jobsheet.compute.models import (
@@ -32,6 +33,7 @@ from tests.compute.books import book_worker, count, patches, record, replays
 from tests.compute.conftest import book_contract
 from workflows.compute_contract import contract_workflow_id
 from workflows.compute_service import (
+    ANSWER_AT_ONCE_PATCH,
     CONTRACTS_AS_WORKFLOWS_PATCH,
     BookStatus,
     ComputeServiceWorkflow,
@@ -132,7 +134,7 @@ async def test_a_contract_is_a_workflow_held_until_released_once(client: Client)
         history = await handle.fetch_history()
         book_history = await book(client, task_queue).fetch_history()
         await book(client, task_queue).terminate("test over")
-    assert patches(book_history) == [CONTRACTS_AS_WORKFLOWS_PATCH]
+    assert patches(book_history) == [CONTRACTS_AS_WORKFLOWS_PATCH, ANSWER_AT_ONCE_PATCH]
     await replays(client, history)
     await replays(client, book_history)
     await record(client, history, "contract-released")
@@ -157,7 +159,8 @@ async def test_a_reservation_is_idempotent_across_continue_as_new(client: Client
         again = await reserve(client, redrafted)
         assert again == ContractRecord(contract=first)  # the first run token, not the new one
         now = await status(client, task_queue)
-        assert now.open_contracts == 2 and now.started_this_run == 1
+        # Refused in the validator (the previous run started it): nothing started or counted.
+        assert now.open_contracts == 2 and now.started_this_run == 0
         await reserve(client, third)
         assert (await status(client, task_queue)).open_contracts == 3
         handle = client.get_workflow_handle(contract_book_id(task_queue), run_id=first_run)
@@ -316,3 +319,68 @@ async def book_runs(
         history = await client.get_workflow_handle(
             handle.id, run_id=attributes.new_execution_run_id
         ).fetch_history()
+
+
+async def test_a_reservation_is_answered_in_the_task_that_counts_it(client: Client) -> None:
+    """The book answers ``reserve`` in the workflow task that counts the contract and sends its
+    workflow's start (not a task later, once the start is confirmed); a release sent at once
+    after the answer still finds and ends the contract, and frees its slot."""
+    task_queue = f"book-{uuid.uuid4().hex}"
+    contracts = [draft(task_queue) for _ in range(5)]
+    async with book_worker(client, task_queue):
+        await start_book(client, task_queue, max_open_contracts=5)
+        for contract in contracts:
+            assert (await reserve(client, contract, 5)).state == ContractState.HELD
+            released = await release(client, contract)
+            assert released.released_now and released.state == ContractState.RELEASED
+        await open_contracts(client, task_queue, 0)
+        history = await book(client, task_queue).fetch_history()
+        await book(client, task_queue).terminate("test over")
+    order = [
+        e.event_type
+        for e in history.events
+        if e.event_type
+        in (
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED,
+            EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED,
+            EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED,
+        )
+    ]
+    # Each reservation: the start sent and the answer given together, the start confirmed later.
+    first = order[:3]
+    assert first.index(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED) < first.index(
+        EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED
+    ), order
+    assert count(history, EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED) == 5
+    await replays(client, history)
+    await record(client, history, "book-answers-at-once")
+
+
+async def test_a_start_the_server_refuses_frees_its_slot(client: Client) -> None:
+    """A contract the book does not remember (reserved beyond its last two runs) but whose
+    workflow exists: the book answers, its start is refused, and the slot is free again."""
+    task_queue = f"book-{uuid.uuid4().hex}"
+    contract = draft(task_queue)
+    async with book_worker(client, task_queue):
+        await start_book(client, task_queue, max_open_contracts=1)
+        await reserve(client, contract, 1)
+        contract_workflow = client.get_workflow_handle(contract_workflow_id(contract.contract_id))
+
+        async def started() -> bool:
+            try:
+                await contract_workflow.describe()
+            except RPCError:
+                return False
+            return True
+
+        # A start still on its way when its book is terminated is dropped: wait for it.
+        await until(started, "the contract's workflow started")
+        # A book started afresh remembers nothing, like a run two continue-as-news later.
+        handle = book(client, task_queue)
+        await handle.terminate("forget what this run started")
+        await start_book(client, task_queue, max_open_contracts=1)
+        assert (await reserve(client, contract, 1)).contract == contract
+        await open_contracts(client, task_queue, 0)  # the refused start gave the slot back
+        other = draft(task_queue)
+        assert (await reserve(client, other, 1)).state == ContractState.HELD
+        await handle.terminate("test over")
