@@ -20,6 +20,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from jobsheet.api import run_routes
+from jobsheet.api.app import create_app
 from jobsheet.jobs.messages import TriggerRunResult
 from jobsheet.jobs.models import JobSheet, JobState
 from jobsheet.settings import Settings
@@ -199,3 +200,19 @@ async def test_a_refused_call_is_one_info_line_naming_the_job_and_the_reason(
         422,
     )
     assert TOKEN not in line.getMessage() and TOKEN not in str(line.__dict__)
+
+
+async def test_a_refused_request_is_one_info_line_naming_the_route_and_the_job(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="jobsheet")
+    app = create_app(Settings(), connector=fake_connect)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        answer = await http.get(f"/v1/jobs/{UID}")
+    assert answer.status_code == 401
+    [line] = [r for r in caplog.records if r.name == "jobsheet.api"]
+    assert line.levelno == logging.INFO and line.exc_info is None
+    fields = line.__dict__
+    assert (fields["route"], fields["job"], fields["status"]) == ("/v1/jobs/{uid}", UID, 401)
+    assert fields["reason"] == answer.json()["error"] == "SignatureMissing"
