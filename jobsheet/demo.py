@@ -5,9 +5,9 @@ account), then does a user's part through the public API only, with the SDK: mak
 account (once), has the operator deposit credit (signed with the operator's key, which the stack
 keeps in its state directory), submits the ``checksum`` calculation paid by cheque, uploads a
 generated input through the upload PAR, triggers the run by POSTing the run PAR URL, watches the
-job to its end, downloads and checks the output, and prints the balances before and after and
-the job's address in the Temporal Web UI. Running it again reuses the stack, the user and the
-account.
+job to its end, downloads and checks the output, prints the balances before and after, and ends
+with three commands to try next (the job's sheet, the user's jobs, the job in the Temporal Web
+UI), runnable as printed. Running it again reuses the stack, the user and the account.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import shlex
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -89,7 +91,16 @@ async def balances(operator: Client, *accounts: str) -> list[Decimal]:
     return [(await operator.balance(account)).balance for account in accounts]
 
 
-async def run_job(settings: Settings) -> None:
+@dataclass(frozen=True)
+class DemoJob:
+    """The job the demo ran: whose it is, and where the Web UI shows it."""
+
+    uid: str
+    user: str
+    web_ui_url: str
+
+
+async def run_job(settings: Settings) -> DemoJob:
     """The user's part, through the API: the user's client, and the operator's for deposits."""
     user = settings.user or DEMO_USER
     # The local stack's bootstrap keeps the operator's key in the state dir; it signs deposits.
@@ -146,11 +157,39 @@ async def run_job(settings: Settings) -> None:
     console.print(f"{account}: {before[0]} -> {after[0]}")
     console.print(f"{provider}: {before[1]} -> {after[1]}")
     namespace = settings.temporal_connect_config()["namespace"]
-    console.print(
-        f"the job in the Temporal Web UI: [bold]{settings.web_ui_url}/namespaces/{namespace}"
-        f"/workflows/{job.uid}[/bold]",
-        soft_wrap=True,
-    )
+    web_ui_url = f"{settings.web_ui_url}/namespaces/{namespace}/workflows/{job.uid}"
+    return DemoJob(uid=job.uid, user=user, web_ui_url=web_ui_url)
+
+
+def _here(path: Path) -> str:
+    """``path`` as typed from the current directory: relative when it is below it."""
+    try:
+        relative = path.relative_to(Path.cwd())
+    except ValueError:
+        return str(path)
+    return str(relative) if len(relative.parts) > 1 else f"./{relative}"
+
+
+def cli_command() -> str:
+    """The ``jobsheet`` command of this interpreter's environment, as typed from here."""
+    python = Path(sys.executable)
+    script = python.parent / "jobsheet"
+    if script.exists():
+        return shlex.quote(_here(script))
+    return f"{shlex.quote(_here(python))} -m jobsheet.cli"
+
+
+def next_commands(job: DemoJob, *, acting_user: str | None) -> list[str]:
+    """Three commands to try next, runnable as printed from the directory the demo ran in:
+    the job's sheet, the user's jobs, and the job in the Web UI."""
+    cli = cli_command()
+    as_user = "" if acting_user == job.user else f"JOBSHEET_USER={job.user} "
+    python = shlex.quote(_here(Path(sys.executable)))
+    return [
+        f"{as_user}{cli} show {job.uid}",
+        f"{as_user}{cli} list",
+        f"{python} -m webbrowser {shlex.quote(job.web_ui_url)}",
+    ]
 
 
 def main() -> int:
@@ -160,9 +199,17 @@ def main() -> int:
     console.print(f"state directory: {settings.state_dir}")
     Stack(settings).up(on_progress=console.print)
     console.print(f"stack ready in {time.monotonic() - began:.1f}s")
-    asyncio.run(run_job(local_settings(settings)))
+    job = asyncio.run(run_job(local_settings(settings)))
     console.rule(f"done in {time.monotonic() - began:.1f}s")
-    console.print("stop the stack with `.venv/bin/jobsheet stack down` (data is kept)")
+    console.print("try next: the job's sheet, your jobs, and the job in the Temporal Web UI")
+    for command in next_commands(job, acting_user=settings.user):
+        console.print(f"  {command}", soft_wrap=True, highlight=False, markup=False)
+    console.print(
+        f"stop the stack with `{cli_command()} stack down` (data is kept)",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
     return 0
 
 

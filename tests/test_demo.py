@@ -1,12 +1,14 @@
 """``make demo`` (``python -m jobsheet.demo``) on a fresh state directory, run twice.
 
-The second run must reuse the stack, the user and the account. The stack is stopped at the end
-by ``jobsheet stack down`` (by pid file), whatever happened.
+The second run must reuse the stack, the user and the account; the three commands the first run
+ends with ("try next") must run as printed. The stack is stopped at the end by ``jobsheet stack
+down`` (by pid file), whatever happened.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -55,6 +57,12 @@ def run_demo(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+def try_next(stdout: str) -> list[str]:
+    """The commands the demo ends with, after its "try next" line (indented, one a line)."""
+    after = stdout.split("try next:", 1)[1].splitlines()[1:]
+    return [line.strip() for line in after if line.startswith("  ")]
+
+
 @pytest.mark.timeout(400)
 def test_demo_runs_a_paid_job_twice(demo_env: dict[str, str]) -> None:
     first = run_demo(demo_env)
@@ -65,6 +73,26 @@ def test_demo_runs_a_paid_job_twice(demo_env: dict[str, str]) -> None:
         assert state in first.stdout
     ui = f"http://127.0.0.1:{demo_env['JOBSHEET_TEMPORAL_UI_PORT']}/namespaces/default/workflows/job-"
     assert ui in first.stdout
+    found = re.search(r"job (job-[0-9a-f]{32})", first.stdout)
+    assert found is not None, first.stdout
+    uid = found.group(1)
+
+    # Three commands to try next, each run as printed: the sheet, the list, the Web UI.
+    show, listing, browse = try_next(first.stdout)
+    assert browse.endswith(f"{ui}{uid.removeprefix('job-')}"), browse
+    for command, expected in ((show, [uid, "succeeded"]), (listing, [uid]), (browse, [])):
+        # BROWSER: the test has no browser; webbrowser runs this command with the URL instead.
+        tried = subprocess.run(
+            ["bash", "-c", command],
+            env={**demo_env, "BROWSER": "true"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert tried.returncode == 0, f"{command}: {tried.stdout}{tried.stderr}"
+        for text in expected:
+            assert text in tried.stdout, f"{command}: no {text!r} in {tried.stdout}"
 
     second = run_demo(demo_env)
     assert second.returncode == 0, second.stdout + second.stderr
