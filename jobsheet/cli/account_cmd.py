@@ -11,13 +11,11 @@ import typer
 from rich.table import Table
 
 from jobsheet.cli.job_runtime import cli_settings, operator_identity, with_client
+from jobsheet.cli.options import JSON_OPTION, USER_OPTION
 from jobsheet.cli.output import console, print_json
 from jobsheet.ledger.models import BalanceView
 
 app = typer.Typer(help="Open accounts, deposit money and read balances and statements.")
-
-JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
-USER_OPTION = typer.Option(None, "--user", help="Act as this user (default: JOBSHEET_USER).")
 
 
 def show_balance(view: BalanceView) -> None:

@@ -1,8 +1,10 @@
-"""``jobsheet submit | upload | run | watch | show | list | download | cancel``: a user's jobs.
+"""``jobsheet upload | run | watch | show | list | download | cancel``: a user's jobs
+(``submit`` is in :mod:`jobsheet.cli.submit_cmd`).
 
-Data goes to stdout (``--json`` for scripts); progress bars go to stderr and are off with
-``--json``. Failures are one ``error:`` line with exit code 2 (bad input), 3 (refused by the
-service), 4 (not found), 5 (unavailable) or 1 (the job itself failed).
+Data goes to stdout (``--json`` for scripts), ``watch``'s lines too; transfer bars go to stderr.
+Bars are off with ``--json`` and when their stream is not a terminal. Failures are one
+``error:`` line with exit code 2 (bad input), 3 (refused by the service), 4 (not found),
+5 (unavailable) or 1 (the job itself failed).
 """
 
 from __future__ import annotations
@@ -13,90 +15,16 @@ from typing import Annotated, Any
 
 import typer
 
-from jobsheet.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CliError
+from jobsheet.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_REFUSED, CliError
 from jobsheet.cli.job_runtime import cli_settings, run_async, with_client
 from jobsheet.cli.job_views import RunBar, jobs_table, sheet_tables, styled, transfer_bars
+from jobsheet.cli.options import JSON_OPTION, USER_OPTION
 from jobsheet.cli.output import console, err_console, print_json
-from jobsheet.jobs.models import JobState
-from jobsheet.sdk import Client, Job
+from jobsheet.cli.submit_cmd import submit
+from jobsheet.jobs.models import JobSheet, JobState, output_prefix
+from jobsheet.sdk import Client
 from jobsheet.sdk.run_par import call_run_par
-
-JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
-USER_OPTION = typer.Option(None, "--user", help="Act as this user (default: JOBSHEET_USER).")
-
-
-def parse_params(pairs: list[str], as_json: str | None) -> dict[str, Any]:
-    """``--params JSON`` merged with ``--param NAME=VALUE`` (VALUE parsed as JSON when it can be)."""
-    params: dict[str, Any] = {}
-    if as_json:
-        try:
-            loaded = json.loads(as_json)
-        except json.JSONDecodeError as exc:
-            raise CliError(f"--params is not valid JSON: {exc}", code=EXIT_BAD_INPUT) from None
-        if not isinstance(loaded, dict):
-            raise CliError("--params must be a JSON object", code=EXIT_BAD_INPUT)
-        params.update(loaded)
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise CliError(f"--param {pair!r} is not NAME=VALUE", code=EXIT_BAD_INPUT)
-        try:
-            params[name] = json.loads(value)
-        except json.JSONDecodeError:
-            params[name] = value
-    return params
-
-
-def _job_data(job: Job) -> dict[str, Any]:
-    return {
-        "uid": job.uid,
-        "upload_url": job.upload_url,
-        "run_url": job.run_url,
-        "expires_at": job.expires_at.isoformat() if job.expires_at else None,
-    }
-
-
-def submit(
-    calculation: Annotated[
-        str, typer.Argument(help="The calculation, e.g. checksum.", metavar="CALCULATION")
-    ],
-    input_file: Annotated[Path, typer.Argument(help="The input file.", metavar="INPUT")],
-    account: Annotated[str, typer.Option("--account", help="The account that pays.")],
-    max_spend: Annotated[str, typer.Option("--max-spend", help="The most the job may cost.")],
-    param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="A parameter NAME=VALUE.")
-    ] = None,
-    params: str = typer.Option(None, "--params", help="Parameters as a JSON object."),
-    service: str = typer.Option("standard", "--service", help="The compute service."),
-    upload: bool = typer.Option(False, "--upload", help="Upload the input right away."),
-    run: bool = typer.Option(False, "--run", help="Upload and trigger the run right away."),
-    user: str = USER_OPTION,
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Ask for a job and pay with a cheque; print its uid, upload URL, run URL and deadline."""
-    parameters = parse_params(param or [], params)
-
-    async def action(client: Client) -> dict[str, Any]:
-        job = await client.submit(calculation, parameters, input_file, account, max_spend, service)
-        data = _job_data(job)
-        if upload or run:
-            with transfer_bars(err_console, enabled=not as_json) as bars:
-                data["uploaded_bytes"] = await job.upload(progress=bars)
-        if run:
-            data["run"] = (await job.run()).model_dump(mode="json")
-        return data
-
-    data = with_client(cli_settings(user), action)
-    if as_json:
-        print_json(data)
-        return
-    console.print(f"job [bold]{data['uid']}[/bold] is paid for; run it by {data['expires_at']}")
-    console.print(f"upload URL: {data['upload_url']}", soft_wrap=True)
-    console.print(f"run URL:    {data['run_url']}", soft_wrap=True)
-    if "uploaded_bytes" in data:
-        console.print(f"uploaded {data['uploaded_bytes']} bytes")
-    if "run" in data:
-        console.print(f"run triggered: {data['run']['message'] or data['run']['state']}")
+from jobsheet.sdk.transfer import output_path
 
 
 def upload(
@@ -115,7 +43,7 @@ def upload(
     async def action(client: Client) -> int:
         job = client.job(uid)
         job.upload_url = url or job.upload_url
-        with transfer_bars(err_console, enabled=not as_json) as bars:
+        with transfer_bars(err_console, enabled=_bars(as_json)) as bars:
             return await job.upload(input_file, progress=bars)
 
     sent = with_client(cli_settings(), action)
@@ -147,6 +75,7 @@ def run(
 def watch(
     uid: str = typer.Argument(..., help="The job uid."),
     interval: float = typer.Option(0.5, "--interval", help="Seconds between polls."),
+    user: str = USER_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Follow a job to its end: every state it enters, and the run's progress.
@@ -155,7 +84,7 @@ def watch(
 
     async def action(client: Client) -> Any:
         final = None
-        with RunBar(err_console, enabled=not as_json) as bar:
+        with RunBar(console, enabled=not as_json and console.is_terminal) as bar:
             async for event in client.job(uid).watch(interval):
                 if as_json:
                     print(json.dumps(event.to_data(), sort_keys=True), flush=True)
@@ -164,7 +93,7 @@ def watch(
                 final = event.sheet
         return final
 
-    sheet = with_client(cli_settings(), action)
+    sheet = with_client(cli_settings(user), action)
     if sheet.state != JobState.SUCCEEDED:
         raise CliError(
             f"job {uid} ended as {sheet.state.value}: {sheet.error or 'no reason given'}",
@@ -172,9 +101,13 @@ def watch(
         )
 
 
-def show(uid: str = typer.Argument(..., help="The job uid."), as_json: bool = JSON_OPTION) -> None:
-    """The job sheet: state, timeline, costs, outputs (never a PAR URL)."""
-    sheet = with_client(cli_settings(), lambda client: client.load(uid))
+def show(
+    uid: str = typer.Argument(..., help="The job uid."),
+    user: str = USER_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """The job sheet: state, parameters, timeline, costs, outputs (never a PAR URL)."""
+    sheet = with_client(cli_settings(user), lambda client: client.load(uid))
     if as_json:
         print_json(sheet.to_data())
         return
@@ -205,20 +138,54 @@ def download(
     directory: Annotated[
         Path, typer.Option("--dir", "-d", help="Where to put the outputs.")
     ] = Path("."),
+    force: bool = typer.Option(False, "--force", help="Overwrite files already there."),
+    user: str = USER_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Download the outputs through download PARs, checking each one's size and sha256."""
+    """Download the outputs through download PARs, checking each one's size and sha256.
+
+    Refuses to overwrite a file already in the directory unless given --force."""
 
     async def action(client: Client) -> list[Path]:
-        with transfer_bars(err_console, enabled=not as_json) as bars:
+        sheet = await client.load(uid)
+        _check_downloadable(sheet)
+        if not force:
+            _refuse_overwrite(sheet, directory)
+        with transfer_bars(err_console, enabled=_bars(as_json)) as bars:
             return await client.job(uid).download(directory, progress=bars)
 
-    paths = with_client(cli_settings(), action)
+    paths = with_client(cli_settings(user), action)
     if as_json:
         print_json({"uid": uid, "files": [str(path) for path in paths]})
         return
     for path in paths:
-        console.print(f"{path} (checked)")
+        console.print(f"{path} (checked)", markup=False, highlight=False)
+
+
+def _check_downloadable(sheet: JobSheet) -> None:
+    """An expired job never ran: say so, rather than let the download fail for want of outputs."""
+    if sheet.state == JobState.EXPIRED:
+        deadline = sheet.expires_at.isoformat(timespec="seconds") if sheet.expires_at else "?"
+        raise CliError(
+            f"job {sheet.uid} expired at {deadline} before its run was triggered: "
+            "it has no outputs",
+            code=EXIT_REFUSED,
+        )
+
+
+def _refuse_overwrite(sheet: JobSheet, directory: Path) -> None:
+    prefix = output_prefix(sheet.uid)
+    there = [
+        str(path)
+        for path in (output_path(directory, output.key, prefix) for output in sheet.outputs)
+        if path.exists()
+    ]
+    if there:
+        raise CliError(
+            f"{', '.join(there)} already exist{'s' if len(there) == 1 else ''}: "
+            "pass --force to overwrite, or choose another --dir",
+            code=EXIT_BAD_INPUT,
+        )
 
 
 def cancel(
@@ -236,6 +203,11 @@ def cancel(
             f"job {uid} is {styled(sheet.state)}; charged {sheet.costs.charged}, "
             f"refunded {sheet.costs.refunded}"
         )
+
+
+def _bars(as_json: bool) -> bool:
+    """Transfer bars (on stderr) for people at a terminal only."""
+    return not as_json and err_console.is_terminal
 
 
 def register(app: typer.Typer) -> None:

@@ -6,9 +6,9 @@ import asyncio
 import concurrent.futures
 import uuid
 
-import typer
 from temporalio.worker import Worker
 
+from jobsheet.cli.options import JSON_OPTION
 from jobsheet.cli.output import console, print_json
 from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings, load_settings
@@ -48,9 +48,7 @@ async def run_smoke(settings: Settings) -> dict[str, str | int]:
     }
 
 
-def smoke(
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
-) -> None:
+def smoke(as_json: bool = JSON_OPTION) -> None:
     """Run a smoke workflow that writes and reads an object through the stack."""
     outcome = asyncio.run(run_smoke(load_settings()))
     if as_json:

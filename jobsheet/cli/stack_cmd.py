@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from jobsheet.cli.errors import EXIT_BAD_INPUT, EXIT_UNAVAILABLE, CliError
-from jobsheet.cli.output import console, err_console, print_json
+from jobsheet.cli.options import JSON_OPTION
+from jobsheet.cli.output import console, err_console, heading, print_json
 from jobsheet.payload_codec import PayloadKeyError
 from jobsheet.processes import tail
 from jobsheet.settings import load_settings
@@ -21,8 +22,6 @@ from jobsheet.temporal import rotate_payload_key as rotate_payload_key_file
 app = typer.Typer(
     help="Run the local stack: Temporal dev server, S3, the worker and the public API."
 )
-
-JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
 def _show(statuses: list[ServiceStatus], as_json: bool) -> None:
@@ -99,7 +98,7 @@ def logs(
         )
     for name in [service] if service else names:
         path = stack.log_file(name)
-        console.rule(f"{name} ({path})")
+        heading(f"{name} ({path})")
         # As written: one log line stays one line (rich would wrap JSON lines mid-word).
         console.file.write((tail(path, lines) or "(empty)") + "\n")
         console.file.flush()

@@ -10,13 +10,12 @@ import typer
 from rich.table import Table
 
 from jobsheet.cli.job_runtime import cli_settings, with_client
+from jobsheet.cli.options import JSON_OPTION
 from jobsheet.cli.output import console, print_json
 from jobsheet.contracts.api import UserView
 from jobsheet.identity import PublicKeyRecord, key_path
 
 app = typer.Typer(help="Create users (Ed25519 keys) and rotate or revoke their keys.")
-
-JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
 def _show_keys(name: str, keys: list[PublicKeyRecord], as_json: bool) -> None:

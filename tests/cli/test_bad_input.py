@@ -74,3 +74,10 @@ async def test_expired_run_par(short_expiry_cli: CliEnv) -> None:
     by_url = await env.run("run", job["run_url"], "--json")
     assert by_url.code == EXIT_REFUSED
     assert "expired" in by_url.error_line()
+
+    # Nothing ran, so nothing to download: the job expired, it is not missing.
+    download = await env.run("download", job["uid"])
+    assert download.code == EXIT_REFUSED
+    line = download.error_line()
+    assert f"job {job['uid']} expired at " in line and "it has no outputs" in line
+    assert (await env.run("download", job["uid"], "--json")).code == EXIT_REFUSED

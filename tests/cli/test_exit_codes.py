@@ -12,8 +12,8 @@ from jobsheet.cli.errors import (
     EXIT_UNAVAILABLE,
     CliError,
 )
-from jobsheet.cli.job_cmds import parse_params
 from jobsheet.cli.job_runtime import exit_code_for
+from jobsheet.cli.submit_cmd import parse_params
 from jobsheet.sdk import IntegrityError, RunRefused, Unavailable
 from jobsheet.sdk.errors import BadInput, NotFound, Refused, from_rejection
 

@@ -26,6 +26,8 @@ async def test_user_and_account_commands(cli_env: CliEnv, tmp_path: Path) -> Non
     first_key = created.json()["key_id"]
     listed = await cli_env.run("user", "keys", name, "--json")
     assert [k["key_id"] for k in listed.json()["keys"]] == [first_key]
+    people_keys = await cli_env.run("user", "keys", name)
+    assert people_keys.code == 0 and first_key in people_keys.stdout
 
     opened = await cli_env.run("account", "create", "--json", env=as_carol)
     assert opened.code == 0, opened.stderr
@@ -47,6 +49,21 @@ async def test_user_and_account_commands(cli_env: CliEnv, tmp_path: Path) -> Non
     assert [line["entry"]["kind"] for line in statement.json()["lines"]] == ["deposit"]
     people = await cli_env.run("account", "statement", account, env=as_carol)
     assert people.code == 0 and "deposit" in people.stdout
+
+    # The same commands for people.
+    dave = f"dave-{uuid.uuid4().hex[:8]}"
+    signed_up = await cli_env.run("user", "create", dave)
+    assert signed_up.code == 0, signed_up.stderr
+    assert f"user {dave} registered with key " in signed_up.stdout
+    assert f"private key: {key_path(dave, config)} (mode 0600)" in signed_up.stdout
+    as_dave = {"JOBSHEET_USER": dave}
+    dave_lab = f"dave-lab-{uuid.uuid4().hex[:6]}"
+    made = await cli_env.run("account", "create", "--account", dave_lab, env=as_dave)
+    assert made.code == 0 and f"opened account {dave_lab} for {dave}" in made.stdout
+    paid_in = await cli_env.run("account", "deposit", dave_lab, "7.00", env=operator)
+    assert paid_in.code == 0 and "7.00" in paid_in.stdout
+    read = await cli_env.run("account", "balance", dave_lab, env=as_dave)
+    assert read.code == 0 and dave_lab in read.stdout and "7.00" in read.stdout
 
     # Another user sees nothing of carol's account.
     theirs = await cli_env.run("account", "balance", account)
@@ -71,6 +88,18 @@ async def test_user_and_account_commands(cli_env: CliEnv, tmp_path: Path) -> Non
     revoked = await cli_env.run("user", "revoke", name, first_key, "--json")
     assert revoked.code == 0, revoked.stderr
     assert revoked.json()["keys"][0]["revoked_at"] is not None
+
+    # The same for people: a table of key ids and their periods.
+    rotated_again = await cli_env.run("user", "rotate", name)
+    assert rotated_again.code == 0, rotated_again.stderr
+    assert first_key in rotated_again.stdout and "revoked at" in rotated_again.stdout
+    newest = (await cli_env.run("user", "keys", name, "--json")).json()["keys"][-1]["key_id"]
+    second = next(k for k in keys if k != first_key)
+    revoked_again = await cli_env.run("user", "revoke", name, second)
+    assert revoked_again.code == 0, revoked_again.stderr
+    assert second in revoked_again.stdout and newest not in revoked_again.stdout
+    shown = await cli_env.run("user", "keys", name)
+    assert shown.code == 0 and all(k in shown.stdout for k in (first_key, second, newest))
 
 
 async def test_account_refusals(cli_env: CliEnv, tmp_path: Path) -> None:
@@ -108,5 +137,10 @@ async def test_calculations(cli_env: CliEnv) -> None:
     by_name = {calc["name"]: calc for calc in listed.json()["calculations"]}
     assert {"checksum", "text-stats"} <= set(by_name)
     assert float(by_name["checksum"]["quote"]) > 0
-    people = await cli_env.run("calculations")
-    assert people.code == 0 and "text-stats" in people.stdout and "top" in people.stdout
+    assert by_name["checksum"]["reads_input"] and not by_name["monte-carlo-pi"]["reads_input"]
+    people = await cli_env.run("calculations", env={"COLUMNS": "80"})
+    assert people.code == 0, people.stderr
+    rows = {line.split()[1]: line for line in people.stdout.splitlines() if "│" in line[:2]}
+    assert "top (integer) = 20" in rows["text-stats"] and "3.05" in rows["text-stats"]
+    pi = rows["monte-carlo-pi"]
+    assert "seed (integer) = 1, samples* (integer)" in pi and "12.10" in pi and "none" in pi
