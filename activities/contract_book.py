@@ -25,6 +25,19 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from jobsheet.compute.book import (
+    BOOK_CONTRACT,
+    BOOK_RELEASE,
+    BOOK_STARTED,
+    BOOK_WORKFLOW,
+    CONTRACT_RECORD,
+    CONTRACT_RELEASE,
+    RESERVE,
+    ContractBookInput,
+    ReserveRequest,
+    contract_book_id,
+    contract_workflow_id,
+)
 from jobsheet.compute.models import (
     ALREADY_RESERVED,
     BOOK_ROLLING,
@@ -36,13 +49,6 @@ from jobsheet.compute.models import (
     ReleaseResult,
 )
 from jobsheet.contracts.refusals import refusal
-from workflows.compute_contract import ComputeContractWorkflow, contract_workflow_id
-from workflows.compute_service import (
-    ComputeServiceWorkflow,
-    ContractBookInput,
-    ReserveRequest,
-    contract_book_id,
-)
 
 ATTEMPTS = 30
 """How often a reservation is sent again while the book continues as new or is busy."""
@@ -61,19 +67,15 @@ async def reserve(
     reserved before answers with its record, whatever was drafted since."""
     request = ReserveRequest(contract=contract, max_open_contracts=max_open_contracts)
     for attempt in range(ATTEMPTS):
-        start = WithStartWorkflowOperation(
-            ComputeServiceWorkflow.run,
+        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+            BOOK_WORKFLOW,
             ContractBookInput(service=contract.service, max_open_contracts=max_open_contracts),
             id=contract_book_id(contract.task_queue),
             task_queue=contract.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
         try:
-            return await client.execute_update_with_start_workflow(
-                ComputeServiceWorkflow.reserve,
-                request,
-                start_workflow_operation=start,
-            )
+            return await RESERVE.execute_with_start(client, request, start=start)
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             if not isinstance(cause, ApplicationError):
@@ -113,7 +115,7 @@ async def release(client: Client, contract_id: str, *, task_queue: str) -> Relea
     book = client.get_workflow_handle(contract_book_id(task_queue))
     for attempt in range(ATTEMPTS):
         try:
-            return await handle.execute_update(ComputeContractWorkflow.release, request)
+            return await CONTRACT_RELEASE.execute(handle, request)
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
@@ -126,7 +128,7 @@ async def release(client: Client, contract_id: str, *, task_queue: str) -> Relea
         # Started between the two calls, or the book's start is on its way: release it again.
         await _later(attempt)
     try:
-        return await book.execute_update(ComputeServiceWorkflow.release, request)
+        return await BOOK_RELEASE.execute(book, request)
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
@@ -147,7 +149,7 @@ async def contract_record(
             break
         await _later(attempt)  # the book answered its reservation; the start is on its way
     try:
-        return await book.query(ComputeServiceWorkflow.contract, contract_id)
+        return await BOOK_CONTRACT.ask(book, contract_id)
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
@@ -171,7 +173,7 @@ async def _started_record(
 async def _book_started(book: WorkflowHandle[Any, Any], contract_id: str) -> bool:
     """Whether the book's current or previous run started the contract's workflow."""
     try:
-        return bool(await book.query(ComputeServiceWorkflow.started, contract_id))
+        return bool(await BOOK_STARTED.ask(book, contract_id))
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
@@ -194,7 +196,7 @@ async def _workflow_record(client: Client, contract_id: str) -> tuple[bool, Cont
         return True, await handle.result()
     if description.status != WorkflowExecutionStatus.RUNNING:
         return True, None
-    return True, await handle.query(ComputeContractWorkflow.record)
+    return True, await CONTRACT_RECORD.ask(handle)
 
 
 def _contract_handle(client: Client, contract_id: str) -> WorkflowHandle[Any, ContractRecord]:

@@ -30,6 +30,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from bench.servers import bench_servers
+from jobsheet.compute.book import contract_book_id
 from jobsheet.identity import generate_identity, save_identity
 from jobsheet.jobs.models import JobState
 from jobsheet.ledger import client as ledger
@@ -38,7 +39,6 @@ from jobsheet.settings import Settings
 from jobsheet.stack_services import settings_env
 from jobsheet.temporal import exit_without_teardown
 from tests.jobs.conftest import Deployment
-from workflows.compute_service import contract_book_id
 
 ROOT = Path(__file__).resolve().parent.parent
 CALCULATIONS_FILE = Path(__file__).with_name("scale.toml")

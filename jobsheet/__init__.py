@@ -2,11 +2,12 @@
 
 from typing import TYPE_CHECKING
 
+from jobsheet.version import __version__
+
 if TYPE_CHECKING:
     from jobsheet.sdk import Client, Job
 
-__version__ = "0.1.0"
-__all__ = ["Client", "Job"]
+__all__ = ["Client", "Job", "__version__"]
 
 
 def __getattr__(name: str) -> object:

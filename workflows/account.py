@@ -21,7 +21,6 @@ import functools
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -35,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.ledger import LedgerActivities
     from jobsheet.cheque import Cheque
     from jobsheet.identity import PublicKeyRecord
+    from jobsheet.ledger.calls import ACCOUNT_WORKFLOW, OpenAccountInput
     from jobsheet.ledger.errors import (
         BAD_SIGNATURE,
         FORGED_STATE,
@@ -72,8 +72,6 @@ with workflow.unsafe.imports_passed_through():
         hold_closed_verifies,
     )
     from jobsheet.ledger.state import ZERO, AccountState
-    from jobsheet.money import NonNegativeMoney
-    from jobsheet.names import Name
 
 AUDIT_BATCH = 100
 DELIVERY_BATCH = 20
@@ -115,26 +113,11 @@ def _orders_are_signed() -> bool:
     return update is None or workflow.patched(f"{SIGNED_ORDERS_PATCH}/{update.id}")
 
 
-class OpenAccountInput(BaseModel):
-    """Start input of an account workflow (``state`` and ``ledger_key`` are accepted only from
-    the account's own continue-as-new)."""
-
-    account: Name
-    owner: Name
-    overdraft_limit: NonNegativeMoney = ZERO
-    """Ignored by new accounts: the operator sets a limit with a signed ``set_overdraft_limit``
-    (kept so that runs started before the ``ledger-start-checks`` patch still decode)."""
-    continue_as_new_after: int = Field(default=1000, ge=1)
-    state: AccountState | None = None
-    ledger_key: PublicKeyRecord | None = None
-    """The ledger workers' public key once an earlier run fetched it (set by continue-as-new)."""
-
-
 def _refusal(exc: Refused) -> ApplicationError:
     return exc.to_application_error()
 
 
-@workflow.defn
+@workflow.defn(name=ACCOUNT_WORKFLOW)
 class AccountWorkflow:
     """The serialised ledger of one account."""
 

@@ -16,6 +16,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from jobsheet.compute.book import CONTRACT_WORKFLOW
     from jobsheet.compute.models import (
         CONTRACT_ENDED_SIGNAL,
         ContractEnded,
@@ -27,12 +28,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 
-def contract_workflow_id(contract_id: str) -> str:
-    """The workflow id of the contract ``contract_id`` (``<job uid>@<service>``)."""
-    return f"compute-contract-{contract_id}"
-
-
-@workflow.defn
+@workflow.defn(name=CONTRACT_WORKFLOW)
 class ComputeContractWorkflow:
     """Holds one contract: released by the job, or expired at its deadline by a timer."""
 

@@ -18,13 +18,19 @@ import asyncio
 from datetime import datetime
 from typing import NoReturn
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from jobsheet.compute.book import (
+        BOOK_WORKFLOW,
+        ContractBookInput,
+        ReserveRequest,
+        contract_workflow_id,
+    )
     from jobsheet.compute.contract_records import FORGET_ENDED_AFTER, ContractRecords
     from jobsheet.compute.models import (
         ALREADY_RESERVED,
@@ -40,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
         capacity_refusal,
     )
 
-from workflows.compute_contract import ComputeContractWorkflow, contract_workflow_id
+from workflows.compute_contract import ComputeContractWorkflow
 
 __all__ = ["FORGET_ENDED_AFTER"]
 
@@ -58,13 +64,6 @@ holds one of the book's ten in-flight updates for one task only. A contract the 
 in this run or the previous one is refused in the validator as reserved before (its workflow
 answers for it); a start the server refuses after all frees its slot again."""
 
-STARTS_PER_RUN = 500
-"""Contract workflows one run starts before it continues as new: far below Temporal's 2,000
-pending children (and 2,000 updates) per run, and a history of a few thousand events."""
-ENDS_PER_RUN = 100
-"""Ends one run counts before it continues as new, and the most it passes on to the next run to
-ignore a duplicated ``contract_ended``: about 5 KB of contract ids."""
-
 
 def _reserved_before(contract_id: str) -> ApplicationError:
     return ApplicationError(
@@ -72,35 +71,6 @@ def _reserved_before(contract_id: str) -> ApplicationError:
         type=ALREADY_RESERVED,
         non_retryable=True,
     )
-
-
-def contract_book_id(task_queue: str) -> str:
-    """The workflow id of the contract book for the service served on ``task_queue``."""
-    return f"compute-contracts-{task_queue}"
-
-
-class ContractBookInput(BaseModel):
-    service: str
-    max_open_contracts: int = Field(ge=1)
-    records: dict[str, ContractRecord] = Field(default_factory=dict)
-    """Contracts the book holds in its own state: all of them in a run begun before
-    :data:`CONTRACTS_AS_WORKFLOWS_PATCH`, afterwards only those carried from such a run."""
-    open_contracts: int = Field(default=0, ge=0)
-    """Contract workflows started and not yet reported ended."""
-    ended_recently: list[str] = Field(default_factory=list)
-    """The last contracts (at most ``ends_per_run``) whose end the previous run counted: a
-    duplicated signal for one of them is ignored."""
-    started_recently: list[str] = Field(default_factory=list)
-    """The contracts (at most ``starts_per_run``) whose workflow the previous run started: a
-    reservation of one of them again is refused as reserved before (:data:`ANSWER_AT_ONCE_PATCH`)."""
-    starts_per_run: int = Field(default=STARTS_PER_RUN, ge=1)
-    ends_per_run: int = Field(default=ENDS_PER_RUN, ge=1)
-
-
-class ReserveRequest(BaseModel):
-    contract: ComputeContract
-    max_open_contracts: int = Field(ge=1)
-    """The service's current capacity (the operator may change it between contracts)."""
 
 
 class BookStatus(BaseModel):
@@ -116,7 +86,7 @@ class BookStatus(BaseModel):
     ended_this_run: int
 
 
-@workflow.defn
+@workflow.defn(name=BOOK_WORKFLOW)
 class ComputeServiceWorkflow:
     """Counts a compute service's open contracts; each contract is a workflow of its own."""
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from pydantic import AwareDatetime, BaseModel, Field
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
@@ -25,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.ledger import LedgerActivities
     from jobsheet.identity import PublicKeyRecord
+    from jobsheet.ledger.calls import USER_WORKFLOW, NonceUse, UserInput, UserState
     from jobsheet.ledger.errors import (
         AUTHORISATION_REUSED,
         BAD_SIGNATURE,
@@ -53,28 +53,7 @@ def _key_orders_are_signed() -> bool:
     return update is None or workflow.patched(f"{SIGNED_KEY_ORDERS_PATCH}/{update.id}")
 
 
-class NonceUse(BaseModel):
-    idempotency_key: str
-    issued_at: AwareDatetime
-
-
-class UserState(BaseModel):
-    name: str
-    keys: list[PublicKeyRecord]
-    nonces: dict[str, NonceUse] = Field(default_factory=dict)
-    remembered: dict[str, AwareDatetime] = Field(default_factory=dict)
-
-
-class UserInput(BaseModel):
-    """Start input: the user and their first key (``state`` only on continue-as-new)."""
-
-    name: str
-    key: PublicKeyRecord
-    continue_as_new_after: int = Field(default=500, ge=1)
-    state: UserState | None = None
-
-
-@workflow.defn
+@workflow.defn(name=USER_WORKFLOW)
 class UserWorkflow:
     """Registers, rotates and revokes a user's keys; consumes authorisation nonces once."""
 

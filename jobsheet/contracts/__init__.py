@@ -1,1 +1,1 @@
-"""Models that cross a process boundary: what the public API takes and answers."""
+"""Models and names that cross a process boundary: the public API's, refusals, workflow calls."""

@@ -10,7 +10,7 @@ import hashlib
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,11 +21,6 @@ from jobsheet.identity import signature_bytes
 from jobsheet.ledger.models import CreditNote
 from jobsheet.money import NonNegativeMoney
 from jobsheet.names import Name
-
-if TYPE_CHECKING:
-    from temporalio.client import Client
-
-    from jobsheet.settings import Settings
 
 
 class JobState(StrEnum):
@@ -179,21 +174,6 @@ class JobSheet(BaseModel):
     @property
     def terminal(self) -> bool:
         return self.state.terminal
-
-    @classmethod
-    async def load(
-        cls, uid: str, *, client: Client | None = None, settings: Settings | None = None
-    ) -> JobSheet:
-        """The sheet of job ``uid``: asked of its workflow while it runs, else read from the
-        object store (after it ended, or once Temporal has deleted it). Null if never submitted.
-        """
-        from jobsheet.jobs.client import load_sheet
-        from jobsheet.settings import load_settings
-        from jobsheet.temporal import connect
-
-        settings = settings or load_settings()
-        client = client or await connect(settings)
-        return await load_sheet(client, settings, uid)
 
 
 def sheet_key(uid: str) -> str:

@@ -25,7 +25,27 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from jobsheet.contracts.workflow_calls import Query, Update
 from jobsheet.identity import Identity, PublicKeyRecord
+from jobsheet.ledger.calls import (
+    ACCOUNT_WORKFLOW,
+    BALANCE,
+    CASH_CHEQUE,
+    CREDIT,
+    DEPOSIT,
+    KEYS,
+    NOTE_KEEPER,
+    RECEIPT,
+    REFUND,
+    REGISTER_KEY,
+    REVOKE_KEY,
+    SET_OVERDRAFT_LIMIT,
+    STATEMENT,
+    USE_NONCE,
+    USER_WORKFLOW,
+    OpenAccountInput,
+    UserInput,
+)
 from jobsheet.ledger.errors import (
     ACCOUNT_EXISTS,
     CHEQUE_ALREADY_CASHED,
@@ -63,6 +83,8 @@ from jobsheet.money import to_money
 from jobsheet.names import check_name
 
 T = TypeVar("T")
+ArgT = TypeVar("ArgT")
+NoteOrder = TypeVar("NoteOrder", ReceiptInput, RefundInput)
 BUSY_RETRIES = 8
 BUSY_BACKOFF_SECONDS = 0.1
 NOTE_START_WAIT_SECONDS = 30.0
@@ -97,8 +119,6 @@ async def open_account(
     :mod:`jobsheet.names` is refused (``InvalidName``, a ``ValueError``) before any workflow
     starts.
     """
-    from workflows.account import AccountWorkflow, OpenAccountInput
-
     uid = check_name(account or f"acct-{uuid.uuid4().hex[:12]}", what="account name")
     check_name(owner, what="owner name")
     limit = to_money(overdraft_limit)
@@ -116,13 +136,15 @@ async def open_account(
     }
     try:
         if not limit or operator is None:
-            await client.start_workflow(AccountWorkflow.run, request, **options)
+            await client.start_workflow(ACCOUNT_WORKFLOW, request, **options)
         else:
             order = sign_overdraft(
                 operator, account=uid, limit=limit, idempotency_key=new_key("overdraft")
             )
-            start = WithStartWorkflowOperation(AccountWorkflow.run, request, **options)
-            await _update_with_start(client, "set_overdraft_limit", order, start)
+            start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+                ACCOUNT_WORKFLOW, request, **options
+            )
+            await _update_with_start(client, SET_OVERDRAFT_LIMIT, order, start)
     except WorkflowAlreadyStartedError:
         raise refused(ACCOUNT_EXISTS, f"account {uid} already exists") from None
     return uid
@@ -130,7 +152,7 @@ async def open_account(
 
 async def _update_with_start(
     client: Client,
-    update: str,
+    update: Update[OverdraftInput, BalanceView],
     order: OverdraftInput,
     start: WithStartWorkflowOperation[Any, Any],
 ) -> BalanceView:
@@ -140,13 +162,7 @@ async def _update_with_start(
     does not report it as never retrieved.
     """
     try:
-        return await client.execute_update_with_start_workflow(
-            update,
-            order,
-            id=order.idempotency_key,
-            start_workflow_operation=start,
-            result_type=BalanceView,
-        )
+        return await update.execute_with_start(client, order, start=start, id=order.idempotency_key)
     except WorkflowUpdateFailedError as exc:
         raise _failed(exc) from None
     except (RPCError, WorkflowAlreadyStartedError, WorkflowUpdateRPCTimeoutOrCancelledError):
@@ -166,9 +182,7 @@ async def set_overdraft_limit(
     """Let ``account`` go ``limit`` below zero from now on, on an order signed by ``operator``."""
     key = idempotency_key or new_key("overdraft")
     order = sign_overdraft(operator, account=account, limit=limit, idempotency_key=key)
-    return await _update(
-        account_handle(client, account), "set_overdraft_limit", order, key, BalanceView
-    )
+    return await _update(account_handle(client, account), SET_OVERDRAFT_LIMIT, order, key)
 
 
 def account_handle(client: Client, account: str) -> WorkflowHandle[Any, Any]:
@@ -185,16 +199,15 @@ def _failed(exc: WorkflowUpdateFailedError) -> Exception:
 
 async def _update(
     handle: WorkflowHandle[Any, Any],
-    name: str,
-    arg: Any,
+    update: Update[ArgT, T],
+    arg: ArgT,
     key: str,
-    result_type: type[T],
     *,
     missing: str = UNKNOWN_ACCOUNT,
 ) -> T:
     for attempt in range(BUSY_RETRIES + 1):
         try:
-            return await handle.execute_update(name, arg, id=key, result_type=result_type)
+            return await update.execute(handle, arg, id=key)
         except WorkflowUpdateFailedError as exc:
             raise _failed(exc) from None
         except RPCError as exc:
@@ -208,11 +221,9 @@ async def _update(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def _query(
-    handle: WorkflowHandle[Any, Any], name: str, result_type: type[T], *args: Any
-) -> T:
+async def _query(handle: WorkflowHandle[Any, Any], query: Query[T], *args: Any) -> T:
     try:
-        return await handle.query(name, *args, result_type=result_type)
+        return await query.ask(handle, *args)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             missing = UNKNOWN_USER if handle.id.startswith("user-") else UNKNOWN_ACCOUNT
@@ -235,7 +246,7 @@ async def deposit(
     request = sign_deposit(
         operator, account=account, amount=amount, idempotency_key=key, reference=reference
     )
-    return await _update(account_handle(client, account), "deposit", request, key, BalanceView)
+    return await _update(account_handle(client, account), DEPOSIT, request, key)
 
 
 async def cash_cheque(client: Client, request: CashChequeInput) -> CreditNote:
@@ -246,7 +257,7 @@ async def cash_cheque(client: Client, request: CashChequeInput) -> CreditNote:
     """
     handle = account_handle(client, request.cheque.account)
     try:
-        return await _update(handle, "cash_cheque", request, request.idempotency_key, CreditNote)
+        return await _update(handle, CASH_CHEQUE, request, request.idempotency_key)
     except ApplicationError as exc:
         if exc.type != CHEQUE_ALREADY_CASHED:
             raise
@@ -289,7 +300,7 @@ async def note_stands(client: Client, note: CreditNote) -> bool:
         started = await note_start_input(client, note.uid, note.account)
         if started is not None:
             return started.note == note
-        keeper = await _query(account, "note_keeper", NoteKeeper, note.uid)
+        keeper = await _query(account, NOTE_KEEPER, note.uid)
         if keeper is NoteKeeper.ACCOUNT:
             return True
         if keeper is NoteKeeper.WORKFLOW:
@@ -303,20 +314,19 @@ async def note_stands(client: Client, note: CreditNote) -> bool:
 
 async def receipt(client: Client, request: ReceiptInput) -> ReceiptResult:
     """Receipt ``amount`` of a credit note; the rest returns to the payer."""
-    return await _to_note(client, request.credit_note, "receipt", request, ReceiptResult)
+    return await _to_note(client, request.credit_note, RECEIPT, request)
 
 
 async def refund(client: Client, request: RefundInput) -> RefundResult:
     """Release a credit note's whole hold."""
-    return await _to_note(client, request.credit_note, "refund", request, RefundResult)
+    return await _to_note(client, request.credit_note, REFUND, request)
 
 
 async def _to_note(
     client: Client,
     note: CreditNote,
-    update: str,
-    request: ReceiptInput | RefundInput,
-    result_type: type[T],
+    update: Update[NoteOrder, T],
+    request: NoteOrder,
 ) -> T:
     """Send ``update`` to whoever keeps ``note``: its workflow (waiting the moment it takes
     its account to start it), or its account for a note placed before notes were workflows."""
@@ -325,13 +335,13 @@ async def _to_note(
     account = account_handle(client, note.account)
     while True:
         try:
-            return await _update(note_handle(client, note), update, request, key, result_type)
+            return await _update(note_handle(client, note), update, request, key)
         except ApplicationError as exc:
             if exc.type != UNKNOWN_ACCOUNT:
                 raise
-        keeper = await _query(account, "note_keeper", NoteKeeper, note.uid)
+        keeper = await _query(account, NOTE_KEEPER, note.uid)
         if keeper is NoteKeeper.ACCOUNT:
-            return await _update(account, update, request, key, result_type)
+            return await _update(account, update, request, key)
         if asyncio.get_running_loop().time() > deadline:
             raise refused(UNKNOWN_CREDIT_NOTE, f"{note.account} keeps no credit note {note.uid}")
         await asyncio.sleep(0.05 if keeper is NoteKeeper.STARTING else 0.2)
@@ -340,15 +350,15 @@ async def _to_note(
 async def credit(client: Client, account: str, request: CreditInput) -> BalanceView:
     """Credit ``account`` with a transfer from another account (once per transfer id)."""
     handle = account_handle(client, account)
-    return await _update(handle, "credit", request, request.idempotency_key, BalanceView)
+    return await _update(handle, CREDIT, request, request.idempotency_key)
 
 
 async def balance(client: Client, account: str) -> BalanceView:
-    return await _query(account_handle(client, account), "balance", BalanceView)
+    return await _query(account_handle(client, account), BALANCE)
 
 
 async def statement(client: Client, account: str, *, limit: int = 50) -> Statement:
-    return await _query(account_handle(client, account), "statement", Statement, limit)
+    return await _query(account_handle(client, account), STATEMENT, limit)
 
 
 # --- users ----------------------------------------------------------------------------------
@@ -358,11 +368,9 @@ async def register_user(
     client: Client, identity: Identity, *, task_queue: str, continue_as_new_after: int = 500
 ) -> None:
     """Start ``user-<name>`` with the identity's public key; refused if the user exists."""
-    from workflows.user import UserInput, UserWorkflow
-
     try:
         await client.start_workflow(
-            UserWorkflow.run,
+            USER_WORKFLOW,
             UserInput(
                 name=identity.name,
                 key=identity.public_record(),
@@ -383,7 +391,7 @@ def user_handle(client: Client, name: str) -> WorkflowHandle[Any, Any]:
 
 
 async def user_keys(client: Client, name: str) -> list[PublicKeyRecord]:
-    return await _query(user_handle(client, name), "keys", list[PublicKeyRecord])
+    return await _query(user_handle(client, name), KEYS)
 
 
 async def rotate_key(client: Client, current: Identity, fresh: Identity) -> list[PublicKeyRecord]:
@@ -408,10 +416,9 @@ async def use_nonce(client: Client, name: str, request: UseNonceInput) -> None:
     """Consume an authorisation's nonce in the user's registry (once per idempotency key)."""
     await _update(
         user_handle(client, name),
-        "use_nonce",
+        USE_NONCE,
         request,
         f"nonce-{request.nonce}-{request.idempotency_key}",
-        type(None),
         missing=UNKNOWN_USER,
     )
 
@@ -423,11 +430,9 @@ async def register_public_key(
     client: Client, name: str, key: PublicKeyRecord, *, task_queue: str
 ) -> None:
     """Start ``user-<name>`` with ``key`` as its first key; refused if the user exists."""
-    from workflows.user import UserInput, UserWorkflow
-
     try:
         await client.start_workflow(
-            UserWorkflow.run,
+            USER_WORKFLOW,
             UserInput(name=name, key=key),
             id=user_workflow_id(name),
             task_queue=task_queue,
@@ -444,10 +449,9 @@ async def add_key(client: Client, order: RegisterKeyInput) -> list[PublicKeyReco
     ``order.user`` signed; the user's workflow verifies it. Once per idempotency key."""
     return await _update(
         user_handle(client, order.user),
-        "register_key",
+        REGISTER_KEY,
         order,
         order.idempotency_key,
-        list[PublicKeyRecord],
         missing=UNKNOWN_USER,
     )
 
@@ -457,16 +461,13 @@ async def apply_revocation(client: Client, order: RevokeKeyInput) -> PublicKeyRe
     the user's workflow verifies it."""
     return await _update(
         user_handle(client, order.user),
-        "revoke_key",
+        REVOKE_KEY,
         order,
         order.idempotency_key,
-        PublicKeyRecord,
         missing=UNKNOWN_USER,
     )
 
 
 async def apply_deposit(client: Client, account: str, request: DepositInput) -> BalanceView:
     """Forward a deposit the operator signed; the account verifies the signature itself."""
-    return await _update(
-        account_handle(client, account), "deposit", request, request.idempotency_key, BalanceView
-    )
+    return await _update(account_handle(client, account), DEPOSIT, request, request.idempotency_key)

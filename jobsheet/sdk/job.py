@@ -6,26 +6,36 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import httpx
 from pydantic import ValidationError
 
 from jobsheet.authorisation import sign_authorisation
 from jobsheet.contracts.api import CancelRequest, WatchEvent
+from jobsheet.identity import Identity
 from jobsheet.jobs.messages import DownloadPars, cancel_resource
 from jobsheet.jobs.models import JobSheet, JobState, output_prefix
 from jobsheet.sdk.api_errors import stream_error
 from jobsheet.sdk.errors import BadInput, JobsheetError, Unavailable
 from jobsheet.sdk.events import JobEvent
 from jobsheet.sdk.run_par import RunTriggered, call_run_par
+from jobsheet.sdk.session import ApiSession
 from jobsheet.sdk.sse import parse_events
 from jobsheet.sdk.transfer import ProgressCallback, download_file, output_path, upload_file
 
-if TYPE_CHECKING:
-    from jobsheet.sdk.client import Client
-
 StateKey = tuple[JobState, datetime | None, str]
+
+
+class JobOwner(Protocol):
+    """What a job needs of its :class:`~jobsheet.sdk.Client`: the API, the user's key, sheets."""
+
+    api: ApiSession
+
+    @property
+    def identity(self) -> Identity: ...
+
+    async def load(self, uid: str) -> JobSheet: ...
 
 
 class Job:
@@ -37,7 +47,7 @@ class Job:
 
     def __init__(
         self,
-        client: Client,
+        client: JobOwner,
         uid: str,
         *,
         upload_url: str | None = None,

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from prometheus_client import Info, disable_created_metrics
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from jobsheet import __version__, processes
+from jobsheet import processes
 from jobsheet.settings import Settings
 from jobsheet.telemetry.job_metrics import declare_label_values
 from jobsheet.telemetry.metrics_endpoint import MetricsServer
+from jobsheet.version import __version__
 
 SDK_BIND_ATTEMPTS = 5
 

@@ -28,6 +28,7 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
+from jobsheet.compute.book import contract_book_id
 from jobsheet.compute.models import (
     ComputeContract,
     ContractRecord,
@@ -43,11 +44,7 @@ from tests.compute.legacy_books import (
     BookInput,
     BookReserveRequest,
 )
-from workflows.compute_service import (
-    TIMER_ON_EARLIEST_PATCH,
-    ComputeServiceWorkflow,
-    contract_book_id,
-)
+from workflows.compute_service import TIMER_ON_EARLIEST_PATCH, ComputeServiceWorkflow
 
 CAPACITY = 10
 SERVICE = "test"

@@ -10,11 +10,12 @@ from datetime import timedelta
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
+from jobsheet.compute.book import ContractBookInput, contract_book_id, contract_workflow_id
 from jobsheet.compute.models import ContractStart, ContractState
 from tests.compute.books import book_worker, record, replays, timer_events
 from tests.compute.conftest import book_contract
-from workflows.compute_contract import ComputeContractWorkflow, contract_workflow_id
-from workflows.compute_service import ComputeServiceWorkflow, ContractBookInput, contract_book_id
+from workflows.compute_contract import ComputeContractWorkflow
+from workflows.compute_service import ComputeServiceWorkflow
 
 
 async def test_an_unreleased_contract_expires_at_its_deadline(

@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities import contract_book
+from jobsheet.compute.book import ContractBookInput, contract_book_id, contract_workflow_id
 from jobsheet.compute.models import (
     CONTRACT_ENDED_SIGNAL,
     ComputeContract,
@@ -31,14 +32,11 @@ from jobsheet.compute.models import (
 )
 from tests.compute.books import book_worker, count, patches, record, replays
 from tests.compute.conftest import book_contract
-from workflows.compute_contract import contract_workflow_id
 from workflows.compute_service import (
     ANSWER_AT_ONCE_PATCH,
     CONTRACTS_AS_WORKFLOWS_PATCH,
     BookStatus,
     ComputeServiceWorkflow,
-    ContractBookInput,
-    contract_book_id,
 )
 
 SERVICE = "test"

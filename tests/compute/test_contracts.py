@@ -13,6 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities import contract_book
+from jobsheet.compute.book import ContractBookInput, contract_book_id
 from jobsheet.compute.models import (
     ContractRecord,
     ContractState,
@@ -20,7 +21,7 @@ from jobsheet.compute.models import (
 )
 from tests.compute.conftest import ComputeHarness, book_contract
 from tests.compute.test_outcomes import assert_non_retryable
-from workflows.compute_service import ComputeServiceWorkflow, ContractBookInput, contract_book_id
+from workflows.compute_service import ComputeServiceWorkflow
 
 
 async def test_contract_quotes_the_maximum_and_holds_a_slot(compute: ComputeHarness) -> None:

@@ -1,4 +1,4 @@
-"""JobSheet.load gives the same sheet from the workflow and, after the end, from the store; the
+"""load_sheet gives the same sheet from the workflow and, after the end, from the store; the
 workflow completes with the job, and the storage sweep deletes the outputs after the retention."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from jobsheet.jobs.client import job_handle, trigger_run
+from jobsheet.jobs.client import job_handle, load_sheet, trigger_run
 from jobsheet.jobs.models import JobSheet, JobState, ParKind, job_prefix
 from jobsheet.objectstore import internal_client
 from jobsheet.settings import Settings
@@ -44,7 +44,7 @@ async def test_load_before_and_after_the_end_and_retention(short_retention: Depl
 
     # While the job runs its workflow answers; once it ended, its workflow has completed with
     # the final sheet, and the store's copy is the same sheet.
-    running = await JobSheet.load(submitted.uid, client=env.client, settings=env.settings)
+    running = await load_sheet(env.client, env.settings, submitted.uid)
     assert running.state in (JobState.RUNNING, JobState.SETTLING, JobState.SUCCEEDED)
     ended = await env.wait_for(submitted.uid, JobState.SUCCEEDED)
     handle = job_handle(env.client, submitted.uid)
@@ -61,7 +61,7 @@ async def test_load_before_and_after_the_end_and_retention(short_retention: Depl
 
     async def swept() -> JobSheet:
         while True:
-            after = await JobSheet.load(submitted.uid, client=env.client, settings=env.settings)
+            after = await load_sheet(env.client, env.settings, submitted.uid)
             gone = not list(s3.list_objects(env.settings.bucket, prefix=job_prefix(submitted.uid)))
             if after.outputs_deleted and gone:
                 return after
@@ -71,7 +71,7 @@ async def test_load_before_and_after_the_end_and_retention(short_retention: Depl
     assert all(par.closed_at for par in after.pars if par.kind == ParKind.DOWNLOAD)
     assert after.model_copy(update={"outputs_deleted": False, "pars": final.pars}) == final
 
-    never = await JobSheet.load("job-" + "0" * 32, client=env.client, settings=env.settings)
+    never = await load_sheet(env.client, env.settings, "job-" + "0" * 32)
     assert never.is_null()
     assert JobSheet.from_data(final.to_data()) == final
     assert JobSheet.from_data(None).is_null()

@@ -9,9 +9,10 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from jobsheet.ledger.calls import OpenAccountInput
     from jobsheet.ledger.errors import Refused
     from jobsheet.ledger.models import BalanceView, CreditInput, DepositInput
-    from workflows.account import AccountWorkflow, OpenAccountInput
+    from workflows.account import AccountWorkflow
 
 
 @workflow.defn(name="AccountWorkflow")

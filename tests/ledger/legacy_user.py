@@ -10,9 +10,10 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from jobsheet.identity import PublicKeyRecord
+    from jobsheet.ledger.calls import UserInput
     from jobsheet.ledger.errors import UNKNOWN_KEY, refused
     from jobsheet.ledger.models import RegisterKeyInput, RevokeKeyInput
-    from workflows.user import UserInput, UserWorkflow
+    from workflows.user import UserWorkflow
 
 
 @workflow.defn(name="UserWorkflow")

@@ -18,13 +18,14 @@ from temporalio.exceptions import ApplicationError
 
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger import errors
+from jobsheet.ledger.calls import OpenAccountInput
 from jobsheet.ledger.models import CreditInput, OverdraftInput, account_workflow_id
 from jobsheet.ledger.orders import sign_credit, sign_overdraft
 from jobsheet.ledger.state import AccountState
 from tests.ledger.conftest import Ledger
 from tests.ledger.test_account_workflow import cash_input, new_cheque, refused_with, state_of
 from tests.ledger.test_signed_orders import raw_handle, refused
-from workflows.account import AccountWorkflow, OpenAccountInput
+from workflows.account import AccountWorkflow
 
 
 def new_account() -> str:

@@ -22,6 +22,7 @@ from activities.ledger import LedgerActivities
 from jobsheet.identity import generate_identity, save_identity
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger import errors
+from jobsheet.ledger.calls import UserInput
 from jobsheet.ledger.models import BalanceView, account_workflow_id, user_workflow_id
 from jobsheet.ledger.orders import sign_deposit
 from jobsheet.ledger.trust import BadOperatorKey, trusted_operator_keys
@@ -30,7 +31,7 @@ from jobsheet.settings import Settings
 from tests.ledger.conftest import Ledger
 from workflows.account import AccountWorkflow
 from workflows.credit_note import CreditNoteWorkflow
-from workflows.user import UserInput, UserWorkflow
+from workflows.user import UserWorkflow
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from jobsheet.identity import Identity, PublicKeyRecord
+from jobsheet.ledger.calls import OpenAccountInput
 from jobsheet.ledger.models import (
     AuditInput,
     BalanceView,
@@ -35,7 +36,7 @@ from jobsheet.ledger.models import (
 from jobsheet.ledger.orders import sign_deposit, sign_hold_closed, sign_note
 from tests.ledger.factories import RESOURCE, cheque, identity
 from tests.ledger.test_account_workflow import wait_for
-from workflows.account import AccountWorkflow, OpenAccountInput
+from workflows.account import AccountWorkflow
 from workflows.credit_note import CreditNoteWorkflow
 
 

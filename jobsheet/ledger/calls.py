@@ -1,0 +1,102 @@
+"""How the ledger's workflows are called: their names, start inputs, updates and queries.
+
+The account and user workflows (workflows/account.py, workflows/user.py) are named with these
+and started with these inputs; the ledger client (jobsheet/ledger/client.py), which the ledger
+activities use too and so cannot import a workflow, calls their handlers through these
+declarations (checked against the workflows by tests/test_workflow_calls.py).
+"""
+
+from __future__ import annotations
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from jobsheet.contracts.workflow_calls import Query, Update
+from jobsheet.identity import PublicKeyRecord
+from jobsheet.ledger.models import (
+    BalanceView,
+    CashChequeInput,
+    CreditInput,
+    CreditNote,
+    DepositInput,
+    NoteKeeper,
+    OverdraftInput,
+    ReceiptInput,
+    ReceiptResult,
+    RefundInput,
+    RefundResult,
+    RegisterKeyInput,
+    RevokeKeyInput,
+    Statement,
+    UseNonceInput,
+)
+from jobsheet.ledger.state import ZERO, AccountState
+from jobsheet.money import NonNegativeMoney
+from jobsheet.names import Name
+
+# --- accounts -----------------------------------------------------------------------------
+
+ACCOUNT_WORKFLOW = "AccountWorkflow"
+
+
+class OpenAccountInput(BaseModel):
+    """Start input of an account workflow (``state`` and ``ledger_key`` are accepted only from
+    the account's own continue-as-new)."""
+
+    account: Name
+    owner: Name
+    overdraft_limit: NonNegativeMoney = ZERO
+    """Ignored by new accounts: the operator sets a limit with a signed ``set_overdraft_limit``
+    (kept so that runs started before the ``ledger-start-checks`` patch still decode)."""
+    continue_as_new_after: int = Field(default=1000, ge=1)
+    state: AccountState | None = None
+    ledger_key: PublicKeyRecord | None = None
+    """The ledger workers' public key once an earlier run fetched it (set by continue-as-new)."""
+
+
+DEPOSIT: Update[DepositInput, BalanceView] = Update("deposit", BalanceView)
+SET_OVERDRAFT_LIMIT: Update[OverdraftInput, BalanceView] = Update(
+    "set_overdraft_limit", BalanceView
+)
+CASH_CHEQUE: Update[CashChequeInput, CreditNote] = Update("cash_cheque", CreditNote)
+CREDIT: Update[CreditInput, BalanceView] = Update("credit", BalanceView)
+RECEIPT: Update[ReceiptInput, ReceiptResult] = Update("receipt", ReceiptResult)
+"""Also a credit note workflow's: its account answers it for a note placed before notes were
+workflows."""
+REFUND: Update[RefundInput, RefundResult] = Update("refund", RefundResult)
+"""Also a credit note workflow's, as :data:`RECEIPT`."""
+BALANCE: Query[BalanceView] = Query("balance", BalanceView)
+STATEMENT: Query[Statement] = Query("statement", Statement)
+NOTE_KEEPER: Query[NoteKeeper] = Query("note_keeper", NoteKeeper)
+
+# --- users --------------------------------------------------------------------------------
+
+USER_WORKFLOW = "UserWorkflow"
+
+
+class NonceUse(BaseModel):
+    idempotency_key: str
+    issued_at: AwareDatetime
+
+
+class UserState(BaseModel):
+    name: str
+    keys: list[PublicKeyRecord]
+    nonces: dict[str, NonceUse] = Field(default_factory=dict)
+    remembered: dict[str, AwareDatetime] = Field(default_factory=dict)
+
+
+class UserInput(BaseModel):
+    """Start input: the user and their first key (``state`` only on continue-as-new)."""
+
+    name: str
+    key: PublicKeyRecord
+    continue_as_new_after: int = Field(default=500, ge=1)
+    state: UserState | None = None
+
+
+KEYS: Query[list[PublicKeyRecord]] = Query("keys", list[PublicKeyRecord])
+REGISTER_KEY: Update[RegisterKeyInput, list[PublicKeyRecord]] = Update(
+    "register_key", list[PublicKeyRecord]
+)
+REVOKE_KEY: Update[RevokeKeyInput, PublicKeyRecord] = Update("revoke_key", PublicKeyRecord)
+USE_NONCE: Update[UseNonceInput, None] = Update("use_nonce", type(None))
