@@ -101,9 +101,13 @@ async def reserve(
             # asyncio does not report it as never retrieved.
             with contextlib.suppress(BaseException):
                 await start.workflow_handle()
-            if exc.status != RPCStatusCode.RESOURCE_EXHAUSTED or attempt + 1 == ATTEMPTS:
+            aborted = exc.status == RPCStatusCode.UNAVAILABLE and "aborted" in exc.message
+            busy = exc.status == RPCStatusCode.RESOURCE_EXHAUSTED
+            if not (busy or aborted) or attempt + 1 == ATTEMPTS:
                 raise
-            await _later(attempt)  # the book has its maximum of updates in flight
+            # The book has its maximum of updates in flight, or aborted this one while it
+            # continued as new: the same reservation again is refused or answered as before.
+            await _later(attempt)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

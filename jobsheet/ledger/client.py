@@ -92,9 +92,13 @@ NOTE_START_WAIT_SECONDS = 30.0
 
 
 def _busy(exc: RPCError) -> bool:
-    """A refusal that says "later": the workflow has its maximum of updates in flight (the
-    same update id again is deduplicated). Other transient errors the SDK retries itself."""
-    return exc.status == RPCStatusCode.RESOURCE_EXHAUSTED
+    """A refusal that says "later" (the same update id sent again is deduplicated): the
+    workflow has its maximum of updates in flight, or the server aborted the update (its
+    workflow task was lost or the run continued as new) and the SDK's own quick retries saw
+    only that. Other transient errors the SDK retries itself."""
+    if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+        return True
+    return exc.status == RPCStatusCode.UNAVAILABLE and "update was aborted" in exc.message
 
 
 def new_key(prefix: str = "op") -> str:
@@ -215,8 +219,8 @@ async def _update(
                 raise refused(missing, f"{handle.id} does not exist") from None
             if not _busy(exc) or attempt == BUSY_RETRIES:
                 raise
-        # The workflow has its maximum of updates in flight: back off (jittered, so that a crowd
-        # of callers spreads out) and send the same update again.
+        # The workflow is busy, or aborted the update: back off (jittered, so that a crowd of
+        # callers spreads out) and send the same update again.
         await asyncio.sleep(min(BUSY_BACKOFF_SECONDS * 2**attempt, 2.0) * (0.5 + random.random()))
     raise AssertionError("unreachable")  # pragma: no cover
 
