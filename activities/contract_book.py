@@ -49,6 +49,7 @@ from jobsheet.compute.models import (
     ReleaseResult,
 )
 from jobsheet.contracts.refusals import refusal
+from jobsheet.contracts.workflow_calls import send_again_later
 
 ATTEMPTS = 30
 """How often a reservation is sent again while the book continues as new or is busy."""
@@ -86,7 +87,9 @@ async def reserve(
             if cause.type in (ALREADY_RESERVED, SERVICE_AT_CAPACITY):
                 # Reserved before (in an earlier run of the book, or a full book asked again):
                 # the contract's workflow holds the record, once its start has landed.
-                found, record = await _started_record(client, contract)
+                found, record = await _started_record(
+                    client, contract.contract_id, task_queue=contract.task_queue
+                )
                 if found:
                     if record is None:
                         raise refusal(
@@ -101,9 +104,7 @@ async def reserve(
             # asyncio does not report it as never retrieved.
             with contextlib.suppress(BaseException):
                 await start.workflow_handle()
-            aborted = exc.status == RPCStatusCode.UNAVAILABLE and "aborted" in exc.message
-            busy = exc.status == RPCStatusCode.RESOURCE_EXHAUSTED
-            if not (busy or aborted) or attempt + 1 == ATTEMPTS:
+            if not send_again_later(exc) or attempt + 1 == ATTEMPTS:
                 raise
             # The book has its maximum of updates in flight, or aborted this one while it
             # continued as new: the same reservation again is refused or answered as before.
@@ -144,14 +145,10 @@ async def contract_record(
 ) -> ContractRecord | None:
     """The contract as its workflow (or, for a record a book still holds, the book) has it;
     None when the service never held it."""
+    found, record = await _started_record(client, contract_id, task_queue=task_queue)
+    if found:
+        return record
     book = client.get_workflow_handle(contract_book_id(task_queue))
-    for attempt in range(ATTEMPTS):
-        found, record = await _workflow_record(client, contract_id)
-        if found:
-            return record
-        if not await _book_started(book, contract_id) or attempt + 1 == ATTEMPTS:
-            break
-        await _later(attempt)  # the book answered its reservation; the start is on its way
     try:
         return await BOOK_CONTRACT.ask(book, contract_id)
     except RPCError as exc:
@@ -161,14 +158,14 @@ async def contract_record(
 
 
 async def _started_record(
-    client: Client, contract: ComputeContract
+    client: Client, contract_id: str, *, task_queue: str
 ) -> tuple[bool, ContractRecord | None]:
-    """The contract's workflow record, waiting while the book that started it is still
-    starting it (it answers a reservation before the start lands)."""
-    book = client.get_workflow_handle(contract_book_id(contract.task_queue))
+    """(whether the contract has a workflow, its record), waiting while the book that started
+    it is still starting it (it answers a reservation before the start lands)."""
+    book = client.get_workflow_handle(contract_book_id(task_queue))
     for attempt in range(ATTEMPTS):
-        found, record = await _workflow_record(client, contract.contract_id)
-        if found or not await _book_started(book, contract.contract_id):
+        found, record = await _workflow_record(client, contract_id)
+        if found or not await _book_started(book, contract_id):
             return found, record
         await _later(attempt)
     return False, None

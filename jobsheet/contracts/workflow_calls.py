@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 ArgT = TypeVar("ArgT")
 ResultT = TypeVar("ResultT")
@@ -63,3 +64,14 @@ class Query(Generic[ResultT]):
             self.name, args=list(args), result_type=self.result_type
         )
         return answer
+
+
+def send_again_later(exc: RPCError) -> bool:
+    """Whether an update refused with ``exc`` is worth sending again after a back-off (the same
+    update id is deduplicated, so the repeat is harmless): the workflow has its maximum of
+    updates in flight, or the server aborted the update (its workflow task was lost, or the run
+    continued as new) and the SDK's own quick retries saw only that. Other transient errors the
+    SDK retries itself."""
+    if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+        return True
+    return exc.status == RPCStatusCode.UNAVAILABLE and "update was aborted" in exc.message

@@ -25,7 +25,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from jobsheet.contracts.workflow_calls import Query, Update
+from jobsheet.contracts.workflow_calls import Query, Update, send_again_later
 from jobsheet.identity import Identity, PublicKeyRecord
 from jobsheet.ledger.calls import (
     ACCOUNT_WORKFLOW,
@@ -89,16 +89,6 @@ BUSY_RETRIES = 8
 BUSY_BACKOFF_SECONDS = 0.1
 NOTE_START_WAIT_SECONDS = 30.0
 """How long a receipt or refund waits for a note's workflow its account is starting."""
-
-
-def _busy(exc: RPCError) -> bool:
-    """A refusal that says "later" (the same update id sent again is deduplicated): the
-    workflow has its maximum of updates in flight, or the server aborted the update (its
-    workflow task was lost or the run continued as new) and the SDK's own quick retries saw
-    only that. Other transient errors the SDK retries itself."""
-    if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
-        return True
-    return exc.status == RPCStatusCode.UNAVAILABLE and "update was aborted" in exc.message
 
 
 def new_key(prefix: str = "op") -> str:
@@ -217,7 +207,7 @@ async def _update(
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise refused(missing, f"{handle.id} does not exist") from None
-            if not _busy(exc) or attempt == BUSY_RETRIES:
+            if not send_again_later(exc) or attempt == BUSY_RETRIES:
                 raise
         # The workflow is busy, or aborted the update: back off (jittered, so that a crowd of
         # callers spreads out) and send the same update again.
