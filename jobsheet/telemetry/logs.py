@@ -76,11 +76,6 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(logging.INFO)
 
 
-def refusal_fields(error: ApplicationError) -> dict[str, str]:
-    """The fields of a refusal's line: its reason (the error's type) and its sentence."""
-    return {"reason": error.type or "Refused", "detail": error.message}
-
-
 class RefusalLog(Interceptor):
     """Writes one INFO line for each refusal an activity gives (see the module docstring)."""
 
@@ -103,7 +98,8 @@ def _log_refusal(error: ApplicationError) -> None:
     fields: dict[str, str] = {
         "workflow_id": info.workflow_id or "",
         "activity": info.activity_type,
-        **refusal_fields(error),
+        "reason": error.type or "Refused",
+        "detail": error.message,
     }
     if info.workflow_type == JOB_WORKFLOW_TYPE and info.workflow_id:
         fields["job"] = info.workflow_id
