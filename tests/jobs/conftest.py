@@ -125,10 +125,24 @@ class Deployment:
         return await asyncio.wait_for(poll(), within)
 
     async def balances(self) -> tuple[Decimal, Decimal, Decimal]:
-        """(payer balance, payer held, provider balance)."""
-        payer = await ledger.balance(self.client, self.payer)
+        """(payer balance, payer held, provider balance), once no money is on its way from the
+        payer to the provider.
+
+        Two reads of two accounts are no snapshot: a credit the provider has applied stays in the
+        payer's ``in_flight`` until the payer hears it was delivered, so reads taken mid-transfer
+        can count it twice or not at all (a total of 100.06 for 100.00 was seen once in CI)."""
+        async with asyncio.timeout(30):
+            while True:
+                payer = await ledger.balance(self.client, self.payer)
+                if not payer.in_flight:
+                    break
+                await asyncio.sleep(0.2)
         provider = await ledger.balance(self.client, self.provider)
         return payer.balance, payer.held, provider.balance
+
+    async def total(self) -> Decimal:
+        """All the payer's and the provider's money (the provider holds none): conserved by every job."""
+        return sum(await self.balances(), Decimal(0))
 
 
 @contextlib.asynccontextmanager

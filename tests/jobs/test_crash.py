@@ -139,15 +139,9 @@ async def _in_state(env: Deployment, uid: str, state: JobState) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _total(env: Deployment) -> Decimal:
-    payer = await ledger.balance(env.client, env.payer)
-    provider = await ledger.balance(env.client, env.provider)
-    return payer.balance + payer.held + provider.balance + provider.held + payer.in_flight
-
-
 async def test_sigkill_mid_settlement(client: Client, job_settings: Settings) -> None:
     async with crashable(client, job_settings) as (env, jobs, ledger_worker):
-        before = await _total(env)
+        before = await env.total()
         data = b"settle me\n" * 50
         submitted = await _submit(env, data)
         async with httpx.AsyncClient() as http:
@@ -168,16 +162,14 @@ async def test_sigkill_mid_settlement(client: Client, job_settings: Settings) ->
         assert states.count(JobState.SETTLING) == 1 and states.count(JobState.SUCCEEDED) == 1
         assert sheet.costs.charged > 0
         assert sheet.costs.charged + sheet.costs.refunded == sheet.costs.held
-        payer = await ledger.balance(env.client, env.payer)
-        provider = await ledger.balance(env.client, env.provider)
-        assert payer.balance == env.initial_funds - sheet.costs.charged and payer.held == 0
-        assert provider.balance == sheet.costs.charged
-        assert await _total(env) == before
+        charged = sheet.costs.charged
+        assert await env.balances() == (env.initial_funds - charged, 0, charged)
+        assert await env.total() == before
 
 
 async def test_sigkill_mid_compensation(client: Client, job_settings: Settings) -> None:
     async with crashable(client, job_settings) as (env, jobs, ledger_worker):
-        before = await _total(env)
+        before = await env.total()
         submitted = await _submit(env, b"never run")
         assert (await ledger.balance(env.client, env.payer)).held > 0
         await ledger_worker.stop()
@@ -195,4 +187,4 @@ async def test_sigkill_mid_compensation(client: Client, job_settings: Settings) 
         assert sheet.costs.charged == 0 and sheet.costs.refunded == sheet.costs.held
         payer = await ledger.balance(env.client, env.payer)
         assert payer.balance == env.initial_funds and payer.held == 0
-        assert await _total(env) == before
+        assert await env.total() == before
