@@ -1,5 +1,5 @@
 # The jobsheet image: the workers (python worker.py --role ...), the public API
-# (python -m jobsheet.api) and the MinIO init job (python -m jobsheet.deploy.minio_init).
+# (python -m jobsheet.api) and the MinIO init job (python -m jobsheet.ops.minio_init).
 #
 # Lean on purpose: `pip install .` installs the runtime only, not the `local` extra (the
 # temporal, rclone and test-server wheels of `jobsheet stack up` and the tests, about 330 MB), and
@@ -18,7 +18,7 @@ COPY worker.py ./
 # jobsheet runs the API and the jobs and ledger roles; jobsheet-calc owns nothing and runs the
 # calculations: a compute worker started as root switches to it for each run, so a calculation
 # cannot read the worker's environment or credentials, and RLIMIT_NPROC counts the calculations
-# alone (docs/2026-11-28-hardening.md).
+# alone (docs/hardening.md).
 # /etc/jobsheet/secrets is root's alone (0700): compose mounts a compute worker's secret (the
 # payload keys) there rather than in /run/secrets, so a calculation, running as jobsheet-calc in
 # the same container, cannot even reach the file (compose mounts secret files with the host's

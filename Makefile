@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 demo: install
-	$(BIN)/python -m jobsheet.demo
+	$(BIN)/python -m jobsheet.ops.demo
 
 lint: install
 	$(BIN)/ruff check .

@@ -22,13 +22,13 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from jobsheet.objectstore import internal_client
-from jobsheet.settings import Settings, load_settings
+from jobsheet.core.objectstore import internal_client
+from jobsheet.core.settings import Settings, load_settings
+from jobsheet.core.temporal import connect, exit_without_teardown
 from jobsheet.telemetry.job_states import watch_job_states
 from jobsheet.telemetry.logs import RefusalLog, configure_logging
 from jobsheet.telemetry.metrics import start_metrics_endpoint
 from jobsheet.telemetry.tracing import start_tracing, stop_tracing
-from jobsheet.temporal import connect, exit_without_teardown
 
 ROLES = ("jobs", "ledger", "compute", "all")
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
@@ -77,7 +77,7 @@ def ledger_workers(
 ) -> list[Worker]:
     """Workers for the ledger task queue (accounts and payments)."""
     from activities.ledger import LedgerActivities
-    from jobsheet.ledger.trust import trusted_operator_keys
+    from jobsheet.identity.trust import trusted_operator_keys
     from workflows.account import AccountWorkflow
     from workflows.credit_note import CreditNoteWorkflow
     from workflows.user import UserWorkflow

@@ -43,8 +43,8 @@ from jobsheet.compute.models import (
 from jobsheet.compute.runner import Limits, ProcessOutcome, run_isolated
 from jobsheet.compute.sandbox import Sandbox, calculations_for
 from jobsheet.contracts.refusals import refusal
+from jobsheet.pars.write import BadOutputKey, WritePar, check_relative_key
 from jobsheet.telemetry.job_metrics import observe_queue_wait, observe_run, run_in_progress
-from jobsheet.write_par import BadOutputKey, WritePar, check_relative_key
 
 T = TypeVar("T")
 CONTRACT_SLOTS = 4

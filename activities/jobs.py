@@ -22,11 +22,6 @@ from temporalio.client import Client
 
 from activities import contract_book
 from activities.storage import par_lifetime
-from jobsheet.authorisation import (
-    Authorisation,
-    check_authorisation_terms,
-    verify_authorisation_signature,
-)
 from jobsheet.compute.config import (
     ComputeConfig,
     load_compute_config,
@@ -34,6 +29,14 @@ from jobsheet.compute.config import (
 from jobsheet.compute.contracts import ContractRefused, contract_for
 from jobsheet.compute.models import ComputeContract, ContractState, ReleaseResult
 from jobsheet.contracts.refusals import refusal
+from jobsheet.core.objectstore import compute_presign_client, internal_client, presign_client
+from jobsheet.core.settings import Settings
+from jobsheet.identity.authorisation import (
+    Authorisation,
+    check_authorisation_terms,
+    verify_authorisation_signature,
+)
+from jobsheet.identity.key_cache import UserKeys
 from jobsheet.jobs import cleanup
 from jobsheet.jobs.messages import (
     FinishInput,
@@ -51,7 +54,6 @@ from jobsheet.jobs.models import ParKind, ParMetadata, input_key, job_uid_for
 from jobsheet.jobs.store import write_sheet
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger.errors import PAYMENT_VOIDED, Refused, refused
-from jobsheet.ledger.key_cache import UserKeys
 from jobsheet.ledger.models import (
     AuthorisationVerdict,
     CashChequeInput,
@@ -63,9 +65,7 @@ from jobsheet.ledger.models import (
     UseNonceInput,
     VerifyAuthorisationInput,
 )
-from jobsheet.objectstore import compute_presign_client, internal_client, presign_client
-from jobsheet.settings import Settings
-from jobsheet.write_par import issue_write_par
+from jobsheet.pars.write import issue_write_par
 
 
 class JobActivities:

@@ -23,14 +23,16 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from jobsheet.identity import Identity, PublicKeyRecord
+from jobsheet.core.settings import Settings
+from jobsheet.identity.key_cache import KEYS_TTL_SECONDS, UserKeys
+from jobsheet.identity.keys import Identity, PublicKeyRecord
+from jobsheet.identity.trust import trusted_operator_keys
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger.errors import (
     BAD_SIGNATURE,
     UNKNOWN_CREDIT_NOTE,
     refused,
 )
-from jobsheet.ledger.key_cache import KEYS_TTL_SECONDS, UserKeys
 from jobsheet.ledger.models import (
     CREDIT_NOTE_WORKFLOW,
     AuditInput,
@@ -54,8 +56,6 @@ from jobsheet.ledger.orders import (
     sign_hold_closed,
     sign_note,
 )
-from jobsheet.ledger.trust import trusted_operator_keys
-from jobsheet.settings import Settings
 from jobsheet.telemetry.job_metrics import count_ledger_entries
 
 
@@ -99,7 +99,7 @@ class LedgerActivities:
     @activity.defn
     async def operator_keys(self) -> OperatorKeys:
         """The operator this worker trusts to sign deposits (its own settings), and their keys:
-        the ones its configuration names (jobsheet/ledger/trust.py), else the registry's
+        the ones its configuration names (jobsheet/identity/trust.py), else the registry's
         (cached like ``lookup_user_keys``)."""
         user = self._settings.operator_user
         trusted = trusted_operator_keys(self._settings)

@@ -20,9 +20,9 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 
 from jobsheet.compute.models import OutputObject
+from jobsheet.core.objectstore import internal_client
+from jobsheet.core.settings import Settings
 from jobsheet.jobs.models import output_prefix, staging_prefix
-from jobsheet.objectstore import internal_client
-from jobsheet.settings import Settings
 
 log = logging.getLogger("jobsheet.storage")
 NOT_FOUND_CODES = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 from temporalio import activity
 
+from jobsheet.core.objectstore import internal_client
+from jobsheet.core.settings import Settings
 from jobsheet.jobs import cleanup
 from jobsheet.jobs.cleanup import SweepReport
-from jobsheet.objectstore import internal_client
-from jobsheet.settings import Settings
 
 
 class SweepActivities:

@@ -33,12 +33,12 @@ from temporalio.worker import Worker
 from bench.servers import bench_servers
 from jobsheet.api.auth import Caller, SignedCaller
 from jobsheet.api.context import context
-from jobsheet.authorisation import sign_authorisation
-from jobsheet.cheque import write_cheque
-from jobsheet.http_signing import sign_request
-from jobsheet.identity import Identity
-from jobsheet.settings import Settings
-from jobsheet.temporal import exit_without_teardown
+from jobsheet.core.settings import Settings
+from jobsheet.core.temporal import exit_without_teardown
+from jobsheet.identity.authorisation import sign_authorisation
+from jobsheet.identity.http_signing import sign_request
+from jobsheet.identity.keys import Identity
+from jobsheet.ledger.cheque import write_cheque
 from tests.api_server import start_api
 from tests.jobs.conftest import Deployment, deployment
 

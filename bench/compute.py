@@ -29,9 +29,9 @@ from temporalio.worker import Worker
 from bench.servers import bench_servers
 from jobsheet.compute.config import load_compute_config
 from jobsheet.compute.models import RunResult, RunStatus
-from jobsheet.objectstore import internal_client
-from jobsheet.settings import Settings
-from jobsheet.temporal import exit_without_teardown
+from jobsheet.core.objectstore import internal_client
+from jobsheet.core.settings import Settings
+from jobsheet.core.temporal import exit_without_teardown
 from tests.api_server import start_api
 from tests.compute.conftest import ComputeHarness
 from tests.compute.harness import CallComputeWorkflow

@@ -32,8 +32,8 @@ from temporalio.worker import Worker
 from activities import contract_book
 from jobsheet.compute.book import ContractBookInput, contract_book_id, contract_workflow_id
 from jobsheet.compute.models import ComputeContract, ContractRecord, ContractState
-from jobsheet.payload_codec import PayloadKeyRing
-from jobsheet.temporal import exit_without_teardown
+from jobsheet.core.payload_codec import PayloadKeyRing
+from jobsheet.core.temporal import exit_without_teardown
 from tests.compute.conftest import book_contract
 from tests.compute.legacy_books import BookBeforeContractWorkflows, BookInput, BookReserveRequest
 from tests.servers import start_temporal_dev_server

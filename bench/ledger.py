@@ -34,12 +34,12 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.ledger import LedgerActivities
     from bench.servers import bench_servers
-    from jobsheet.cheque import write_cheque
-    from jobsheet.identity import Identity, generate_identity
+    from jobsheet.core.objectstore import internal_client
+    from jobsheet.core.temporal import exit_without_teardown
+    from jobsheet.identity.keys import Identity, generate_identity
     from jobsheet.ledger import client as ledger
+    from jobsheet.ledger.cheque import write_cheque
     from jobsheet.ledger.models import CashChequeInput, account_workflow_id
-    from jobsheet.objectstore import internal_client
-    from jobsheet.temporal import exit_without_teardown
     from workflows.account import AccountWorkflow
     from workflows.credit_note import CreditNoteWorkflow
     from workflows.user import UserWorkflow

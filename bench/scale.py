@@ -31,13 +31,13 @@ from temporalio.client import Client
 
 from bench.servers import bench_servers
 from jobsheet.compute.book import contract_book_id
-from jobsheet.identity import generate_identity, save_identity
+from jobsheet.core.settings import Settings
+from jobsheet.core.temporal import exit_without_teardown
+from jobsheet.identity.keys import generate_identity, save_identity
 from jobsheet.jobs.models import JobState
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger.models import account_workflow_id, credit_note_workflow_id
-from jobsheet.settings import Settings
-from jobsheet.stack_services import settings_env
-from jobsheet.temporal import exit_without_teardown
+from jobsheet.ops.services import settings_env
 from tests.jobs.conftest import Deployment
 
 ROOT = Path(__file__).resolve().parent.parent

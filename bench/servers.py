@@ -17,10 +17,10 @@ from typing import Any
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
-from jobsheet import processes
-from jobsheet.objectstore import ensure_bucket, internal_client
-from jobsheet.payload_codec import PayloadKeyRing
-from jobsheet.settings import Settings
+from jobsheet.core import processes
+from jobsheet.core.objectstore import ensure_bucket, internal_client
+from jobsheet.core.payload_codec import PayloadKeyRing
+from jobsheet.core.settings import Settings
 from tests.servers import start_s3_server, start_temporal_dev_server
 
 

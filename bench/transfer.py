@@ -29,10 +29,10 @@ from pathlib import Path
 from minio import Minio
 from pydantic import SecretStr
 
-from jobsheet import processes
-from jobsheet.objectstore import ensure_bucket, internal_client, presign_client
+from jobsheet.core import processes
+from jobsheet.core.objectstore import ensure_bucket, internal_client, presign_client
+from jobsheet.core.settings import Settings
 from jobsheet.sdk.transfer import download_file, file_digest, upload_file
-from jobsheet.settings import Settings
 from tests.servers import start_s3_server
 
 URL_LIFETIME = timedelta(minutes=30)

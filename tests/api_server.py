@@ -11,11 +11,11 @@ import httpx
 import uvicorn
 from fastapi import APIRouter
 
-from jobsheet import processes
 from jobsheet.api import create_app
 from jobsheet.api.temporal_clients import Connect
-from jobsheet.settings import Settings
-from jobsheet.temporal import connect
+from jobsheet.core import processes
+from jobsheet.core.settings import Settings
+from jobsheet.core.temporal import connect
 
 
 @dataclass

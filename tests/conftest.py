@@ -22,12 +22,12 @@ from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from jobsheet import processes
-from jobsheet.binaries import find_binary
-from jobsheet.objectstore import ensure_bucket, internal_client
-from jobsheet.payload_codec import PayloadKeyRing
-from jobsheet.settings import Settings
-from jobsheet.temporal import data_converter
+from jobsheet.core import processes
+from jobsheet.core.objectstore import ensure_bucket, internal_client
+from jobsheet.core.payload_codec import PayloadKeyRing
+from jobsheet.core.settings import Settings
+from jobsheet.core.temporal import data_converter
+from jobsheet.ops.binaries import find_binary
 from tests.api_server import ApiServer, start_api
 from tests.servers import S3Server, start_s3_server, start_temporal_dev_server
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from temporalio.api.history.v1 import History
 from temporalio.client import Client, WorkflowHistory
 
-from jobsheet.payload_codec import EncryptionCodec, decrypt_in_place
+from jobsheet.core.payload_codec import EncryptionCodec, decrypt_in_place
 
 
 def in_clear(history: WorkflowHistory, client: Client) -> WorkflowHistory:

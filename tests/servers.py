@@ -12,12 +12,12 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from jobsheet import processes, search_attributes
-from jobsheet.binaries import find_binary
-from jobsheet.payload_codec import PayloadKeyRing
-from jobsheet.settings import Settings
-from jobsheet.stack import s3_answers, s3_server_command
-from jobsheet.temporal import data_converter
+from jobsheet.core import processes, search_attributes
+from jobsheet.core.payload_codec import PayloadKeyRing
+from jobsheet.core.settings import Settings
+from jobsheet.core.temporal import data_converter
+from jobsheet.ops.binaries import find_binary
+from jobsheet.ops.stack import s3_answers, s3_server_command
 
 
 @dataclass(frozen=True)

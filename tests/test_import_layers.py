@@ -31,15 +31,12 @@ FACE_PACKAGES = {
     "jobsheet.api": "the public HTTP service",
     "jobsheet.sdk": "the client library (HTTP only)",
     "jobsheet.cli": "the command line",
+    "jobsheet.ops": "the local stack, the demo and the deployment's one-shot jobs",
 }
 FACE_MODULES = {
     "jobsheet": "the package root: `from jobsheet import Client` re-exports the SDK",
     "jobsheet.jobs.client": "starts and calls the job sheet workflow through typed handles "
     "on JobSheetWorkflow (the API and tests use it; no library code does)",
-    "jobsheet.demo": "the demo",
-    "jobsheet.stack": "the local stack",
-    "jobsheet.stack_bootstrap": "the local stack",
-    "jobsheet.stack_services": "the local stack",
 }
 
 # Imports that cross the layers the wrong way and stay, each with its reason. Keep it short.

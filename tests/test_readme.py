@@ -9,7 +9,7 @@ and config directories are the test's), the stack's ports (``JOBSHEET_*_PORT``) 
 ``TEMPORAL_ADDRESS`` for the ``temporal`` CLI. What a reader copies from one command's output
 into a variable (the README says which) is read from that output.
 
-Not run here: the deployment sections (docker compose, secrets, upgrades; tests/deploy covers
+Not run here: the deployment sections (docker compose, secrets, upgrades; tests/ops/deploy covers
 them), the Workers section (long-running workers, which the stack itself starts), the signing
 recipe (tests/api/test_sign_by_hand.py runs it) and the blocks that are not commands (the state
 diagram, the layout tree).
@@ -29,9 +29,9 @@ from typing import TypeVar
 
 import pytest
 
-from jobsheet import processes
-from jobsheet.settings import Settings
-from jobsheet.stack import Stack
+from jobsheet.core import processes
+from jobsheet.core.settings import Settings
+from jobsheet.ops.stack import Stack
 from tests.readme_blocks import Block, readme_blocks
 
 RUN_SECTIONS = (
@@ -43,7 +43,7 @@ RUN_SECTIONS = (
 
 # Blocks of those sections the test does not run, by their first line, each with the reason.
 SKIPPED = {
-    "make demo": "installs into .venv and uses the default ports; tests/test_demo.py runs the "
+    "make demo": "installs into .venv and uses the default ports; tests/ops/test_demo.py runs the "
     "demo, and `make test` is the suite this test belongs to",
 }
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from jobsheet.settings import Settings
-from jobsheet.stack_services import settings_env
+from jobsheet.core.settings import Settings
+from jobsheet.ops.services import settings_env
 from workflows.smoke import SmokeInput, SmokeWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -32,9 +32,9 @@ with workflow.unsafe.imports_passed_through():
     import cryptography.hazmat.bindings._rust  # noqa: F401
 
     from activities.ledger import LedgerActivities
-    from jobsheet.cheque import Cheque
-    from jobsheet.identity import PublicKeyRecord
+    from jobsheet.identity.keys import PublicKeyRecord
     from jobsheet.ledger.calls import ACCOUNT_WORKFLOW, OpenAccountInput
+    from jobsheet.ledger.cheque import Cheque
     from jobsheet.ledger.errors import (
         BAD_SIGNATURE,
         FORGED_STATE,

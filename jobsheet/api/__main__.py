@@ -7,7 +7,7 @@ import logging
 import uvicorn
 
 from jobsheet.api.app import create_app
-from jobsheet.settings import load_settings
+from jobsheet.core.settings import load_settings
 from jobsheet.telemetry.logs import configure_logging
 from jobsheet.telemetry.metrics import start_metrics_endpoint
 from jobsheet.telemetry.redaction import RedactSecrets

@@ -17,9 +17,9 @@ from jobsheet.api.errors import COMMON_REFUSALS, install_handlers
 from jobsheet.api.request_metrics import RequestMetrics
 from jobsheet.api.temporal_clients import Connect
 from jobsheet.contracts.api import Health
-from jobsheet.settings import Settings
+from jobsheet.core.settings import Settings
+from jobsheet.core.temporal import connect
 from jobsheet.telemetry.tracing import instrument_api
-from jobsheet.temporal import connect
 
 DESCRIPTION = """
 Pay-per-job compute: submit a job with a signed cheque, upload its input and trigger its run

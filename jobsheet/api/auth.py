@@ -1,6 +1,6 @@
 """Who is calling: every ``/v1`` route but the public ones depends on :func:`signed_caller`.
 
-The request must carry an RFC 9421 signature (jobsheet.http_signing) by a registered key that
+The request must carry an RFC 9421 signature (jobsheet.identity.http_signing) by a registered key that
 may sign now; the target URI checked is the one the caller used, ``JOBSHEET_API_URL`` + path.
 Every failure is a 401 whose ``error`` names the reason and whose message never says whether
 the thing asked for exists.
@@ -16,14 +16,14 @@ from temporalio.service import RPCError
 
 from jobsheet.api.context import ApiContext, context
 from jobsheet.api.errors import ApiRefusal
-from jobsheet.http_signing import (
+from jobsheet.core.names import NAME_PATTERN
+from jobsheet.identity.http_signing import (
     RequestToVerify,
     SignatureProblem,
     check_freshness,
     claimed_signer,
     verify_request,
 )
-from jobsheet.names import NAME_PATTERN
 
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Signature realm="jobsheet"'}
 

@@ -1,6 +1,6 @@
 """The codec endpoint: Temporal's remote codec protocol, so the operator's Web UI shows payloads.
 
-Temporal holds every payload encrypted (jobsheet/payload_codec.py); the Web UI asks this
+Temporal holds every payload encrypted (jobsheet/core/payload_codec.py); the Web UI asks this
 endpoint to open them for the operator's browser. The protocol: ``POST .../decode`` and
 ``POST .../encode`` with ``{"payloads": [...]}`` in protobuf's JSON form and an
 ``X-Namespace`` header, from the UI's origin (CORS, with an OPTIONS preflight).
@@ -29,9 +29,9 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
 from jobsheet.api.errors import refusal_response
-from jobsheet.payload_codec import EncryptionCodec, PayloadKeyError
-from jobsheet.settings import Settings
-from jobsheet.temporal import codec_token, payload_key_ring
+from jobsheet.core.payload_codec import EncryptionCodec, PayloadKeyError
+from jobsheet.core.settings import Settings
+from jobsheet.core.temporal import codec_token, payload_key_ring
 
 ALLOWED_HEADERS = "Content-Type, X-Namespace, Authorization"
 

@@ -15,9 +15,9 @@ from temporalio.client import Client
 from jobsheet.api.keys import KeyDirectory
 from jobsheet.api.rate_limit import TokenBuckets
 from jobsheet.api.temporal_clients import Connect, TemporalClients
-from jobsheet.objectstore import internal_client, presign_client
-from jobsheet.settings import Settings
-from jobsheet.temporal import connect
+from jobsheet.core.objectstore import internal_client, presign_client
+from jobsheet.core.settings import Settings
+from jobsheet.core.temporal import connect
 
 
 @dataclass

@@ -13,7 +13,7 @@ import time
 from temporalio.exceptions import ApplicationError
 
 from jobsheet.api.temporal_clients import TemporalClients
-from jobsheet.identity import PublicKeyRecord
+from jobsheet.identity.keys import PublicKeyRecord
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger.errors import UNKNOWN_USER
 

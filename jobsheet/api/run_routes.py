@@ -52,12 +52,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from jobsheet.api.rate_limit import TokenBuckets, retry_after_header
 from jobsheet.api.temporal_clients import Connect, TemporalClients
 from jobsheet.contracts.api import ApiError
+from jobsheet.core.objectstore import internal_client
+from jobsheet.core.settings import Settings
+from jobsheet.core.temporal import connect
 from jobsheet.jobs.client import job_handle, live_sheet, load_sheet, trigger_run
 from jobsheet.jobs.models import JobSheet, JobState, ParKind
 from jobsheet.jobs.store import read_sheet
-from jobsheet.objectstore import internal_client
-from jobsheet.settings import Settings
-from jobsheet.temporal import connect
 
 UID_SHAPE = re.compile(r"job-[0-9a-f]{32}")
 RUN_ROUTE = "/par/run/{uid}/{token}"

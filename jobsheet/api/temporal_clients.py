@@ -8,8 +8,8 @@ from collections.abc import Callable, Coroutine
 
 from temporalio.client import Client
 
-from jobsheet.settings import Settings
-from jobsheet.temporal import connect
+from jobsheet.core.settings import Settings
+from jobsheet.core.temporal import connect
 
 Connect = Callable[[Settings], Coroutine[object, object, Client]]
 

@@ -13,10 +13,10 @@ from jobsheet.api.errors import ApiRefusal, not_found
 from jobsheet.api.ledger_calls import ledger_call
 from jobsheet.api.rate_limit import retry_after_header
 from jobsheet.contracts.api import AddKeyRequest, RevokeKeyRequest, SignupRequest, UserView
-from jobsheet.identity import PublicKeyRecord, key_id_for
+from jobsheet.core.names import Name
+from jobsheet.identity.keys import PublicKeyRecord, key_id_for
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger.errors import USER_EXISTS
-from jobsheet.names import Name
 
 public = APIRouter(tags=["users"])
 router = APIRouter(tags=["users"])

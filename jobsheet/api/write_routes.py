@@ -23,11 +23,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 
 from jobsheet.contracts.api import ApiError
+from jobsheet.core.objectstore import compute_presign_client, internal_client
+from jobsheet.core.settings import Settings
 from jobsheet.jobs.models import JobState
 from jobsheet.jobs.store import read_sheet
-from jobsheet.objectstore import compute_presign_client, internal_client
-from jobsheet.settings import Settings
-from jobsheet.write_par import (
+from jobsheet.pars.write import (
     MAX_URL_SECONDS,
     BadOutputKey,
     ExpiredWritePar,

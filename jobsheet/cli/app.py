@@ -25,8 +25,8 @@ from jobsheet.cli.errors import (
     EXIT_UNAVAILABLE,
     CliError,
 )
-from jobsheet.processes import PortInUse, ServerDidNotStart
-from jobsheet.temporal import exit_without_teardown
+from jobsheet.core.processes import PortInUse, ServerDidNotStart
+from jobsheet.core.temporal import exit_without_teardown
 
 app = typer.Typer(
     name="jobsheet",

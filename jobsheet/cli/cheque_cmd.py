@@ -6,10 +6,10 @@ from datetime import timedelta
 
 import typer
 
-from jobsheet.cheque import write_cheque
 from jobsheet.cli.output import print_json
-from jobsheet.identity import load_identity
-from jobsheet.settings import load_settings
+from jobsheet.core.settings import load_settings
+from jobsheet.identity.keys import load_identity
+from jobsheet.ledger.cheque import write_cheque
 
 app = typer.Typer(help="Write cheques signed by an account owner.")
 

@@ -14,7 +14,8 @@ from jobsheet.cli.errors import (
     EXIT_UNAVAILABLE,
     CliError,
 )
-from jobsheet.identity import Identity, IdentityError
+from jobsheet.core.settings import Settings, load_settings
+from jobsheet.identity.keys import Identity, IdentityError
 from jobsheet.ledger.orders import load_operator
 from jobsheet.sdk import (
     BadInput,
@@ -25,7 +26,6 @@ from jobsheet.sdk import (
     RunRefused,
     Unavailable,
 )
-from jobsheet.settings import Settings, load_settings
 
 T = TypeVar("T")
 

@@ -10,9 +10,9 @@ from temporalio.worker import Worker
 
 from jobsheet.cli.options import JSON_OPTION
 from jobsheet.cli.output import console, print_json
-from jobsheet.objectstore import internal_client
-from jobsheet.settings import Settings, load_settings
-from jobsheet.temporal import connect
+from jobsheet.core.objectstore import internal_client
+from jobsheet.core.settings import Settings, load_settings
+from jobsheet.core.temporal import connect
 
 
 async def run_smoke(settings: Settings) -> dict[str, str | int]:

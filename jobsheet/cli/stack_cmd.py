@@ -12,12 +12,12 @@ from rich.table import Table
 from jobsheet.cli.errors import EXIT_BAD_INPUT, EXIT_UNAVAILABLE, CliError
 from jobsheet.cli.options import JSON_OPTION
 from jobsheet.cli.output import console, err_console, heading, print_json
-from jobsheet.payload_codec import PayloadKeyError
-from jobsheet.processes import tail
-from jobsheet.settings import load_settings
-from jobsheet.stack import ServiceStatus, Stack
-from jobsheet.temporal import payload_key_ring
-from jobsheet.temporal import rotate_payload_key as rotate_payload_key_file
+from jobsheet.core.payload_codec import PayloadKeyError
+from jobsheet.core.processes import tail
+from jobsheet.core.settings import load_settings
+from jobsheet.core.temporal import payload_key_ring
+from jobsheet.core.temporal import rotate_payload_key as rotate_payload_key_file
+from jobsheet.ops.stack import ServiceStatus, Stack
 
 app = typer.Typer(
     help="Run the local stack: Temporal dev server, S3, the worker and the public API."

@@ -21,7 +21,7 @@ from jobsheet.cli.job_views import transfer_bars
 from jobsheet.cli.options import JSON_OPTION, USER_OPTION
 from jobsheet.cli.output import console, err_console, print_json
 from jobsheet.contracts.api import CalculationView
-from jobsheet.identity import default_config_dir
+from jobsheet.identity.keys import default_config_dir
 from jobsheet.sdk import Client, Job, NotFound
 
 EMPTY_INPUT = "empty-input"

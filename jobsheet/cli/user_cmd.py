@@ -13,7 +13,7 @@ from jobsheet.cli.job_runtime import cli_settings, with_client
 from jobsheet.cli.options import JSON_OPTION
 from jobsheet.cli.output import console, print_json
 from jobsheet.contracts.api import UserView
-from jobsheet.identity import PublicKeyRecord, key_path
+from jobsheet.identity.keys import PublicKeyRecord, key_path
 
 app = typer.Typer(help="Create users (Ed25519 keys) and rotate or revoke their keys.")
 

@@ -3,7 +3,7 @@
 The book (workflows/compute_service.py) and each contract (workflows/compute_contract.py) are
 workflows, named with these; the compute activities reserve and release through these
 declarations (activities/contract_book.py), checked against the workflows by
-tests/test_workflow_calls.py.
+tests/contracts/test_workflow_calls.py.
 """
 
 from __future__ import annotations

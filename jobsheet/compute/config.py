@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from jobsheet.money import NonNegativeMoney, round_cost
+from jobsheet.core.money import NonNegativeMoney, round_cost
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\}")
 

@@ -8,9 +8,9 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from jobsheet.money import NonNegativeMoney
-from jobsheet.storage_pars import ReadPar
-from jobsheet.write_par import WritePar
+from jobsheet.core.money import NonNegativeMoney
+from jobsheet.pars.read import ReadPar
+from jobsheet.pars.write import WritePar
 
 
 class ContractRequest(BaseModel):

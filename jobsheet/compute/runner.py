@@ -27,7 +27,7 @@ from pathlib import Path
 
 from jobsheet.compute.models import RunPhase, RunProgress
 from jobsheet.compute.sandbox import CalculationUser, Sandbox, hand_over, reclaim
-from jobsheet.processes import die_with_parent_in_child, no_new_privileges_in_child, proc_stat
+from jobsheet.core.processes import die_with_parent_in_child, no_new_privileges_in_child, proc_stat
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobsheet.compute.cgroups import CgroupParent, RunCgroup, detect_cgroups
-from jobsheet.processes import PidRecord, is_alive, make_undumpable, start_ticks
+from jobsheet.core.processes import PidRecord, is_alive, make_undumpable, start_ticks
 
 log = logging.getLogger("jobsheet.compute")
 

@@ -12,14 +12,14 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
-from jobsheet.authorisation import Authorisation
-from jobsheet.cheque import Cheque
 from jobsheet.compute.models import RunProgress
-from jobsheet.identity import PUBLIC_KEY_BYTES, PublicKeyRecord, strict_b64decode
+from jobsheet.core.money import NonNegativeMoney
+from jobsheet.core.names import Name
+from jobsheet.identity.authorisation import Authorisation
+from jobsheet.identity.keys import PUBLIC_KEY_BYTES, PublicKeyRecord, strict_b64decode
 from jobsheet.jobs.models import JobRequest, JobState
+from jobsheet.ledger.cheque import Cheque
 from jobsheet.ledger.models import BalanceView, LedgerEntry, RegisterKeyInput, RevokeKeyInput
-from jobsheet.money import NonNegativeMoney
-from jobsheet.names import Name
 
 API_PREFIX = "/v1"
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
@@ -54,7 +54,7 @@ class SignupRequest(BaseModel):
 
 class AddKeyRequest(RegisterKeyInput):
     """The signed order to register another key of ``user`` (``retire_others`` makes it a
-    rotation: older keys stop signing), made by ``jobsheet.ledger.key_orders.sign_add_key``
+    rotation: older keys stop signing), made by ``jobsheet.identity.key_orders.sign_add_key``
     with a current key of that user, whose registry verifies it."""
 
     @field_validator("key")
@@ -66,7 +66,7 @@ class AddKeyRequest(RegisterKeyInput):
 
 class RevokeKeyRequest(RevokeKeyInput):
     """The signed order to revoke ``user``'s key ``key_id``, made by
-    ``jobsheet.ledger.key_orders.sign_revoke_key`` with a current key of that user or of the
+    ``jobsheet.identity.key_orders.sign_revoke_key`` with a current key of that user or of the
     operator, and verified by the user's registry."""
 
 

@@ -2,7 +2,7 @@
 
 Code below the workflows (an activity that calls another workflow, a library client that an
 activity uses) cannot import a workflow class: the workflow imports it. It calls through these
-instead, declared once next to the models; tests/test_workflow_calls.py checks each against the
+instead, declared once next to the models; tests/contracts/test_workflow_calls.py checks each against the
 workflow's handler of that name. (The handlers keep their method names rather than
 ``@workflow.update(name=...)``: with a name the SDK types an async update's result as a
 coroutine, and typed handles on the workflow class would lose their result type.)

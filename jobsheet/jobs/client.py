@@ -22,10 +22,11 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from jobsheet import search_attributes
-from jobsheet.authorisation import Authorisation
-from jobsheet.cheque import Cheque
 from jobsheet.compute.models import RunProgress
+from jobsheet.core import search_attributes
+from jobsheet.core.objectstore import internal_client
+from jobsheet.core.settings import Settings
+from jobsheet.identity.authorisation import Authorisation
 from jobsheet.jobs import details
 from jobsheet.jobs.messages import (
     CancelInput,
@@ -37,8 +38,7 @@ from jobsheet.jobs.messages import (
 )
 from jobsheet.jobs.models import JobRequest, JobSheet, JobState, job_uid_for
 from jobsheet.jobs.store import read_sheet
-from jobsheet.objectstore import internal_client
-from jobsheet.settings import Settings
+from jobsheet.ledger.cheque import Cheque
 from workflows.job_sheet import JobSheetWorkflow
 
 

@@ -13,11 +13,11 @@ import re
 from minio import Minio
 from temporalio.client import Client
 
-from jobsheet import search_attributes
 from jobsheet.contracts.api import JobSummary
+from jobsheet.core import search_attributes
+from jobsheet.core.settings import Settings
 from jobsheet.jobs.models import JobSheet, JobState
 from jobsheet.jobs.store import list_sheet_uids, read_sheet
-from jobsheet.settings import Settings
 
 SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:@-]{1,200}$")
 

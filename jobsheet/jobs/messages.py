@@ -7,13 +7,13 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
-from jobsheet.authorisation import Authorisation
-from jobsheet.cheque import Cheque
 from jobsheet.compute.models import ComputeContract
+from jobsheet.core.money import NonNegativeMoney
+from jobsheet.identity.authorisation import Authorisation
 from jobsheet.jobs.cleanup import Cleanup
 from jobsheet.jobs.models import JobRequest, JobSheet, JobState, ParMetadata
-from jobsheet.money import NonNegativeMoney
-from jobsheet.write_par import WritePar
+from jobsheet.ledger.cheque import Cheque
+from jobsheet.pars.write import WritePar
 
 
 class JobConfig(BaseModel):

@@ -14,13 +14,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobsheet.authorisation import Authorisation
-from jobsheet.canonical import fingerprint
 from jobsheet.compute.models import OutputObject, RunProgress, Usage
-from jobsheet.identity import signature_bytes
+from jobsheet.core.canonical import fingerprint
+from jobsheet.core.money import NonNegativeMoney
+from jobsheet.core.names import Name
+from jobsheet.identity.authorisation import Authorisation
+from jobsheet.identity.keys import signature_bytes
 from jobsheet.ledger.models import CreditNote
-from jobsheet.money import NonNegativeMoney
-from jobsheet.names import Name
 
 
 class JobState(StrEnum):
@@ -74,7 +74,7 @@ class JobRequest(BaseModel):
 def job_uid_for(signature: str) -> str:
     """The job uid, derived from the authorisation's signature *bytes*, so one authorisation is
     one job whatever spelling of its base64 a replay uses (a non-canonical spelling is refused by
-    :func:`jobsheet.identity.signature_bytes`, here and wherever signatures are checked). An
+    :func:`jobsheet.identity.keys.signature_bytes`, here and wherever signatures are checked). An
     unsigned authorisation (empty signature) has one uid, and its job is rejected."""
     raw = signature_bytes(signature) if signature else b""
     return "job-" + hashlib.sha256(raw).hexdigest()[:32]

@@ -22,7 +22,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from jobsheet.settings import Settings
+from jobsheet.core.settings import Settings
 
 SWEEP_WORKFLOW = "StorageSweepWorkflow"
 

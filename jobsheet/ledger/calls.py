@@ -3,7 +3,7 @@
 The account and user workflows (workflows/account.py, workflows/user.py) are named with these
 and started with these inputs; the ledger client (jobsheet/ledger/client.py), which the ledger
 activities use too and so cannot import a workflow, calls their handlers through these
-declarations (checked against the workflows by tests/test_workflow_calls.py).
+declarations (checked against the workflows by tests/contracts/test_workflow_calls.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 from pydantic import AwareDatetime, BaseModel, Field
 
 from jobsheet.contracts.workflow_calls import Query, Update
-from jobsheet.identity import PublicKeyRecord
+from jobsheet.core.money import NonNegativeMoney
+from jobsheet.core.names import Name
+from jobsheet.identity.keys import PublicKeyRecord
 from jobsheet.ledger.models import (
     BalanceView,
     CashChequeInput,
@@ -30,8 +32,6 @@ from jobsheet.ledger.models import (
     UseNonceInput,
 )
 from jobsheet.ledger.state import ZERO, AccountState
-from jobsheet.money import NonNegativeMoney
-from jobsheet.names import Name
 
 # --- accounts -----------------------------------------------------------------------------
 

@@ -26,7 +26,10 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from jobsheet.contracts.workflow_calls import Query, Update, send_again_later
-from jobsheet.identity import Identity, PublicKeyRecord
+from jobsheet.core.money import to_money
+from jobsheet.core.names import check_name
+from jobsheet.identity.key_orders import sign_add_key, sign_revoke_key
+from jobsheet.identity.keys import Identity, PublicKeyRecord
 from jobsheet.ledger.calls import (
     ACCOUNT_WORKFLOW,
     BALANCE,
@@ -55,7 +58,6 @@ from jobsheet.ledger.errors import (
     USER_EXISTS,
     refused,
 )
-from jobsheet.ledger.key_orders import sign_add_key, sign_revoke_key
 from jobsheet.ledger.models import (
     BalanceView,
     CashChequeInput,
@@ -79,8 +81,6 @@ from jobsheet.ledger.models import (
     user_workflow_id,
 )
 from jobsheet.ledger.orders import sign_deposit, sign_overdraft
-from jobsheet.money import to_money
-from jobsheet.names import check_name
 
 T = TypeVar("T")
 ArgT = TypeVar("ArgT")
@@ -110,7 +110,7 @@ async def open_account(
 
     A non-zero ``overdraft_limit`` is an order signed by ``operator`` (required then), sent with
     the start so that the account never runs without it. A name that breaks the rule of
-    :mod:`jobsheet.names` is refused (``InvalidName``, a ``ValueError``) before any workflow
+    :mod:`jobsheet.core.names` is refused (``InvalidName``, a ``ValueError``) before any workflow
     starts.
     """
     uid = check_name(account or f"acct-{uuid.uuid4().hex[:12]}", what="account name")

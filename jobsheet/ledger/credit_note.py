@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from pydantic import AwareDatetime, BaseModel
 
+from jobsheet.core.money import NonNegativeMoney
 from jobsheet.ledger.errors import (
     CREDIT_NOTE_CLOSED,
     OVER_HELD,
@@ -29,7 +30,6 @@ from jobsheet.ledger.models import (
     RefundResult,
     transfer_id_for,
 )
-from jobsheet.money import NonNegativeMoney
 
 ZERO = Decimal("0.00")
 

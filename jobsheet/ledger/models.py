@@ -11,10 +11,10 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
-from jobsheet.authorisation import Authorisation
-from jobsheet.cheque import Cheque, as_utc_or_none
-from jobsheet.identity import PublicKeyRecord
-from jobsheet.money import Money, NonNegativeMoney, PositiveMoney
+from jobsheet.core.money import Money, NonNegativeMoney, PositiveMoney
+from jobsheet.identity.authorisation import Authorisation
+from jobsheet.identity.keys import PublicKeyRecord
+from jobsheet.ledger.cheque import Cheque, as_utc_or_none
 
 DEFAULT_RECEIPT_WITHIN_SECONDS = 2 * 3600
 MAX_RECEIPT_WITHIN_SECONDS = 7 * 24 * 3600
@@ -349,7 +349,7 @@ class RegisterKeyInput(BaseModel):
     signing when it is applied (a rotation).
 
     Signed by a current key of that user (``signer_key_id``; see
-    ``jobsheet.ledger.key_orders``); ``signature`` covers every other field. The signer's fields
+    ``jobsheet.identity.key_orders``); ``signature`` covers every other field. The signer's fields
     default to empty only so that histories recorded before key orders were signed still decode.
     """
 

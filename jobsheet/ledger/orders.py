@@ -7,7 +7,7 @@ a key the frontend does not hold: a ``deposit`` and a ``set_overdraft_limit`` ar
 by the operator (the user ``settings.operator_user``, with a key registered in the user
 registry), a ``credit`` is signed by the ledger workers' own key
 (``settings.ledger_private_key()``). Signing and checking are pure: callers pass keys and ``now``.
-The helpers here also check the key orders of :mod:`jobsheet.ledger.key_orders`.
+The helpers here also check the key orders of :mod:`jobsheet.identity.key_orders`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from typing import Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel
 
-from jobsheet.canonical import canonical_json
-from jobsheet.identity import (
+from jobsheet.core.canonical import canonical_json
+from jobsheet.core.money import to_money
+from jobsheet.core.names import check_name
+from jobsheet.identity.keys import (
     Identity,
     IdentityError,
     PublicKeyRecord,
@@ -45,8 +47,6 @@ from jobsheet.ledger.models import (
     OperatorKeys,
     OverdraftInput,
 )
-from jobsheet.money import to_money
-from jobsheet.names import check_name
 
 DEPOSIT_MAX_AGE = timedelta(minutes=10)
 """How old a signed order (deposit, overdraft, key order) may be when it is applied (retries

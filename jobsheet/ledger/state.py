@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, Field
 
-from jobsheet.cheque import Cheque
-from jobsheet.identity import PublicKeyRecord
+from jobsheet.core.money import MAX_AMOUNT, Money, NonNegativeMoney
+from jobsheet.identity.keys import PublicKeyRecord
+from jobsheet.ledger.cheque import Cheque
 from jobsheet.ledger.errors import (
     CHEQUE_ALREADY_CASHED,
     CHEQUE_EXPIRED,
@@ -50,7 +51,6 @@ from jobsheet.ledger.models import (
     note_uid_for,
     transfer_id_for,
 )
-from jobsheet.money import MAX_AMOUNT, Money, NonNegativeMoney
 
 ZERO = Decimal("0.00")
 RECENT_ENTRIES = 50

@@ -18,8 +18,6 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from jobsheet.authorisation import sign_authorisation
-from jobsheet.cheque import write_cheque
 from jobsheet.contracts.api import (
     CalculationList,
     JobList,
@@ -32,7 +30,11 @@ from jobsheet.contracts.api import (
     UserView,
     strict_public_key,
 )
-from jobsheet.identity import (
+from jobsheet.core.names import InvalidName, check_name
+from jobsheet.core.settings import Settings, load_settings
+from jobsheet.identity.authorisation import sign_authorisation
+from jobsheet.identity.key_orders import sign_add_key, sign_revoke_key
+from jobsheet.identity.keys import (
     Identity,
     IdentityError,
     PublicKeyRecord,
@@ -44,16 +46,14 @@ from jobsheet.identity import (
     save_identity,
 )
 from jobsheet.jobs.models import JobRequest, JobSheet, JobState
-from jobsheet.ledger.key_orders import sign_add_key, sign_revoke_key
+from jobsheet.ledger.cheque import write_cheque
 from jobsheet.ledger.models import BalanceView
 from jobsheet.ledger.orders import sign_deposit
-from jobsheet.names import InvalidName, check_name
 from jobsheet.sdk.errors import BadInput, Refused
 from jobsheet.sdk.job import Job
 from jobsheet.sdk.local_pars import LocalPars, load_pars, save_pars
 from jobsheet.sdk.session import ApiSession, RetryPolicy
 from jobsheet.sdk.transfer import file_digest
-from jobsheet.settings import Settings, load_settings
 
 
 class Client:

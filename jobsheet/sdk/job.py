@@ -11,9 +11,9 @@ from typing import Protocol
 import httpx
 from pydantic import ValidationError
 
-from jobsheet.authorisation import sign_authorisation
 from jobsheet.contracts.api import CancelRequest, WatchEvent
-from jobsheet.identity import Identity
+from jobsheet.identity.authorisation import sign_authorisation
+from jobsheet.identity.keys import Identity
 from jobsheet.jobs.messages import DownloadPars, cancel_resource
 from jobsheet.jobs.models import JobSheet, JobState, output_prefix
 from jobsheet.sdk.api_errors import stream_error

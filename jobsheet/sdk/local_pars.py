@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from jobsheet.identity import default_config_dir
+from jobsheet.identity.keys import default_config_dir
 
 
 class LocalPars(BaseModel):

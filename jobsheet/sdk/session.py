@@ -1,7 +1,7 @@
 """The SDK's one door to jobsheet: signed requests to the public API, retried when safe.
 
 Every ``/v1`` request is built once per attempt with ``httpx``, signed with the user's Ed25519
-key over the exact body bytes (:func:`jobsheet.http_signing.sign_request`), and sent to the URL
+key over the exact body bytes (:func:`jobsheet.identity.http_signing.sign_request`), and sent to the URL
 that was signed. A call whose answer was lost (a transport error, or 502/503/504) is sent again
 a few times with backoff: the *same* body bytes and the same ``Idempotency-Key``, with a fresh
 signature envelope, so the API answers a retried submit with the job it already started.
@@ -20,8 +20,8 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from jobsheet.contracts.api import IDEMPOTENCY_KEY_HEADER
-from jobsheet.http_signing import sign_request
-from jobsheet.identity import Identity
+from jobsheet.identity.http_signing import sign_request
+from jobsheet.identity.keys import Identity
 from jobsheet.sdk.api_errors import UNAVAILABLE_STATUSES, error_from_response
 from jobsheet.sdk.errors import BadInput, JobsheetError, Unavailable
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from jobsheet.contracts.api import CalculationList, JobSummary, StatementView, UserView
-from jobsheet.identity import Identity, PublicKeyRecord
+from jobsheet.core.settings import Settings
+from jobsheet.identity.keys import Identity, PublicKeyRecord
 from jobsheet.jobs.models import JobSheet, JobState
 from jobsheet.ledger.models import BalanceView
 from jobsheet.sdk.client import Client
@@ -29,7 +30,6 @@ from jobsheet.sdk.events import JobEvent
 from jobsheet.sdk.job import Job
 from jobsheet.sdk.run_par import RunTriggered
 from jobsheet.sdk.transfer import ProgressCallback
-from jobsheet.settings import Settings
 
 T = TypeVar("T")
 

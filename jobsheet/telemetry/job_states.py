@@ -21,9 +21,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from temporalio.client import Client
 
+from jobsheet.core.settings import Settings
 from jobsheet.jobs.listing import visibility_query
 from jobsheet.jobs.models import JobState
-from jobsheet.settings import Settings
 
 NAME = "jobsheet_jobs"
 HELP = "Job sheets in each state, as Temporal's visibility counts them (JobState search attribute)."

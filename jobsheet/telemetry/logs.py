@@ -26,7 +26,7 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from jobsheet.settings import Settings
+from jobsheet.core.settings import Settings
 from jobsheet.telemetry.redaction import RedactSecrets
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"

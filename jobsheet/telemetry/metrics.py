@@ -4,7 +4,7 @@
 one Temporal :class:`Runtime`, whose Prometheus exporter listens on a private 127.0.0.1 port,
 and serves ``http://metrics_host:metrics_port/metrics`` with jobsheet's metrics followed by the
 SDK's (see :mod:`jobsheet.telemetry.metrics_endpoint`), and ``/healthz``. Every Temporal client
-:func:`jobsheet.temporal.connect` makes afterwards uses that runtime
+:func:`jobsheet.core.temporal.connect` makes afterwards uses that runtime
 (:func:`process_runtime`); without an endpoint (tests, the CLI) it returns None and the SDK
 keeps its default runtime, which exports nothing.
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from prometheus_client import Info, disable_created_metrics
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from jobsheet import processes
-from jobsheet.settings import Settings
+from jobsheet.core import processes
+from jobsheet.core.settings import Settings
 from jobsheet.telemetry.job_metrics import declare_label_values
 from jobsheet.telemetry.metrics_endpoint import MetricsServer
 from jobsheet.version import __version__

@@ -38,7 +38,7 @@ from opentelemetry.util.types import Attributes, AttributeValue
 from temporalio.client import Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
-from jobsheet.settings import Settings
+from jobsheet.core.settings import Settings
 from jobsheet.telemetry.redaction import redact_secrets
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from temporalio.client import Client
 
-from jobsheet.settings import Settings
+from jobsheet.core.settings import Settings
 from tests.api_server import ApiServer, start_api
 from tests.jobs.conftest import Deployment, deployment
 

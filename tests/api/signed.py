@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from jobsheet.http_signing import sign_request
-from jobsheet.identity import Identity
+from jobsheet.identity.http_signing import sign_request
+from jobsheet.identity.keys import Identity
 
 
 @dataclass

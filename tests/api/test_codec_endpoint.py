@@ -14,9 +14,9 @@ import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
-from jobsheet.payload_codec import ENCODING, KEY_ID_METADATA
+from jobsheet.core.payload_codec import ENCODING, KEY_ID_METADATA
+from jobsheet.core.temporal import codec_token, data_converter, payload_key_ring
 from jobsheet.telemetry.redaction import redact_secrets
-from jobsheet.temporal import codec_token, data_converter, payload_key_ring
 from tests.api_server import ApiServer
 
 SECRET = "http://s3/in?X-Amz-Signature=0123"

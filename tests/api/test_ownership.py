@@ -12,13 +12,13 @@ from decimal import Decimal
 
 import httpx
 
-from jobsheet.authorisation import sign_authorisation
-from jobsheet.cheque import write_cheque
-from jobsheet.http_signing import sign_request
-from jobsheet.identity import Identity, generate_identity
+from jobsheet.identity.authorisation import sign_authorisation
+from jobsheet.identity.http_signing import sign_request
+from jobsheet.identity.keys import Identity, generate_identity
 from jobsheet.jobs.messages import cancel_resource
 from jobsheet.jobs.models import JobState
 from jobsheet.ledger import client as ledger
+from jobsheet.ledger.cheque import write_cheque
 from jobsheet.ledger.orders import sign_deposit
 from tests.api.conftest import Deployment
 from tests.api.signed import Signed

@@ -21,9 +21,9 @@ from temporalio.exceptions import ApplicationError
 
 from jobsheet.api import run_routes
 from jobsheet.api.app import create_app
+from jobsheet.core.settings import Settings
 from jobsheet.jobs.messages import TriggerRunResult
 from jobsheet.jobs.models import JobSheet, JobState
-from jobsheet.settings import Settings
 from jobsheet.telemetry.redaction import RedactSecrets, redact_secrets
 
 UID = "job-" + "0" * 32

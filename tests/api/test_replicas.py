@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from jobsheet.authorisation import sign_authorisation
+from jobsheet.identity.authorisation import sign_authorisation
 from jobsheet.jobs.messages import cancel_resource
 from tests.api.conftest import Deployment
 from tests.api.signed import Signed

@@ -15,11 +15,11 @@ from decimal import Decimal
 import pytest
 from temporalio.client import Client
 
-from jobsheet.authorisation import sign_authorisation
-from jobsheet.cheque import write_cheque
+from jobsheet.core.settings import Settings
+from jobsheet.identity.authorisation import sign_authorisation
 from jobsheet.jobs.messages import cancel_resource
 from jobsheet.jobs.models import JobState, job_uid_for
-from jobsheet.settings import Settings
+from jobsheet.ledger.cheque import write_cheque
 from tests.api.signed import Signed
 from tests.jobs.conftest import TEST_CALCULATIONS, Deployment, deployment
 

@@ -16,14 +16,14 @@ from datetime import UTC, datetime, timedelta
 from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 
-from jobsheet.authorisation import sign_authorisation
-from jobsheet.cheque import write_cheque
+from jobsheet.identity.authorisation import sign_authorisation
 from jobsheet.jobs.client import job_start, start_options
 from jobsheet.jobs.messages import SubmitInput
 from jobsheet.jobs.models import JobState, job_uid_for
+from jobsheet.ledger.cheque import write_cheque
 from tests.api.conftest import Deployment
 from tests.api.signed import Signed
-from tests.ledger.test_canonical_signatures import other_spellings
+from tests.identity.test_canonical_signatures import other_spellings
 from workflows.job_sheet import JobSheetWorkflow
 
 DATA = b"alice's numbers\n" * 10

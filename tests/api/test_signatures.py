@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from jobsheet.api.app import PAR_PREFIX, PUBLIC_ROUTES
-from jobsheet.identity import Identity, generate_identity
-from jobsheet.ledger.key_orders import sign_add_key, sign_revoke_key
+from jobsheet.identity.key_orders import sign_add_key, sign_revoke_key
+from jobsheet.identity.keys import Identity, generate_identity
 from tests.api.conftest import Deployment
 from tests.api.signed import Signed
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from jobsheet.core.settings import Settings
 from jobsheet.jobs.models import JobState, ParKind
-from jobsheet.settings import Settings
 from tests.api.conftest import Deployment
 from tests.api_server import ApiServer, start_api
 

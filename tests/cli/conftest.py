@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from temporalio.client import Client as TemporalClient
 
-from jobsheet.identity import save_identity
-from jobsheet.settings import Settings
+from jobsheet.core.settings import Settings
+from jobsheet.identity.keys import save_identity
 from tests.jobs.conftest import Deployment, deployment
 from tests.sdk.conftest import CLOSED_TEMPORAL, user_settings
 

@@ -9,7 +9,7 @@ import sys
 
 from minio import Minio
 
-from jobsheet.settings import Settings
+from jobsheet.core.settings import Settings
 from tests.cli.conftest import PROJECT_ROOT, Outcome
 
 

@@ -1,4 +1,4 @@
-"""``jobsheet stack`` for people (tests/test_stack.py reads the same commands with --json)."""
+"""``jobsheet stack`` for people (tests/ops/test_stack.py reads the same commands with --json)."""
 
 from __future__ import annotations
 

@@ -6,9 +6,9 @@ import stat
 import uuid
 from pathlib import Path
 
-from jobsheet.cheque import Cheque
 from jobsheet.cli.errors import EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_UNAVAILABLE
-from jobsheet.identity import key_path
+from jobsheet.identity.keys import key_path
+from jobsheet.ledger.cheque import Cheque
 from tests.cli.conftest import CliEnv
 
 

@@ -24,12 +24,12 @@ from activities.jobs import JobActivities
 from jobsheet.compute.config import load_compute_config
 from jobsheet.compute.contracts import contract_for
 from jobsheet.compute.models import ComputeContract, ReleaseResult, RunRequest, RunResult
+from jobsheet.core.settings import Settings
 from jobsheet.jobs.messages import ReleaseInput, ReserveInput
 from jobsheet.jobs.models import JobSheet, JobState
 from jobsheet.jobs.store import write_sheet
-from jobsheet.settings import Settings
-from jobsheet.storage_pars import issue_read_par
-from jobsheet.write_par import issue_write_par
+from jobsheet.pars.read import issue_read_par
+from jobsheet.pars.write import issue_write_par
 from tests.api_server import ApiServer
 from tests.compute.harness import CallComputeWorkflow, CallInput
 from worker import compute_workers

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from jobsheet.billing import charge_for
+from jobsheet.compute.billing import charge_for
 from jobsheet.compute.models import ComputeContract, RunResult, RunStatus, Usage
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)

@@ -13,7 +13,7 @@ from jobsheet.compute.config import (
     UnknownCalculationError,
     load_compute_config,
 )
-from jobsheet.settings import Settings
+from jobsheet.core.settings import Settings
 
 
 def test_the_shipped_config_loads_with_three_calculations() -> None:

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from jobsheet import processes
-from jobsheet.settings import Settings
-from jobsheet.stack_services import settings_env
+from jobsheet.core import processes
+from jobsheet.core.settings import Settings
+from jobsheet.ops.services import settings_env
 
 
 @pytest.fixture

@@ -43,8 +43,8 @@ from jobsheet.compute.sandbox import (
     python_for,
     resolve_user,
 )
-from jobsheet.processes import PR_SET_DUMPABLE
-from jobsheet.settings import Settings
+from jobsheet.core.processes import PR_SET_DUMPABLE
+from jobsheet.core.settings import Settings
 from tests.compute.conftest import ComputeHarness, output_prefix
 from tests.compute.harness import CallComputeWorkflow
 from tests.compute.test_worker_crash import WorkerProcesses

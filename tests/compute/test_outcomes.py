@@ -11,7 +11,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 from jobsheet.compute.contracts import ContractRefused
 from jobsheet.compute.models import RunProgress, RunStatus
-from jobsheet.processes import group_members
+from jobsheet.core.processes import group_members
 from tests.compute.conftest import ComputeHarness, output_prefix
 from tests.markers import marker_dir_fixture  # noqa: F401 (the marker_dir fixture)
 

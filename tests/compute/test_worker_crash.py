@@ -22,9 +22,9 @@ from temporalio.worker import Worker
 from jobsheet.compute.models import RunResult, RunStatus
 from jobsheet.compute.runner import kill_group
 from jobsheet.compute.sandbox import run_dir_name
-from jobsheet.processes import group_members
-from jobsheet.settings import Settings
-from jobsheet.temporal import payload_key_ring
+from jobsheet.core.processes import group_members
+from jobsheet.core.settings import Settings
+from jobsheet.core.temporal import payload_key_ring
 from tests.compute.conftest import ComputeHarness, output_prefix
 from tests.compute.harness import CallComputeWorkflow
 from tests.compute.test_outcomes import read_marker, wait_until_group_gone

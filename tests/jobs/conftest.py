@@ -16,17 +16,17 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from jobsheet.authorisation import sign_authorisation
-from jobsheet.cheque import write_cheque
-from jobsheet.identity import Identity, generate_identity, save_identity
+from jobsheet.core.objectstore import presign_client
+from jobsheet.core.settings import Settings
+from jobsheet.identity.authorisation import sign_authorisation
+from jobsheet.identity.keys import Identity, generate_identity, save_identity
 from jobsheet.jobs.client import load_sheet, submit_job
-from jobsheet.jobs.downloads import presign_downloads
 from jobsheet.jobs.messages import DownloadPars, SubmitResult
 from jobsheet.jobs.models import JobRequest, JobSheet, JobState, job_uid_for
 from jobsheet.jobs.sweep_schedule import delete_sweep_schedule, ensure_sweep_schedule
 from jobsheet.ledger import client as ledger
-from jobsheet.objectstore import presign_client
-from jobsheet.settings import Settings
+from jobsheet.ledger.cheque import write_cheque
+from jobsheet.pars.downloads import presign_downloads
 from tests.histories import in_clear
 from worker import build_workers
 
@@ -167,7 +167,7 @@ async def deployment(
         )
     operator = generate_identity(settings.operator_user)
     # As on the local stack: the operator's key file in the state dir is the ledger workers'
-    # trust anchor for deposits (jobsheet/ledger/trust.py).
+    # trust anchor for deposits (jobsheet/identity/trust.py).
     save_identity(operator, config_dir=settings.state_dir)
     user = generate_identity(f"alice-{uuid.uuid4().hex[:8]}")
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:

@@ -11,9 +11,9 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities import contract_book
-from jobsheet.authorisation import sign_authorisation
 from jobsheet.compute.models import ContractState
-from jobsheet.identity import generate_identity
+from jobsheet.identity.authorisation import sign_authorisation
+from jobsheet.identity.keys import generate_identity
 from jobsheet.jobs.client import cancel_job, job_handle, trigger_run
 from jobsheet.jobs.messages import cancel_resource
 from jobsheet.jobs.models import JobSheet, JobState, input_key
@@ -30,7 +30,7 @@ async def _contract_state(env: Deployment, sheet: JobSheet) -> ContractState | N
 
 
 def _input_exists(env: Deployment, uid: str) -> bool:
-    from jobsheet.objectstore import internal_client
+    from jobsheet.core.objectstore import internal_client
 
     s3 = internal_client(env.settings)
     return any(s3.list_objects(env.settings.bucket, prefix=input_key(uid)))

@@ -34,14 +34,14 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities import contract_book
-from jobsheet.authorisation import sign_authorisation
 from jobsheet.compute.models import ContractState
+from jobsheet.core.settings import Settings
+from jobsheet.identity.authorisation import sign_authorisation
 from jobsheet.jobs.client import cancel_job, job_handle, trigger_run
 from jobsheet.jobs.messages import cancel_resource
 from jobsheet.jobs.models import JobSheet, JobState
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger.models import EntryKind, LedgerEntry
-from jobsheet.settings import Settings
 from tests.histories import in_clear
 from tests.jobs.conftest import Deployment, deployment
 from tests.jobs.workers import LedgerWorker

@@ -22,14 +22,14 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
-from jobsheet.authorisation import sign_authorisation
-from jobsheet.cheque import write_cheque
-from jobsheet.identity import generate_identity
+from jobsheet.core.settings import Settings
+from jobsheet.identity.authorisation import sign_authorisation
+from jobsheet.identity.keys import generate_identity
 from jobsheet.jobs.client import job_handle, submit_job, trigger_run
 from jobsheet.jobs.models import JobState
 from jobsheet.ledger import client as ledger
-from jobsheet.settings import Settings
-from jobsheet.stack_services import settings_env
+from jobsheet.ledger.cheque import write_cheque
+from jobsheet.ops.services import settings_env
 from tests.jobs.conftest import Deployment
 from tests.jobs.workers import LedgerWorker
 from worker import compute_workers

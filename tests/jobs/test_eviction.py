@@ -16,9 +16,9 @@ from temporalio.worker import Worker
 
 from activities.jobs import JobActivities
 from activities.storage import StorageActivities
+from jobsheet.core.settings import Settings
 from jobsheet.jobs.client import trigger_run
 from jobsheet.jobs.models import JobState
-from jobsheet.settings import Settings
 from tests.jobs.conftest import deployment
 from workflows.job_sheet import JobSheetWorkflow
 

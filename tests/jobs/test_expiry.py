@@ -19,14 +19,14 @@ from temporalio.worker import Worker
 from activities import contract_book
 from activities.jobs import JobActivities
 from activities.storage import StorageActivities
-from jobsheet.authorisation import sign_authorisation
-from jobsheet.cheque import write_cheque
 from jobsheet.compute.models import ContractState
+from jobsheet.core.objectstore import internal_client
+from jobsheet.core.settings import Settings
+from jobsheet.identity.authorisation import sign_authorisation
 from jobsheet.jobs.client import job_start
 from jobsheet.jobs.models import JobState, ParKind, input_key
 from jobsheet.jobs.store import read_sheet
-from jobsheet.objectstore import internal_client
-from jobsheet.settings import Settings
+from jobsheet.ledger.cheque import write_cheque
 from tests.jobs.conftest import deployment
 from workflows.job_sheet import JobSheetWorkflow
 

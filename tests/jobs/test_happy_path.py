@@ -8,11 +8,11 @@ from decimal import Decimal
 
 import httpx
 
+from jobsheet.core.money import round_cost
+from jobsheet.core.objectstore import internal_client
 from jobsheet.jobs.client import job_handle, trigger_run
 from jobsheet.jobs.models import JobSheet, JobState, ParKind
 from jobsheet.jobs.store import read_sheet
-from jobsheet.money import round_cost
-from jobsheet.objectstore import internal_client
 from tests.jobs.conftest import Deployment
 
 

@@ -18,10 +18,10 @@ from temporalio.worker import Worker
 from activities.compute import ComputeActivities
 from jobsheet.compute.config import load_compute_config
 from jobsheet.compute.models import RunRequest, RunResult
+from jobsheet.core.objectstore import internal_client
+from jobsheet.core.settings import Settings
 from jobsheet.jobs.client import trigger_run
 from jobsheet.jobs.models import JobState, job_prefix
-from jobsheet.objectstore import internal_client
-from jobsheet.settings import Settings
 from tests.jobs.conftest import Deployment, deployment
 from workflows.compute_contract import ComputeContractWorkflow
 from workflows.compute_service import ComputeServiceWorkflow

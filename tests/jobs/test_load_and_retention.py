@@ -10,10 +10,10 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from jobsheet.core.objectstore import internal_client
+from jobsheet.core.settings import Settings
 from jobsheet.jobs.client import job_handle, load_sheet, trigger_run
 from jobsheet.jobs.models import JobSheet, JobState, ParKind, job_prefix
-from jobsheet.objectstore import internal_client
-from jobsheet.settings import Settings
 from tests.jobs.conftest import Deployment, deployment
 from workflows.job_sheet import JobSheetWorkflow
 

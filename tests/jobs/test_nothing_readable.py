@@ -26,19 +26,19 @@ from temporalio.api.query.v1 import WorkflowQuery
 from temporalio.api.workflowservice.v1 import QueryWorkflowRequest
 from temporalio.client import Client, WorkflowUpdateFailedError
 
-from jobsheet.authorisation import sign_authorisation
-from jobsheet.cheque import write_cheque
-from jobsheet.jobs.client import cancel_job, submit_job
-from jobsheet.jobs.messages import SubmitResult, cancel_resource
-from jobsheet.jobs.models import JobRequest, JobState, job_uid_for
-from jobsheet.payload_codec import (
+from jobsheet.core.payload_codec import (
     ENCODING,
     KEY_ID_METADATA,
     EncryptionCodec,
     decrypt_in_place,
     is_encrypted,
 )
-from jobsheet.settings import Settings
+from jobsheet.core.settings import Settings
+from jobsheet.identity.authorisation import sign_authorisation
+from jobsheet.jobs.client import cancel_job, submit_job
+from jobsheet.jobs.messages import SubmitResult, cancel_resource
+from jobsheet.jobs.models import JobRequest, JobState, job_uid_for
+from jobsheet.ledger.cheque import write_cheque
 from tests.jobs.conftest import TEST_CALCULATIONS, Deployment, deployment
 
 EXPIRY_SECONDS = 12

@@ -18,8 +18,8 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from jobsheet.payload_codec import PayloadKeyRing
-from jobsheet.temporal import data_converter
+from jobsheet.core.payload_codec import PayloadKeyRing
+from jobsheet.core.temporal import data_converter
 from workflows.job_sheet import JobSheetWorkflow
 
 HISTORIES = Path(__file__).with_name("histories")

@@ -15,8 +15,8 @@ from activities.storage import SealOutputsInput, StorageActivities
 from jobsheet.compute.config import load_compute_config
 from jobsheet.compute.contracts import policy_refusal
 from jobsheet.compute.models import OutputObject
+from jobsheet.core.settings import Settings
 from jobsheet.jobs.models import output_prefix, staging_prefix
-from jobsheet.settings import Settings
 
 UID = "job-" + "5" * 32
 TEST_CALCULATIONS = Path(__file__).parent.parent / "compute" / "test_calculations.toml"

@@ -8,7 +8,7 @@ import concurrent.futures
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from jobsheet.settings import Settings
+from jobsheet.core.settings import Settings
 from worker import ledger_workers
 
 

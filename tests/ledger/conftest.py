@@ -16,11 +16,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.ledger import LedgerActivities
-from jobsheet.identity import Identity, generate_identity
+from jobsheet.core.objectstore import internal_client
+from jobsheet.core.settings import Settings
+from jobsheet.identity.keys import Identity, generate_identity
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger.models import BalanceView
-from jobsheet.objectstore import internal_client
-from jobsheet.settings import Settings
 from workflows.account import AccountWorkflow
 from workflows.credit_note import CreditNoteWorkflow
 from workflows.user import UserWorkflow

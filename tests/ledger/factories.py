@@ -6,8 +6,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from jobsheet.cheque import Cheque, write_cheque
-from jobsheet.identity import Identity, generate_identity
+from jobsheet.identity.keys import Identity, generate_identity
+from jobsheet.ledger.cheque import Cheque, write_cheque
 from jobsheet.ledger.state import AccountState
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

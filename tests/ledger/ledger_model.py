@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import event
 from pydantic import BaseModel
 
-from jobsheet.cheque import Cheque, write_cheque
-from jobsheet.identity import Identity
+from jobsheet.identity.keys import Identity
+from jobsheet.ledger.cheque import Cheque, write_cheque
 from jobsheet.ledger.credit_note import NoteState
 from jobsheet.ledger.models import CreditNote, HoldClosed, LedgerEntry, ReceiptResult, Transfer
 from jobsheet.ledger.state import AccountState

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 
-from jobsheet.cheque import Cheque
+from jobsheet.ledger.cheque import Cheque
 from jobsheet.ledger.credit_note import NoteState
 from jobsheet.ledger.errors import CHEQUE_ALREADY_CASHED, INSUFFICIENT_FUNDS, Refused
 from jobsheet.ledger.models import (

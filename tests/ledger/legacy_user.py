@@ -9,7 +9,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from jobsheet.identity import PublicKeyRecord
+    from jobsheet.identity.keys import PublicKeyRecord
     from jobsheet.ledger.calls import UserInput
     from jobsheet.ledger.errors import UNKNOWN_KEY, refused
     from jobsheet.ledger.models import RegisterKeyInput, RevokeKeyInput

@@ -10,10 +10,10 @@ from decimal import Decimal
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from jobsheet.cheque import Cheque, write_cheque
-from jobsheet.identity import Identity
+from jobsheet.identity.keys import Identity
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger import errors
+from jobsheet.ledger.cheque import Cheque, write_cheque
 from jobsheet.ledger.models import (
     CashChequeInput,
     CreditNote,

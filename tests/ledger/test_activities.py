@@ -14,11 +14,11 @@ from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
     from activities.jobs import JobActivities
-    from jobsheet.authorisation import Authorisation, sign_authorisation
-    from jobsheet.cheque import write_cheque
-    from jobsheet.identity import generate_identity
+    from jobsheet.identity.authorisation import Authorisation, sign_authorisation
+    from jobsheet.identity.keys import generate_identity
     from jobsheet.ledger import client as ledger
     from jobsheet.ledger import errors
+    from jobsheet.ledger.cheque import write_cheque
     from jobsheet.ledger.models import (
         CashChequeInput,
         ReceiptInput,

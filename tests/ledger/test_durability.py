@@ -11,7 +11,7 @@ from minio import Minio
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from jobsheet.identity import Identity
+from jobsheet.identity.keys import Identity
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger import errors
 from jobsheet.ledger.models import (

@@ -19,15 +19,15 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.ledger import LedgerActivities
-from jobsheet.identity import generate_identity, save_identity
+from jobsheet.core.objectstore import internal_client
+from jobsheet.core.settings import Settings
+from jobsheet.identity.keys import generate_identity, save_identity
+from jobsheet.identity.trust import BadOperatorKey, trusted_operator_keys
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger import errors
 from jobsheet.ledger.calls import UserInput
 from jobsheet.ledger.models import BalanceView, account_workflow_id, user_workflow_id
 from jobsheet.ledger.orders import sign_deposit
-from jobsheet.ledger.trust import BadOperatorKey, trusted_operator_keys
-from jobsheet.objectstore import internal_client
-from jobsheet.settings import Settings
 from tests.ledger.conftest import Ledger
 from workflows.account import AccountWorkflow
 from workflows.credit_note import CreditNoteWorkflow

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from jobsheet.identity import IdentityError, save_identity
+from jobsheet.identity.keys import IdentityError, save_identity
 from jobsheet.ledger import errors
 from jobsheet.ledger.errors import Refused
 from jobsheet.ledger.models import CreditInput, OperatorKeys

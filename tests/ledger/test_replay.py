@@ -25,10 +25,12 @@ import pytest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
-from jobsheet.identity import Identity, generate_identity
+from jobsheet.core.payload_codec import PayloadKeyRing
+from jobsheet.core.temporal import data_converter
+from jobsheet.identity.key_orders import sign_add_key, sign_revoke_key
+from jobsheet.identity.keys import Identity, generate_identity
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger import errors
-from jobsheet.ledger.key_orders import sign_add_key, sign_revoke_key
 from jobsheet.ledger.models import (
     ReceiptInput,
     RefundInput,
@@ -36,8 +38,6 @@ from jobsheet.ledger.models import (
     account_workflow_id,
     user_workflow_id,
 )
-from jobsheet.payload_codec import PayloadKeyRing
-from jobsheet.temporal import data_converter
 from tests.histories import in_clear
 from tests.ledger.conftest import Ledger
 from tests.ledger.test_account_workflow import (

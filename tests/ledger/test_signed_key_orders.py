@@ -18,10 +18,12 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer, Worker
 
 from activities.ledger import LedgerActivities
-from jobsheet.identity import Identity, PublicKeyRecord, generate_identity
+from jobsheet.core.objectstore import internal_client
+from jobsheet.core.settings import Settings
+from jobsheet.identity.key_orders import sign_add_key, sign_revoke_key
+from jobsheet.identity.keys import Identity, PublicKeyRecord, generate_identity
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger import errors
-from jobsheet.ledger.key_orders import sign_add_key, sign_revoke_key
 from jobsheet.ledger.models import (
     BalanceView,
     RegisterKeyInput,
@@ -30,8 +32,6 @@ from jobsheet.ledger.models import (
     user_workflow_id,
 )
 from jobsheet.ledger.orders import sign_deposit
-from jobsheet.objectstore import internal_client
-from jobsheet.settings import Settings
 from tests.ledger.conftest import Ledger
 from tests.ledger.legacy_user import LegacyUserWorkflow
 from workflows.account import AccountWorkflow

@@ -19,7 +19,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer, Worker
 
 from activities.ledger import LedgerActivities
-from jobsheet.identity import Identity, generate_identity
+from jobsheet.core.objectstore import internal_client
+from jobsheet.core.settings import Settings
+from jobsheet.identity.keys import Identity, generate_identity
 from jobsheet.ledger import client as ledger
 from jobsheet.ledger import errors
 from jobsheet.ledger.models import (
@@ -32,8 +34,6 @@ from jobsheet.ledger.models import (
 )
 from jobsheet.ledger.orders import ledger_signer, sign_credit, sign_deposit
 from jobsheet.ledger.state import AccountState
-from jobsheet.objectstore import internal_client
-from jobsheet.settings import Settings
 from tests.ledger.conftest import Ledger
 from tests.ledger.legacy_account import LegacyAccountWorkflow
 from tests.ledger.test_account_workflow import cash_input, new_cheque, state_of, wait_for

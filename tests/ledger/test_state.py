@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from jobsheet.identity import PublicKeyRecord
+from jobsheet.identity.keys import PublicKeyRecord
 from jobsheet.ledger import errors
 from jobsheet.ledger.errors import Refused
 from jobsheet.ledger.models import HoldStatus

@@ -13,7 +13,7 @@ from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from jobsheet.identity import Identity, PublicKeyRecord
+from jobsheet.identity.keys import Identity, PublicKeyRecord
 from jobsheet.ledger.calls import OpenAccountInput
 from jobsheet.ledger.models import (
     AuditInput,

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client as TemporalClient
 
-from jobsheet.identity import save_identity
+from jobsheet.core.settings import Settings
+from jobsheet.identity.keys import save_identity
 from jobsheet.sdk import Client
-from jobsheet.settings import Settings
 from tests.jobs.conftest import Deployment, deployment
 
 CLOSED_TEMPORAL = "127.0.0.1:1"

@@ -10,10 +10,10 @@ from typing import Any
 
 import httpx
 
-from jobsheet.http_signing import RequestToVerify, verify_request
-from jobsheet.identity import Identity, generate_identity
+from jobsheet.core.settings import Settings
+from jobsheet.identity.http_signing import RequestToVerify, verify_request
+from jobsheet.identity.keys import Identity, generate_identity
 from jobsheet.sdk import Client, RetryPolicy
-from jobsheet.settings import Settings
 
 API_URL = "http://api.test:8090"
 NO_WAIT = RetryPolicy(attempts=4, first_delay=0.0, max_delay=0.0)

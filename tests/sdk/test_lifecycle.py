@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from jobsheet.core.objectstore import internal_client
 from jobsheet.jobs.models import JobState, sheet_key
-from jobsheet.objectstore import internal_client
 from jobsheet.sdk import BadInput, Client, TransferProgress
 from tests.sdk.conftest import SdkEnv
 

@@ -9,7 +9,7 @@ import re
 import sys
 from pathlib import Path
 
-from jobsheet.identity import save_identity
+from jobsheet.identity.keys import save_identity
 from jobsheet.jobs.models import JobState
 from tests.sdk.conftest import CLOSED_TEMPORAL, SdkEnv
 

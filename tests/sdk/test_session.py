@@ -19,8 +19,8 @@ from jobsheet.cli.errors import (
 )
 from jobsheet.cli.job_runtime import exit_code_for
 from jobsheet.contracts.api import ApiError, SubmitRequest
-from jobsheet.http_signing import SignatureProblem
-from jobsheet.identity import key_path, load_identity
+from jobsheet.identity.http_signing import SignatureProblem
+from jobsheet.identity.keys import key_path, load_identity
 from jobsheet.jobs.models import JobState
 from jobsheet.sdk import (
     BadInput,

@@ -31,15 +31,15 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.smoke import SmokeObjectResult
-from jobsheet import processes
-from jobsheet.authorisation import sign_authorisation
+from jobsheet.core import processes
+from jobsheet.core.objectstore import ensure_bucket, internal_client
+from jobsheet.core.settings import Settings
+from jobsheet.identity.authorisation import sign_authorisation
 from jobsheet.jobs.client import cancel_job
 from jobsheet.jobs.messages import cancel_resource
 from jobsheet.jobs.models import JobSheet, JobState
 from jobsheet.ledger.models import EntryKind, LedgerEntry
-from jobsheet.objectstore import ensure_bucket, internal_client
-from jobsheet.settings import Settings
-from jobsheet.stack_services import PROJECT_ROOT, api_answers, settings_env
+from jobsheet.ops.services import PROJECT_ROOT, api_answers, settings_env
 from jobsheet.telemetry import job_metrics
 from tests.jobs.conftest import Deployment, deployment
 from tests.servers import S3Server

@@ -31,9 +31,10 @@ from opentelemetry.trace import SpanKind
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.worker import Interceptor, Replayer
 
+from jobsheet.core.settings import Settings
+from jobsheet.core.temporal import connect, data_converter, payload_key_ring
 from jobsheet.jobs.client import job_handle
 from jobsheet.jobs.models import JobState
-from jobsheet.settings import Settings
 from jobsheet.telemetry.tracing import (
     client_interceptors,
     redact_secrets,
@@ -41,7 +42,6 @@ from jobsheet.telemetry.tracing import (
     traces_url,
     use_tracer_provider,
 )
-from jobsheet.temporal import connect, data_converter, payload_key_ring
 from tests.api.signed import Signed
 from tests.api.test_ownership import DATA, submit_body
 from tests.api_server import start_api
@@ -186,7 +186,7 @@ async def test_a_job_is_one_trace_from_its_submission_to_its_settlement(
 
 
 EXPORTING_PROCESS = """
-from jobsheet.settings import load_settings
+from jobsheet.core.settings import load_settings
 from jobsheet.telemetry.tracing import client_interceptors, start_tracing, stop_tracing
 
 provider = start_tracing(load_settings(), service_name="jobsheet-worker-jobs")

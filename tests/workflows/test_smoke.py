@@ -13,8 +13,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.smoke import SmokeActivities
-from jobsheet.objectstore import internal_client
-from jobsheet.settings import Settings
+from jobsheet.core.objectstore import internal_client
+from jobsheet.core.settings import Settings
 from workflows.smoke import SmokeInput, SmokeWorkflow
 
 

@@ -16,14 +16,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.compute import ComputeActivities
     from activities.jobs import JobActivities
     from activities.storage import SealedOutputs, SealOutputsInput, StorageActivities
-    from jobsheet.billing import charge_for
+    from jobsheet.compute.billing import charge_for
     from jobsheet.compute.models import RunRequest, RunResult, RunStatus, Usage
     from jobsheet.jobs import cleanup
     from jobsheet.jobs.messages import FinishInput, IssuedPar, StartRunInput
     from jobsheet.jobs.models import JobState, ParKind, input_key, output_prefix
     from jobsheet.ledger.errors import PAYMENT_VOIDED
     from jobsheet.ledger.models import ReceiptInput, ReceiptResult
-    from jobsheet.storage_pars import ReadPar
+    from jobsheet.pars.read import ReadPar
 
 from workflows.job_sheet import steps
 from workflows.job_sheet.state import REFUND_HOLD, RELEASE_CONTRACT, JobRun

@@ -9,12 +9,12 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from jobsheet import search_attributes
     from jobsheet.compute.models import ComputeContract
+    from jobsheet.core import search_attributes
     from jobsheet.jobs import details
     from jobsheet.jobs.messages import JobConfig, JobStart
     from jobsheet.jobs.models import JobSheet, JobState, ParKind, ParMetadata, TimelineEntry
-    from jobsheet.write_par import WritePar
+    from jobsheet.pars.write import WritePar
 
 from workflows.job_sheet.saga import Saga
 

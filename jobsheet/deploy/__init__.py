@@ -1,1 +1,0 @@
-"""The one-shot jobs docker-compose.yml runs before the services start (see docs/deployment.md)."""

@@ -1,0 +1,1 @@
+"""Identities: users' key pairs, signed requests and authorisations, the keys workers trust."""

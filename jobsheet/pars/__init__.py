@@ -1,0 +1,1 @@
+"""Pre-authenticated requests (PARs): read PARs, the bucket-write capability, download PARs."""
