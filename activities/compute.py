@@ -29,6 +29,7 @@ from jobsheet.compute.config import (
     UnknownCalculationError,
 )
 from jobsheet.compute.models import (
+    RUN_ACTIVITY,
     ComputeContract,
     ContractRecord,
     ContractState,
@@ -113,7 +114,7 @@ class ComputeActivities:
 
     # --- running ----------------------------------------------------------------------------
 
-    @activity.defn
+    @activity.defn(name=RUN_ACTIVITY)
     async def run_calculation(self, request: RunRequest) -> RunResult:
         """Download the input, run the calculation in isolation, upload every output.
 

@@ -31,12 +31,18 @@ from jobsheet.compute.models import ComputeContract, ContractState, ReleaseResul
 from jobsheet.contracts.refusals import refusal
 from jobsheet.core.objectstore import compute_presign_client, internal_client, presign_client
 from jobsheet.core.settings import Settings
+from jobsheet.identity import registry
 from jobsheet.identity.authorisation import (
     Authorisation,
     check_authorisation_terms,
     verify_authorisation_signature,
 )
 from jobsheet.identity.key_cache import UserKeys
+from jobsheet.identity.models import (
+    AuthorisationVerdict,
+    UseNonceInput,
+    VerifyAuthorisationInput,
+)
 from jobsheet.jobs import cleanup
 from jobsheet.jobs.messages import (
     FinishInput,
@@ -52,18 +58,15 @@ from jobsheet.jobs.messages import (
 )
 from jobsheet.jobs.models import ParKind, ParMetadata, input_key, job_uid_for
 from jobsheet.jobs.store import write_sheet
-from jobsheet.ledger import client as ledger
-from jobsheet.ledger.errors import PAYMENT_VOIDED, Refused, refused
+from jobsheet.ledger import operations as ledger
+from jobsheet.ledger.errors import PAYMENT_VOIDED, Refusal
 from jobsheet.ledger.models import (
-    AuthorisationVerdict,
     CashChequeInput,
     CreditNote,
     ReceiptInput,
     ReceiptResult,
     RefundInput,
     RefundResult,
-    UseNonceInput,
-    VerifyAuthorisationInput,
 )
 from jobsheet.pars.write import issue_write_par
 
@@ -157,7 +160,7 @@ class JobActivities:
             keys = await self._keys.of(authorisation.user)
             key = verify_authorisation_signature(authorisation, keys=keys)
             if consume is not None:
-                await ledger.use_nonce(
+                await registry.use_nonce(
                     self._client,
                     authorisation.user,
                     UseNonceInput(
@@ -176,7 +179,7 @@ class JobActivities:
                     or self._settings.authorisation_max_age_seconds
                 ),
             )
-        except Refused as exc:
+        except Refusal as exc:
             raise exc.to_application_error() from None
         return AuthorisationVerdict(
             user=authorisation.user,
@@ -257,10 +260,10 @@ class JobActivities:
         """
         for note in request.sheet.credit_notes:
             if not await ledger.note_stands(self._client, note):
-                raise refused(
-                    PAYMENT_VOIDED,
+                raise refusal(
                     f"the hold {note.uid} paying for job {request.sheet.uid} was taken back: "
                     f"cheque {note.cheque_uid} had been cashed before",
+                    PAYMENT_VOIDED,
                 )
         await asyncio.to_thread(write_sheet, self._s3, self._bucket, request.sheet)
         now = datetime.now(UTC).replace(microsecond=0)

@@ -23,25 +23,24 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from jobsheet.contracts.refusals import refusal
 from jobsheet.core.settings import Settings
 from jobsheet.identity.key_cache import KEYS_TTL_SECONDS, UserKeys
 from jobsheet.identity.keys import Identity, PublicKeyRecord
+from jobsheet.identity.models import KeysLookupInput, OperatorKeys
 from jobsheet.identity.trust import trusted_operator_keys
-from jobsheet.ledger import client as ledger
+from jobsheet.ledger import operations as ledger
 from jobsheet.ledger.errors import (
     BAD_SIGNATURE,
     UNKNOWN_CREDIT_NOTE,
-    refused,
 )
 from jobsheet.ledger.models import (
     CREDIT_NOTE_WORKFLOW,
     AuditInput,
     CreditInput,
     HoldClosed,
-    KeysLookupInput,
     LedgerEntry,
     NoteInput,
-    OperatorKeys,
     SignNoteEndInput,
     StartNotesInput,
     StartNotesResult,
@@ -161,9 +160,9 @@ class LedgerActivities:
         that note."""
         signer = self._signer()
         if not note_verifies(request.note, key=signer.public_record()):
-            raise refused(BAD_SIGNATURE, f"credit note {request.note.note.uid} was not issued")
+            raise refusal(f"credit note {request.note.note.uid} was not issued", BAD_SIGNATURE)
         if request.closed.note != request.note.note:
-            raise refused(UNKNOWN_CREDIT_NOTE, "the end names another credit note")
+            raise refusal("the end names another credit note", UNKNOWN_CREDIT_NOTE)
         return sign_hold_closed(signer, request.closed)
 
     @activity.defn

@@ -15,21 +15,18 @@ from typing import Any
 
 from minio import Minio
 from minio.commonconfig import CopySource
-from minio.error import S3Error
 from pydantic import BaseModel, Field
 from temporalio import activity
 
 from jobsheet.compute.models import OutputObject
-from jobsheet.core.objectstore import internal_client
-from jobsheet.core.settings import Settings
+from jobsheet.core.objectstore import MissingOrError, internal_client, is_not_found
+from jobsheet.core.settings import MAX_PAR_SECONDS, Settings
 from jobsheet.jobs.models import output_prefix, staging_prefix
 
 log = logging.getLogger("jobsheet.storage")
-NOT_FOUND_CODES = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
 
 # S3 SigV4 presigned URLs live at least a second and at most seven days.
 MIN_PAR_SECONDS = 1
-MAX_PAR_SECONDS = 7 * 24 * 3600
 
 
 class CheckInputInput(BaseModel):
@@ -100,8 +97,8 @@ class StorageActivities:
         """The object's size, or None when there is no such object."""
         try:
             return int(self._s3.stat_object(self._bucket, key).size or 0)
-        except S3Error as exc:
-            if exc.code in NOT_FOUND_CODES:
+        except MissingOrError as exc:
+            if is_not_found(exc):
                 return None
             raise
 
@@ -145,8 +142,8 @@ class StorageActivities:
             if not self._matches(target, output):
                 try:
                     self._s3.copy_object(self._bucket, target, CopySource(self._bucket, output.key))
-                except S3Error as exc:
-                    if exc.code not in NOT_FOUND_CODES:
+                except MissingOrError as exc:
+                    if not is_not_found(exc):
                         raise
                     discarded.append(output.key)
                     continue

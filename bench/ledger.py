@@ -36,8 +36,9 @@ with workflow.unsafe.imports_passed_through():
     from bench.servers import bench_servers
     from jobsheet.core.objectstore import internal_client
     from jobsheet.core.temporal import exit_without_teardown
+    from jobsheet.identity import registry
     from jobsheet.identity.keys import Identity, generate_identity
-    from jobsheet.ledger import client as ledger
+    from jobsheet.ledger import operations as ledger
     from jobsheet.ledger.cheque import write_cheque
     from jobsheet.ledger.models import CashChequeInput, account_workflow_id
     from workflows.account import AccountWorkflow
@@ -88,7 +89,7 @@ async def cashings_per_second(
     concurrency: int,
 ) -> float:
     owner = generate_identity(f"bench-{uuid.uuid4().hex[:8]}")
-    await ledger.register_user(client, owner, task_queue=task_queue)
+    await registry.register_user(client, owner, task_queue=task_queue)
     payee = await ledger.open_account(client, owner=owner.name, task_queue=task_queue)
     payers = [
         await ledger.open_account(
@@ -172,7 +173,7 @@ async def main(count: int, concurrency: int) -> None:
             workflows=[AccountWorkflow, CreditNoteWorkflow, UserWorkflow, EmptyWorkflow],
             activities=activities.all(),
         ):
-            await ledger.register_user(env.client, operator, task_queue=task_queue)
+            await registry.register_user(env.client, operator, task_queue=task_queue)
             # The server admits at most 10 in-flight updates per workflow: stay below it.
             c, per = count, concurrency
             client = env.client

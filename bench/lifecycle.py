@@ -43,8 +43,8 @@ with workflow.unsafe.imports_passed_through():
     from bench.servers import bench_servers
     from jobsheet.core.settings import Settings
     from jobsheet.core.temporal import data_converter, exit_without_teardown
-    from jobsheet.jobs.client import trigger_run
     from jobsheet.jobs.models import TERMINAL_STATES, JobState
+    from jobsheet.jobs.operations import trigger_run
     from tests.api_server import start_api
     from tests.jobs.conftest import Deployment, deployment
 

@@ -33,9 +33,10 @@ from bench.servers import bench_servers
 from jobsheet.compute.book import contract_book_id
 from jobsheet.core.settings import Settings
 from jobsheet.core.temporal import exit_without_teardown
+from jobsheet.identity import registry
 from jobsheet.identity.keys import generate_identity, save_identity
 from jobsheet.jobs.models import JobState
-from jobsheet.ledger import client as ledger
+from jobsheet.ledger import operations as ledger
 from jobsheet.ledger.models import account_workflow_id, credit_note_workflow_id
 from jobsheet.ops.services import settings_env
 from tests.jobs.conftest import Deployment
@@ -135,8 +136,8 @@ async def main(jobs: int, concurrency: int) -> None:
             try:
                 client, queue = env.client, settings.task_queue_ledger
                 user = generate_identity(f"alice-{uuid.uuid4().hex[:8]}")
-                await ledger.register_user(client, operator, task_queue=queue)
-                await ledger.register_user(client, user, task_queue=queue)
+                await registry.register_user(client, operator, task_queue=queue)
+                await registry.register_user(client, user, task_queue=queue)
                 provider = await ledger.open_account(
                     client, owner=operator.name, task_queue=queue, account=settings.provider_account
                 )

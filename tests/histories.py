@@ -3,10 +3,11 @@ which do not outlive the session, so a history kept for the Replayer test is ope
 
 from __future__ import annotations
 
+from google.protobuf.message import Message
 from temporalio.api.history.v1 import History
 from temporalio.client import Client, WorkflowHistory
 
-from jobsheet.core.payload_codec import EncryptionCodec, decrypt_in_place
+from jobsheet.core.payload_codec import EncryptionCodec, is_encrypted, iter_payloads
 
 
 def in_clear(history: WorkflowHistory, client: Client) -> WorkflowHistory:
@@ -17,3 +18,11 @@ def in_clear(history: WorkflowHistory, client: Client) -> WorkflowHistory:
     proto = History(events=history.events)
     decrypt_in_place(proto, codec)
     return WorkflowHistory(history.workflow_id, list(proto.events))
+
+
+def decrypt_in_place(message: Message, codec: EncryptionCodec) -> None:
+    """Open every encrypted payload inside ``message`` (e.g. a history, to commit it in clear
+    for the Replayer test)."""
+    for payload in list(iter_payloads(message)):
+        if is_encrypted(payload):
+            payload.CopyFrom(codec.decode_one(payload))

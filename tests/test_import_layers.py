@@ -35,7 +35,7 @@ FACE_PACKAGES = {
 }
 FACE_MODULES = {
     "jobsheet": "the package root: `from jobsheet import Client` re-exports the SDK",
-    "jobsheet.jobs.client": "starts and calls the job sheet workflow through typed handles "
+    "jobsheet.jobs.operations": "starts and calls the job sheet workflow through typed handles "
     "on JobSheetWorkflow (the API and tests use it; no library code does)",
 }
 
@@ -44,7 +44,7 @@ ALLOWED_UPWARD: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:
-    """``jobsheet/ledger/client.py`` -> ``jobsheet.ledger.client``; a package is its ``__init__``."""
+    """``jobsheet/ledger/operations.py`` -> ``jobsheet.ledger.operations``; a package is its ``__init__``."""
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
@@ -189,9 +189,14 @@ def test_a_cycle_is_reported_as_a_path() -> None:
 
 def test_the_sdk_speaks_http_only() -> None:
     """The SDK reaches the system through the public API: no workflow, activity or module
-    that calls Temporal (``jobsheet.jobs.client``, ``jobsheet.ledger.client``)."""
+    that calls Temporal (``jobsheet.jobs.operations``, ``jobsheet.ledger.operations``,
+    ``jobsheet.identity.registry``)."""
     graph = import_graph()
-    temporal_clients = {"jobsheet.jobs.client", "jobsheet.ledger.client"}
+    temporal_clients = {
+        "jobsheet.jobs.operations",
+        "jobsheet.ledger.operations",
+        "jobsheet.identity.registry",
+    }
     crossing = sorted(
         (module, target)
         for module, targets in graph.items()

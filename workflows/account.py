@@ -32,14 +32,15 @@ with workflow.unsafe.imports_passed_through():
     import cryptography.hazmat.bindings._rust  # noqa: F401
 
     from activities.ledger import LedgerActivities
+    from jobsheet.contracts.refusals import refusal
     from jobsheet.identity.keys import PublicKeyRecord
+    from jobsheet.identity.models import KeysLookupInput, OperatorKeys
     from jobsheet.ledger.calls import ACCOUNT_WORKFLOW, OpenAccountInput
     from jobsheet.ledger.cheque import Cheque
     from jobsheet.ledger.errors import (
         BAD_SIGNATURE,
         FORGED_STATE,
-        Refused,
-        refused,
+        Refusal,
     )
     from jobsheet.ledger.models import (
         HOLD_CLOSED_SIGNAL,
@@ -50,11 +51,9 @@ with workflow.unsafe.imports_passed_through():
         CreditNote,
         DepositInput,
         HoldClosed,
-        KeysLookupInput,
         LedgerEntry,
         NoteInput,
         NoteKeeper,
-        OperatorKeys,
         OverdraftInput,
         ReceiptInput,
         ReceiptResult,
@@ -111,10 +110,6 @@ def _orders_are_signed() -> bool:
         return True
     update = workflow.current_update_info()
     return update is None or workflow.patched(f"{SIGNED_ORDERS_PATCH}/{update.id}")
-
-
-def _refusal(exc: Refused) -> ApplicationError:
-    return exc.to_application_error()
 
 
 @workflow.defn(name=ACCOUNT_WORKFLOW)
@@ -319,8 +314,8 @@ class AccountWorkflow:
                 verify=verify,
                 signed_at=request.signed_at,
             )
-        except Refused as exc:
-            raise _refusal(exc) from None
+        except Refusal as exc:
+            raise exc.to_application_error() from None
 
     @deposit.validator
     def _validate_deposit(self, request: DepositInput) -> None:
@@ -328,8 +323,8 @@ class AccountWorkflow:
             return
         try:
             check_deposit(request, account=self._state.account, now=workflow.now(), operator=None)
-        except Refused as exc:
-            raise _refusal(exc) from None
+        except Refusal as exc:
+            raise exc.to_application_error() from None
 
     @workflow.update
     async def set_overdraft_limit(self, request: OverdraftInput) -> BalanceView:
@@ -347,8 +342,8 @@ class AccountWorkflow:
                 verify=verify,
                 signed_at=request.signed_at,
             )
-        except Refused as exc:
-            raise _refusal(exc) from None
+        except Refusal as exc:
+            raise exc.to_application_error() from None
 
     @set_overdraft_limit.validator
     def _validate_set_overdraft_limit(self, request: OverdraftInput) -> None:
@@ -356,8 +351,8 @@ class AccountWorkflow:
             return
         try:
             check_overdraft(request, account=self._state.account, now=workflow.now(), operator=None)
-        except Refused as exc:
-            raise _refusal(exc) from None
+        except Refusal as exc:
+            raise exc.to_application_error() from None
 
     async def _operator_check(
         self, check: Callable[..., None], request: DepositInput | OverdraftInput, order: str
@@ -377,8 +372,8 @@ class AccountWorkflow:
                 LedgerActivities.operator_keys, start_to_close_timeout=KEY_LOOKUP_TIMEOUT
             )
         except ActivityError as exc:
-            raise refused(
-                BAD_SIGNATURE, f"cannot verify {order}: no operator keys ({exc})"
+            raise refusal(
+                f"cannot verify {order}: no operator keys ({exc})", BAD_SIGNATURE
             ) from None
 
     async def _owner_keys(self) -> list[PublicKeyRecord]:
@@ -418,8 +413,8 @@ class AccountWorkflow:
             try:
                 keys = await self._owner_keys()
             except ActivityError as exc:
-                raise refused(
-                    BAD_SIGNATURE, f"cannot verify a cheque signed by {self._state.owner}: {exc}"
+                raise refusal(
+                    f"cannot verify a cheque signed by {self._state.owner}: {exc}", BAD_SIGNATURE
                 ) from None
         note = self._cash(request, keys, note_workflow=False)
         self._hold_placed(note)
@@ -449,8 +444,8 @@ class AccountWorkflow:
                 job_uid=request.job_uid,
                 note_workflow=note_workflow,
             )
-        except Refused as exc:
-            raise _refusal(exc) from None
+        except Refusal as exc:
+            raise exc.to_application_error() from None
 
     async def _owner_keys_for(self, cheque: Cheque) -> list[PublicKeyRecord]:
         """The owner's keys to check ``cheque`` with. The carried ones serve while they name the
@@ -469,8 +464,8 @@ class AccountWorkflow:
         try:
             return await asyncio.shield(self._look_up_owner_keys(now))
         except ActivityError as exc:
-            raise refused(
-                BAD_SIGNATURE, f"cannot verify a cheque signed by {state.owner}: {exc}"
+            raise refusal(
+                f"cannot verify a cheque signed by {state.owner}: {exc}", BAD_SIGNATURE
             ) from None
 
     def _look_up_owner_keys(self, now: datetime) -> asyncio.Task[list[PublicKeyRecord]]:
@@ -506,7 +501,7 @@ class AccountWorkflow:
                 lambda key: hold_closed_verifies(closed, key=key), f"the end of note {note.uid}"
             )
             self._state.close_note(closed, workflow.now())
-        except (Refused, ApplicationError) as exc:
+        except (Refusal, ApplicationError) as exc:
             # A forged or mistaken end changes nothing; a signal has nobody to answer.
             workflow.logger.warning("ignored the end of credit note %s: %s", note.uid, exc)
             return
@@ -525,8 +520,8 @@ class AccountWorkflow:
                 now=workflow.now(),
                 keys=None,
             )
-        except Refused as exc:
-            raise _refusal(exc) from None
+        except Refusal as exc:
+            raise exc.to_application_error() from None
 
     @workflow.update
     def receipt(self, request: ReceiptInput) -> ReceiptResult:
@@ -535,8 +530,8 @@ class AccountWorkflow:
             return self._state.receipt(
                 request.idempotency_key, request.credit_note, request.amount, workflow.now()
             )
-        except Refused as exc:
-            raise _refusal(exc) from None
+        except Refusal as exc:
+            raise exc.to_application_error() from None
 
     @receipt.validator
     def _validate_receipt(self, request: ReceiptInput) -> None:
@@ -547,8 +542,8 @@ class AccountWorkflow:
         self._operations += 1
         try:
             return self._state.refund(request.idempotency_key, request.credit_note, workflow.now())
-        except Refused as exc:
-            raise _refusal(exc) from None
+        except Refusal as exc:
+            raise exc.to_application_error() from None
 
     @refund.validator
     def _validate_refund(self, request: RefundInput) -> None:
@@ -573,8 +568,8 @@ class AccountWorkflow:
                 job_uid=request.job_uid,
                 verify=verify,
             )
-        except Refused as exc:
-            raise _refusal(exc) from None
+        except Refusal as exc:
+            raise exc.to_application_error() from None
 
     @credit.validator
     def _validate_credit(self, request: CreditInput) -> None:
@@ -582,8 +577,8 @@ class AccountWorkflow:
             return
         try:
             check_credit(request, account=self._state.account, key=None)
-        except Refused as exc:
-            raise _refusal(exc) from None
+        except Refusal as exc:
+            raise exc.to_application_error() from None
 
     async def _key_for(self, request: CreditInput) -> PublicKeyRecord:
         return await self._ledger_key(
@@ -605,10 +600,10 @@ class AccountWorkflow:
                 LedgerActivities.ledger_public_key, start_to_close_timeout=KEY_LOOKUP_TIMEOUT
             )
         except ActivityError as exc:
-            raise refused(BAD_SIGNATURE, f"cannot verify {what}: {exc}") from None
+            raise refusal(f"cannot verify {what}: {exc}", BAD_SIGNATURE) from None
         self._ledger_key_record = key
         if not verifies(key):
-            raise refused(BAD_SIGNATURE, f"{what} is not the ledger's signature")
+            raise refusal(f"{what} is not the ledger's signature", BAD_SIGNATURE)
         return key
 
     def _validate_note(self, key: str, note: CreditNote) -> None:
@@ -616,5 +611,5 @@ class AccountWorkflow:
             return
         try:
             self._state.check_open_hold(note)
-        except Refused as exc:
-            raise _refusal(exc) from None
+        except Refusal as exc:
+            raise exc.to_application_error() from None

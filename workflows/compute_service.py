@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         ReleaseResult,
         capacity_refusal,
     )
+    from jobsheet.contracts.refusals import refusal
 
 from workflows.compute_contract import ComputeContractWorkflow
 
@@ -207,10 +208,8 @@ class ComputeServiceWorkflow:
         if self._records.get(request.contract.contract_id) is not None:
             return
         if self._open_contracts() >= request.max_open_contracts:
-            raise ApplicationError(
-                capacity_refusal(self._service, request.max_open_contracts),
-                type=SERVICE_AT_CAPACITY,
-                non_retryable=True,
+            raise refusal(
+                capacity_refusal(self._service, request.max_open_contracts), SERVICE_AT_CAPACITY
             )
         if request.contract.deadline <= workflow.now():
             raise ApplicationError(

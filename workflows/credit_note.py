@@ -22,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.ledger import LedgerActivities
     from jobsheet.ledger.credit_note import NoteState
-    from jobsheet.ledger.errors import Refused
+    from jobsheet.ledger.errors import Refusal
     from jobsheet.ledger.models import (
         CREDIT_NOTE_WORKFLOW,
         HOLD_CLOSED_SIGNAL,
@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
 SIGN_TIMEOUT = timedelta(seconds=10)
 
 
-def _refusal(exc: Refused) -> ApplicationError:
+def _refusal(exc: Refusal) -> ApplicationError:
     return exc.to_application_error()
 
 
@@ -104,7 +104,7 @@ class CreditNoteWorkflow:
             result = self._state.receipt(
                 request.idempotency_key, request.credit_note, request.amount, workflow.now()
             )
-        except Refused as exc:
+        except Refusal as exc:
             raise _refusal(exc) from None
         await self._tell_account()
         return result
@@ -113,7 +113,7 @@ class CreditNoteWorkflow:
     def _validate_receipt(self, request: ReceiptInput) -> None:
         try:
             self._state.check(request.credit_note, request.idempotency_key)
-        except Refused as exc:
+        except Refusal as exc:
             raise _refusal(exc) from None
 
     @workflow.update
@@ -123,7 +123,7 @@ class CreditNoteWorkflow:
             result = self._state.refund(
                 request.idempotency_key, request.credit_note, workflow.now()
             )
-        except Refused as exc:
+        except Refusal as exc:
             raise _refusal(exc) from None
         await self._tell_account()
         return result
@@ -132,5 +132,5 @@ class CreditNoteWorkflow:
     def _validate_refund(self, request: RefundInput) -> None:
         try:
             self._state.check(request.credit_note, request.idempotency_key)
-        except Refused as exc:
+        except Refusal as exc:
             raise _refusal(exc) from None

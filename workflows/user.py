@@ -23,18 +23,23 @@ with workflow.unsafe.imports_passed_through():
     import cryptography.hazmat.bindings._rust  # noqa: F401
 
     from activities.ledger import LedgerActivities
+    from jobsheet.contracts.refusals import refusal
+    from jobsheet.identity.calls import USER_WORKFLOW, NonceUse, UserInput, UserState
     from jobsheet.identity.key_orders import check_add_key, check_revoke_key, revoke_needs_operator
     from jobsheet.identity.keys import PublicKeyRecord
-    from jobsheet.ledger.calls import USER_WORKFLOW, NonceUse, UserInput, UserState
+    from jobsheet.identity.models import (
+        OperatorKeys,
+        RegisterKeyInput,
+        RevokeKeyInput,
+        UseNonceInput,
+    )
     from jobsheet.ledger.errors import (
         AUTHORISATION_REUSED,
         BAD_SIGNATURE,
         KEY_EXISTS,
         UNKNOWN_KEY,
-        Refused,
-        refused,
+        Refusal,
     )
-    from jobsheet.ledger.models import OperatorKeys, RegisterKeyInput, RevokeKeyInput, UseNonceInput
 
 NONCE_RETENTION = timedelta(days=2)
 KEY_RETENTION = timedelta(days=1)
@@ -103,7 +108,7 @@ class UserWorkflow:
                     )
                 )
                 if any(key.key_id == request.key.key_id for key in self._state.keys):
-                    raise refused(KEY_EXISTS, f"key {request.key.key_id} is already registered")
+                    raise refusal(f"key {request.key.key_id} is already registered", KEY_EXISTS)
             self._state.remembered[request.idempotency_key] = now
             self._operations += 1
             new = request.key.model_copy(update={"valid_from": min(request.key.valid_from, now)})
@@ -122,7 +127,7 @@ class UserWorkflow:
         if request.idempotency_key in self._state.remembered:
             return
         if any(key.key_id == request.key.key_id for key in self._state.keys):
-            raise refused(KEY_EXISTS, f"key {request.key.key_id} is already registered")
+            raise refusal(f"key {request.key.key_id} is already registered", KEY_EXISTS)
         self._check(
             lambda: check_add_key(
                 request, user=self._state.name, keys=self._state.keys, now=workflow.now()
@@ -178,7 +183,7 @@ class UserWorkflow:
         for index, key in enumerate(self._state.keys):
             if key.key_id == key_id:
                 return index
-        raise refused(UNKNOWN_KEY, f"{self._state.name} has no key {key_id}")
+        raise refusal(f"{self._state.name} has no key {key_id}", UNKNOWN_KEY)
 
     async def _operator_keys(self, order: str) -> OperatorKeys:
         try:
@@ -186,15 +191,15 @@ class UserWorkflow:
                 LedgerActivities.operator_keys, start_to_close_timeout=KEY_LOOKUP_TIMEOUT
             )
         except ActivityError as exc:
-            raise refused(
-                BAD_SIGNATURE, f"cannot verify revocation {order}: no operator keys ({exc})"
+            raise refusal(
+                f"cannot verify revocation {order}: no operator keys ({exc})", BAD_SIGNATURE
             ) from None
 
     @staticmethod
     def _check(check: Callable[[], None]) -> None:
         try:
             check()
-        except Refused as exc:
+        except Refusal as exc:
             raise exc.to_application_error() from None
 
     @workflow.update
@@ -204,7 +209,7 @@ class UserWorkflow:
         if used is not None:
             if used.idempotency_key == request.idempotency_key:
                 return
-            raise refused(AUTHORISATION_REUSED, "this authorisation has already been used")
+            raise refusal("this authorisation has already been used", AUTHORISATION_REUSED)
         self._operations += 1
         self._state.nonces[request.nonce] = NonceUse(
             idempotency_key=request.idempotency_key, issued_at=request.issued_at
@@ -214,4 +219,4 @@ class UserWorkflow:
     def _validate_use_nonce(self, request: UseNonceInput) -> None:
         used = self._state.nonces.get(request.nonce)
         if used is not None and used.idempotency_key != request.idempotency_key:
-            raise refused(AUTHORISATION_REUSED, "this authorisation has already been used")
+            raise refusal("this authorisation has already been used", AUTHORISATION_REUSED)

@@ -13,7 +13,7 @@ from jobsheet.api.ledger_calls import ledger_call
 from jobsheet.api.users import IdempotencyKey
 from jobsheet.contracts.api import OpenAccountRequest, StatementLine, StatementView
 from jobsheet.core.names import Name
-from jobsheet.ledger import client as ledger
+from jobsheet.ledger import operations as ledger
 from jobsheet.ledger.errors import ACCOUNT_EXISTS
 from jobsheet.ledger.models import BalanceView, DepositInput
 

@@ -36,10 +36,10 @@ from jobsheet.contracts.api import (
     WatchEvent,
 )
 from jobsheet.core.names import Name
-from jobsheet.jobs.client import cancel_job, load_sheet, submit_job
 from jobsheet.jobs.listing import list_jobs
 from jobsheet.jobs.messages import DownloadPars, cancel_resource
 from jobsheet.jobs.models import JobSheet, JobState, job_uid_for
+from jobsheet.jobs.operations import cancel_job, load_sheet, submit_job
 from jobsheet.pars.downloads import NoOutputs, OutputsGone, presign_downloads
 
 public = APIRouter(tags=["calculations"])

@@ -13,8 +13,8 @@ import time
 from temporalio.exceptions import ApplicationError
 
 from jobsheet.api.temporal_clients import TemporalClients
+from jobsheet.identity import registry
 from jobsheet.identity.keys import PublicKeyRecord
-from jobsheet.ledger import client as ledger
 from jobsheet.ledger.errors import UNKNOWN_USER
 
 
@@ -33,7 +33,7 @@ class KeyDirectory:
             return cached[1]
         client = await self._temporal.get()
         try:
-            keys: list[PublicKeyRecord] | None = await ledger.user_keys(client, user)
+            keys: list[PublicKeyRecord] | None = await registry.user_keys(client, user)
         except ApplicationError as exc:
             if exc.type != UNKNOWN_USER:
                 raise

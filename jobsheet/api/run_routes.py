@@ -55,8 +55,8 @@ from jobsheet.contracts.api import ApiError
 from jobsheet.core.objectstore import internal_client
 from jobsheet.core.settings import Settings
 from jobsheet.core.temporal import connect
-from jobsheet.jobs.client import job_handle, live_sheet, load_sheet, trigger_run
 from jobsheet.jobs.models import JobSheet, JobState, ParKind
+from jobsheet.jobs.operations import job_handle, live_sheet, load_sheet, trigger_run
 from jobsheet.jobs.store import read_sheet
 
 UID_SHAPE = re.compile(r"job-[0-9a-f]{32}")

@@ -14,8 +14,8 @@ from jobsheet.api.ledger_calls import ledger_call
 from jobsheet.api.rate_limit import retry_after_header
 from jobsheet.contracts.api import AddKeyRequest, RevokeKeyRequest, SignupRequest, UserView
 from jobsheet.core.names import Name
+from jobsheet.identity import registry
 from jobsheet.identity.keys import PublicKeyRecord, key_id_for
-from jobsheet.ledger import client as ledger
 from jobsheet.ledger.errors import USER_EXISTS
 
 public = APIRouter(tags=["users"])
@@ -55,13 +55,13 @@ async def sign_up(body: SignupRequest, request: Request, response: Response) -> 
     client = await ctx.client()
     try:
         async with ledger_call():
-            await ledger.register_public_key(
+            await registry.register_public_key(
                 client, body.name, record, task_queue=ctx.settings.task_queue_ledger
             )
     except ApiRefusal as refusal:
         if refusal.error != USER_EXISTS:
             raise
-        keys = await ledger.user_keys(client, body.name)
+        keys = await registry.user_keys(client, body.name)
         if not any(key.public_key == body.public_key for key in keys):
             raise ApiRefusal(
                 409, USER_EXISTS, f"the name {body.name} is taken; choose another"
@@ -83,7 +83,7 @@ async def read_user(name: Name, request: Request, caller: Caller = SignedCaller)
     _own_user(caller, name)
     client = await context(request).client()
     async with ledger_call(missing="user"):
-        keys = await ledger.user_keys(client, name)
+        keys = await registry.user_keys(client, name)
     return UserView(user=name, keys=keys)
 
 
@@ -101,7 +101,7 @@ async def add_key(
     ctx = context(request)
     client = await ctx.client()
     async with ledger_call(missing="user"):
-        keys = await ledger.add_key(client, body)
+        keys = await registry.add_key(client, body)
     ctx.keys.forget(name)
     return UserView(user=name, keys=keys)
 
@@ -124,6 +124,6 @@ async def revoke_key(
     ctx = context(request)
     client = await ctx.client()
     async with ledger_call(missing="user"):
-        record = await ledger.apply_revocation(client, body)
+        record = await registry.apply_revocation(client, body)
     ctx.keys.forget(name)
     return record

@@ -13,16 +13,6 @@ from jobsheet.pars.read import ReadPar
 from jobsheet.pars.write import WritePar
 
 
-class ContractRequest(BaseModel):
-    """Ask a compute service to hold a slot for one job's calculation until ``run_by``."""
-
-    job_uid: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")
-    calculation: str
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    run_by: AwareDatetime
-    """The latest time the run may start (the job's expiry)."""
-
-
 class ComputeContract(BaseModel):
     """A compute service's promise to run a calculation for a job at a quoted maximum price."""
 
@@ -83,6 +73,10 @@ class ContractEnded(BaseModel):
     contract_id: str
     state: ContractState
 
+
+RUN_ACTIVITY = "run_calculation"
+"""The compute workers' run activity, declared once: it heartbeats a :class:`RunProgress`, which
+a job's reader finds among the job workflow's pending activities by this name."""
 
 CONTRACT_ENDED_SIGNAL = "contract_ended"
 """The book's signal, declared once: the contract workflow sends it, the book handles it."""

@@ -17,11 +17,11 @@ from jobsheet.core.money import NonNegativeMoney
 from jobsheet.core.names import Name
 from jobsheet.identity.authorisation import Authorisation
 from jobsheet.identity.keys import PUBLIC_KEY_BYTES, PublicKeyRecord, strict_b64decode
+from jobsheet.identity.models import RegisterKeyInput, RevokeKeyInput
 from jobsheet.jobs.models import JobRequest, JobState
 from jobsheet.ledger.cheque import Cheque
-from jobsheet.ledger.models import BalanceView, LedgerEntry, RegisterKeyInput, RevokeKeyInput
+from jobsheet.ledger.models import BalanceView, LedgerEntry
 
-API_PREFIX = "/v1"
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 
 

@@ -6,18 +6,32 @@ instead, declared once next to the models; tests/contracts/test_workflow_calls.p
 workflow's handler of that name. (The handlers keep their method names rather than
 ``@workflow.update(name=...)``: with a name the SDK types an async update's result as a
 coroutine, and typed handles on the workflow class would lose their result type.)
+:func:`send_update` and :func:`ask_query` are what the library clients (the ledger's, the user
+registry's) send them with: busy workflows retried, refusals and missing workflows named.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
+
+from jobsheet.contracts.refusals import refusal
 
 ArgT = TypeVar("ArgT")
 ResultT = TypeVar("ResultT")
+BUSY_RETRIES = 8
+BUSY_BACKOFF_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -75,3 +89,52 @@ def send_again_later(exc: RPCError) -> bool:
     if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
         return True
     return exc.status == RPCStatusCode.UNAVAILABLE and "update was aborted" in exc.message
+
+
+def update_refusal(exc: WorkflowUpdateFailedError) -> Exception:
+    """The workflow's refusal as a non-retryable ``ApplicationError`` (else the error itself)."""
+    cause = exc.cause
+    if isinstance(cause, ApplicationError):
+        return refusal(cause.message, cause.type or "Refused")
+    return exc
+
+
+async def send_update(
+    handle: WorkflowHandle[Any, Any],
+    update: Update[ArgT, ResultT],
+    arg: ArgT,
+    *,
+    id: str,
+    missing: str,
+) -> ResultT:
+    """Send ``update`` to ``handle``'s workflow as update ``id`` and wait for its result, sending
+    it again while the workflow is busy. The workflow's refusal comes back as the non-retryable
+    ``ApplicationError`` it raised; a workflow that does not exist as the refusal ``missing``
+    (``UnknownAccount``, ``UnknownUser``)."""
+    for attempt in range(BUSY_RETRIES + 1):
+        try:
+            return await update.execute(handle, arg, id=id)
+        except WorkflowUpdateFailedError as exc:
+            raise update_refusal(exc) from None
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise refusal(f"{handle.id} does not exist", missing) from None
+            if not send_again_later(exc) or attempt == BUSY_RETRIES:
+                raise
+        # The workflow is busy, or aborted the update: back off (jittered, so that a crowd of
+        # callers spreads out) and send the same update again.
+        await asyncio.sleep(min(BUSY_BACKOFF_SECONDS * 2**attempt, 2.0) * (0.5 + random.random()))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def ask_query(
+    handle: WorkflowHandle[Any, Any], query: Query[ResultT], *args: Any, missing: str
+) -> ResultT:
+    """Query ``handle``'s workflow with ``args``; a workflow that does not exist is the refusal
+    ``missing``."""
+    try:
+        return await query.ask(handle, *args)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise refusal(f"{handle.id} does not exist", missing) from None
+        raise

@@ -8,8 +8,25 @@ presigned URLs carry the host users reach and presigning never makes a network c
 from __future__ import annotations
 
 from minio import Minio
+from minio.error import InvalidResponseError, S3Error
 
 from jobsheet.core.settings import Settings
+
+NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchObject", "ResourceNotFound"})
+"""The codes S3 servers answer for a missing object (MinIO, AWS and rclone spell it differently)."""
+
+MissingOrError = (S3Error, InvalidResponseError)
+"""What minio raises for an answer that may say "no such object": catch these, ask :func:`is_not_found`."""
+
+
+def is_not_found(exc: Exception) -> bool:
+    """Does ``exc`` say there is no such object? Also a 404 whose XML minio could not parse
+    (rclone answers some missing objects that way)."""
+    if isinstance(exc, S3Error):
+        return exc.code in NOT_FOUND_CODES
+    if isinstance(exc, InvalidResponseError):
+        return getattr(exc, "_code", None) == 404
+    return False
 
 
 def _client(settings: Settings, endpoint: str) -> Minio:

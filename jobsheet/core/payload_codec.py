@@ -267,11 +267,3 @@ def iter_payloads(message: Message) -> Iterator[Payload]:
 def _map_of_messages(descriptor: object) -> bool:
     value_field = descriptor.message_type.fields_by_name["value"]  # type: ignore[attr-defined]
     return value_field.message_type is not None
-
-
-def decrypt_in_place(message: Message, codec: EncryptionCodec) -> None:
-    """Open every encrypted payload inside ``message`` (e.g. a history, to commit it in clear
-    for the Replayer test)."""
-    for payload in list(iter_payloads(message)):
-        if is_encrypted(payload):
-            payload.CopyFrom(codec.decode_one(payload))

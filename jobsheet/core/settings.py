@@ -21,6 +21,15 @@ S3_CREDENTIALS_FILE = "s3-credentials.json"
 PAR_SECRET_FILE = "par-secret"
 LEDGER_KEY_FILE = "ledger-key"
 
+# A job's time limits, the operator's defaults: the settings read them, and the job's policy
+# (jobsheet/jobs/messages.py) falls back to them when a recorded policy lacks a field.
+JOB_EXPIRY_SECONDS = 3600
+DOWNLOAD_PAR_SECONDS = 24 * 3600
+RETENTION_SECONDS = 7 * 24 * 3600
+WRITE_URL_SECONDS = 15 * 60
+MAX_PAR_SECONDS = 7 * 24 * 3600
+"""The longest an S3 (SigV4) presigned URL may live."""
+
 
 def default_state_dir() -> Path:
     """Where the local stack keeps its data, logs, pid files and generated credentials."""
@@ -108,15 +117,15 @@ class Settings(BaseSettings):
     before its failing calls answer 429."""
     run_par_client_per_minute: float = Field(default=60.0, gt=0)
     """Failed run PAR calls per minute one client address may make, sustained."""
-    write_url_seconds: int = Field(default=15 * 60, gt=0, le=15 * 60)
+    write_url_seconds: int = Field(default=WRITE_URL_SECONDS, gt=0, le=WRITE_URL_SECONDS)
     """The longest a presigned PUT granted for a bucket-write PAR lives (the jobs worker signs
     it into each PAR); a job sweeps its storage once the last one can have expired."""
 
     provider_account: str = "provider"
     """The account that cashes users' cheques and is paid for their jobs."""
-    job_expiry_seconds: int = Field(default=3600, gt=0)
-    download_par_seconds: int = Field(default=24 * 3600, gt=0, le=7 * 24 * 3600)
-    retention_seconds: int = Field(default=7 * 24 * 3600, ge=0)
+    job_expiry_seconds: int = Field(default=JOB_EXPIRY_SECONDS, gt=0)
+    download_par_seconds: int = Field(default=DOWNLOAD_PAR_SECONDS, gt=0, le=MAX_PAR_SECONDS)
+    retention_seconds: int = Field(default=RETENTION_SECONDS, ge=0)
     sweep_interval_seconds: int = Field(default=60, ge=1)
     """How often the storage sweep deletes what ended jobs no longer keep (late uploads once
     their PAR expired, outputs once their retention ended); see jobsheet/jobs/cleanup.py."""

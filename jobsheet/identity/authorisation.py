@@ -21,16 +21,15 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import AwareDatetime, BaseModel, field_validator
 
-from jobsheet.core.canonical import canonical_json
+from jobsheet.core.canonical import as_utc, canonical_json
 from jobsheet.core.names import Name
 from jobsheet.identity.keys import Identity, PublicKeyRecord, check_signature_text
-from jobsheet.ledger.cheque import as_utc
 from jobsheet.ledger.errors import (
     AUTHORISATION_EXPIRED,
     AUTHORISATION_NOT_YET_VALID,
     BAD_SIGNATURE,
     WRONG_RESOURCE,
-    Refused,
+    Refusal,
 )
 
 DEFAULT_MAX_AGE = timedelta(hours=2)
@@ -72,14 +71,14 @@ def verify_authorisation_signature(
     authorisation: Authorisation, *, keys: Sequence[PublicKeyRecord]
 ) -> PublicKeyRecord:
     """The key of ``keys`` (the user's registered keys) whose signature this is; else
-    :class:`Refused` (``BadSignature``). Whether the key could sign then is a term, checked by
+    :class:`Refusal` (``BadSignature``). Whether the key could sign then is a term, checked by
     :func:`check_authorisation_terms`."""
     for key in keys:
         if key.key_id == authorisation.key_id:
             if key.verifies(authorisation.signed_bytes(), authorisation.signature):
                 return key
             break
-    raise Refused(BAD_SIGNATURE, f"the authorisation is not validly signed by {authorisation.user}")
+    raise Refusal(BAD_SIGNATURE, f"the authorisation is not validly signed by {authorisation.user}")
 
 
 def check_authorisation_terms(
@@ -91,24 +90,24 @@ def check_authorisation_terms(
     max_age: timedelta = DEFAULT_MAX_AGE,
     skew: timedelta = CLOCK_SKEW,
 ) -> None:
-    """Raise :class:`Refused` unless the authorisation (signed by ``key``) is for ``resource``,
+    """Raise :class:`Refusal` unless the authorisation (signed by ``key``) is for ``resource``,
     fresh, and dated in ``key``'s signing period (checked in that order).
 
     Age is compared with ``total_seconds()``: ``timedelta.seconds`` drops whole days, so a check
     on it would accept an authorisation exactly a day old.
     """
     if authorisation.resource != resource:
-        raise Refused(WRONG_RESOURCE, "the authorisation is for another resource")
+        raise Refusal(WRONG_RESOURCE, "the authorisation is for another resource")
     age = (now - authorisation.issued_at).total_seconds()
     if age > (max_age + skew).total_seconds():
-        raise Refused(
+        raise Refusal(
             AUTHORISATION_EXPIRED,
             f"the authorisation is {age:.0f}s old; the limit is {max_age.total_seconds():.0f}s",
         )
     if age < -skew.total_seconds():
-        raise Refused(AUTHORISATION_NOT_YET_VALID, "the authorisation is dated in the future")
+        raise Refusal(AUTHORISATION_NOT_YET_VALID, "the authorisation is dated in the future")
     if not key.may_sign_at(authorisation.issued_at):
-        raise Refused(
+        raise Refusal(
             BAD_SIGNATURE,
             f"the authorisation is signed with key {key.key_id} outside its signing period "
             "(rotated or revoked)",
@@ -124,7 +123,7 @@ def check_authorisation(
     max_age: timedelta = DEFAULT_MAX_AGE,
     skew: timedelta = CLOCK_SKEW,
 ) -> None:
-    """Raise :class:`Refused` unless the authorisation is well signed by one of ``keys``, for
+    """Raise :class:`Refusal` unless the authorisation is well signed by one of ``keys``, for
     ``resource``, and fresh (the signature first, then the terms)."""
     key = verify_authorisation_signature(authorisation, keys=keys)
     check_authorisation_terms(

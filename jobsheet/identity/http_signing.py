@@ -83,15 +83,6 @@ class SignatureProblem(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
-class SignedBy:
-    """Who signed a request: the user, the key and when they say they signed."""
-
-    user: str
-    key_id: str
-    created: dt.datetime
-
-
 @dataclass
 class RequestToVerify:
     """The parts of an incoming request the verifier reads (method, URL as signed, headers)."""

@@ -7,8 +7,8 @@ import time
 
 from temporalio.client import Client
 
+from jobsheet.identity import registry
 from jobsheet.identity.keys import PublicKeyRecord
-from jobsheet.ledger import client as ledger
 
 KEYS_TTL_SECONDS = 1.0
 
@@ -28,6 +28,6 @@ class UserKeys:
             cached = self._known.get(user)
             if cached is not None and time.monotonic() - cached[0] < self._ttl:
                 return cached[1]
-            keys = await ledger.user_keys(self._client, user)
+            keys = await registry.user_keys(self._client, user)
             self._known[user] = (time.monotonic(), keys)
             return keys

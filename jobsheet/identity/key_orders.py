@@ -19,9 +19,9 @@ from jobsheet.identity.keys import (
     key_id_for,
     strict_b64decode,
 )
-from jobsheet.ledger.errors import INVALID_KEY, NOT_OPERATOR, UNSIGNED, WRONG_USER, Refused
-from jobsheet.ledger.models import OperatorKeys, RegisterKeyInput, RevokeKeyInput
-from jobsheet.ledger.orders import check_fresh, check_signed_with, order_bytes
+from jobsheet.identity.models import OperatorKeys, RegisterKeyInput, RevokeKeyInput
+from jobsheet.identity.signed_orders import check_fresh, check_signed_with, order_bytes
+from jobsheet.ledger.errors import INVALID_KEY, NOT_OPERATOR, UNSIGNED, WRONG_USER, Refusal
 
 
 def sign_add_key(
@@ -68,25 +68,25 @@ def sign_revoke_key(
 
 def _signed_at(order: RegisterKeyInput | RevokeKeyInput, what: str, *, user: str) -> datetime:
     if not order.signature or not order.signer_key_id or order.signed_at is None:
-        raise Refused(UNSIGNED, f"{what} is not signed; key changes need a current key of {user}")
+        raise Refusal(UNSIGNED, f"{what} is not signed; key changes need a current key of {user}")
     if order.user != user:
-        raise Refused(WRONG_USER, f"{what} is signed for {order.user!r}, not {user}")
+        raise Refusal(WRONG_USER, f"{what} is signed for {order.user!r}, not {user}")
     return order.signed_at
 
 
 def check_new_key(key: PublicKeyRecord) -> None:
-    """Raise :class:`Refused` (``InvalidKey``) unless ``key`` is an Ed25519 public key under its
+    """Raise :class:`Refusal` (``InvalidKey``) unless ``key`` is an Ed25519 public key under its
     own key id, not yet retired or revoked."""
     try:
         raw = strict_b64decode(key.public_key, size=PUBLIC_KEY_BYTES)
     except ValueError:
-        raise Refused(
+        raise Refusal(
             INVALID_KEY, "the new key is not canonical base64 of a 32-byte Ed25519 public key"
         ) from None
     if key.key_id != key_id_for(raw):
-        raise Refused(INVALID_KEY, f"the new key's id should be {key_id_for(raw)}")
+        raise Refusal(INVALID_KEY, f"the new key's id should be {key_id_for(raw)}")
     if key.valid_until is not None or key.revoked_at is not None:
-        raise Refused(INVALID_KEY, "a new key cannot already be retired or revoked")
+        raise Refusal(INVALID_KEY, "a new key cannot already be retired or revoked")
 
 
 def check_add_key(
@@ -96,7 +96,7 @@ def check_add_key(
     keys: Sequence[PublicKeyRecord],
     now: datetime,
 ) -> None:
-    """Raise :class:`Refused` unless ``order`` adds a valid key to ``user`` and is recent and
+    """Raise :class:`Refusal` unless ``order`` adds a valid key to ``user`` and is recent and
     signed by a key of ``user``'s (``keys``) that may sign both at ``signed_at`` and ``now``."""
     what = f"key order {order.idempotency_key}"
     signed_at = _signed_at(order, what, user=user)
@@ -127,7 +127,7 @@ def check_revoke_key(
     now: datetime,
     operator: OperatorKeys | None,
 ) -> None:
-    """Raise :class:`Refused` unless ``order`` is a recent revocation of one of ``user``'s keys,
+    """Raise :class:`Refusal` unless ``order`` is a recent revocation of one of ``user``'s keys,
     signed by a current key of ``user`` (``keys``) or, when it names another signer, of the
     operator the verifier trusts. ``operator=None`` checks an operator's order only as far as
     it can without the operator's keys (for an update validator)."""
@@ -139,7 +139,7 @@ def check_revoke_key(
     elif operator is None:
         return
     elif order.signed_by != operator.user:
-        raise Refused(
+        raise Refusal(
             NOT_OPERATOR,
             f"{what} is signed by {order.signed_by!r}; only {user} or the operator "
             f"{operator.user!r} may revoke {user}'s keys",

@@ -9,6 +9,13 @@ from pydantic import BaseModel, Field
 
 from jobsheet.compute.models import ComputeContract
 from jobsheet.core.money import NonNegativeMoney
+from jobsheet.core.settings import (
+    DOWNLOAD_PAR_SECONDS,
+    JOB_EXPIRY_SECONDS,
+    MAX_PAR_SECONDS,
+    RETENTION_SECONDS,
+    WRITE_URL_SECONDS,
+)
 from jobsheet.identity.authorisation import Authorisation
 from jobsheet.jobs.cleanup import Cleanup
 from jobsheet.jobs.models import JobRequest, JobSheet, JobState, ParMetadata
@@ -28,13 +35,13 @@ class JobConfig(BaseModel):
     compute_task_queue: str
     provider_account: str
     gateway_url: str
-    expiry_seconds: int = Field(default=3600, gt=0)
-    download_par_seconds: int = Field(default=24 * 3600, gt=0, le=7 * 24 * 3600)
-    retention_seconds: int = Field(default=7 * 24 * 3600, ge=0)
+    expiry_seconds: int = Field(default=JOB_EXPIRY_SECONDS, gt=0)
+    download_par_seconds: int = Field(default=DOWNLOAD_PAR_SECONDS, gt=0, le=MAX_PAR_SECONDS)
+    retention_seconds: int = Field(default=RETENTION_SECONDS, ge=0)
     run_heartbeat_seconds: int = Field(default=10, gt=0)
     search_attributes: bool = True
     """Upsert the JobState search attribute (off where the server has no such attribute)."""
-    write_url_seconds: int = Field(default=15 * 60, gt=0, le=15 * 60)
+    write_url_seconds: int = Field(default=WRITE_URL_SECONDS, gt=0, le=WRITE_URL_SECONDS)
     """The longest a presigned PUT granted for the bucket-write PAR lives (signed into the PAR),
     so the workflow knows when no late write can land any more."""
 

@@ -6,8 +6,8 @@ import io
 import json
 
 from minio import Minio
-from minio.error import InvalidResponseError, S3Error
 
+from jobsheet.core.objectstore import MissingOrError, is_not_found
 from jobsheet.jobs.models import JobSheet, sheet_key
 
 
@@ -15,12 +15,8 @@ def read_sheet(s3: Minio, bucket: str, uid: str) -> JobSheet:
     """The persisted sheet for ``uid``, or an empty (null) sheet when none was written."""
     try:
         response = s3.get_object(bucket, sheet_key(uid))
-    except S3Error as exc:
-        if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
-            return JobSheet()
-        raise
-    except InvalidResponseError as exc:
-        if getattr(exc, "_code", None) == 404:  # a 404 whose XML minio cannot parse (rclone)
+    except MissingOrError as exc:
+        if is_not_found(exc):
             return JobSheet()
         raise
     try:

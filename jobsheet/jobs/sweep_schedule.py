@@ -20,7 +20,6 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
-from temporalio.service import RPCError, RPCStatusCode
 
 from jobsheet.core.settings import Settings
 
@@ -61,11 +60,3 @@ async def ensure_sweep_schedule(client: Client, settings: Settings) -> str:
 
         await client.get_schedule_handle(schedule_id).update(replace)
     return schedule_id
-
-
-async def delete_sweep_schedule(client: Client, settings: Settings) -> None:
-    try:
-        await client.get_schedule_handle(sweep_schedule_id(settings)).delete()
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise

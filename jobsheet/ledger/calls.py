@@ -1,14 +1,14 @@
-"""How the ledger's workflows are called: their names, start inputs, updates and queries.
+"""How the account workflow is called: its name, start input, updates and queries.
 
-The account and user workflows (workflows/account.py, workflows/user.py) are named with these
-and started with these inputs; the ledger client (jobsheet/ledger/client.py), which the ledger
-activities use too and so cannot import a workflow, calls their handlers through these
-declarations (checked against the workflows by tests/contracts/test_workflow_calls.py).
+The account workflow (workflows/account.py) is named with these and started with this input;
+the ledger operations (jobsheet/ledger/operations.py), which the ledger activities use too and so cannot
+import a workflow, calls its handlers through these declarations (checked against the workflow
+by tests/contracts/test_workflow_calls.py). The user registry's are in jobsheet/identity/calls.py.
 """
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from jobsheet.contracts.workflow_calls import Query, Update
 from jobsheet.core.money import NonNegativeMoney
@@ -26,14 +26,9 @@ from jobsheet.ledger.models import (
     ReceiptResult,
     RefundInput,
     RefundResult,
-    RegisterKeyInput,
-    RevokeKeyInput,
     Statement,
-    UseNonceInput,
 )
 from jobsheet.ledger.state import ZERO, AccountState
-
-# --- accounts -----------------------------------------------------------------------------
 
 ACCOUNT_WORKFLOW = "AccountWorkflow"
 
@@ -67,36 +62,3 @@ REFUND: Update[RefundInput, RefundResult] = Update("refund", RefundResult)
 BALANCE: Query[BalanceView] = Query("balance", BalanceView)
 STATEMENT: Query[Statement] = Query("statement", Statement)
 NOTE_KEEPER: Query[NoteKeeper] = Query("note_keeper", NoteKeeper)
-
-# --- users --------------------------------------------------------------------------------
-
-USER_WORKFLOW = "UserWorkflow"
-
-
-class NonceUse(BaseModel):
-    idempotency_key: str
-    issued_at: AwareDatetime
-
-
-class UserState(BaseModel):
-    name: str
-    keys: list[PublicKeyRecord]
-    nonces: dict[str, NonceUse] = Field(default_factory=dict)
-    remembered: dict[str, AwareDatetime] = Field(default_factory=dict)
-
-
-class UserInput(BaseModel):
-    """Start input: the user and their first key (``state`` only on continue-as-new)."""
-
-    name: str
-    key: PublicKeyRecord
-    continue_as_new_after: int = Field(default=500, ge=1)
-    state: UserState | None = None
-
-
-KEYS: Query[list[PublicKeyRecord]] = Query("keys", list[PublicKeyRecord])
-REGISTER_KEY: Update[RegisterKeyInput, list[PublicKeyRecord]] = Update(
-    "register_key", list[PublicKeyRecord]
-)
-REVOKE_KEY: Update[RevokeKeyInput, PublicKeyRecord] = Update("revoke_key", PublicKeyRecord)
-USE_NONCE: Update[UseNonceInput, None] = Update("use_nonce", type(None))

@@ -16,20 +16,11 @@ from decimal import Decimal
 
 from pydantic import AwareDatetime, BaseModel, field_validator, model_validator
 
-from jobsheet.core.canonical import canonical_json
+from jobsheet.core.canonical import as_utc, canonical_json
 from jobsheet.core.money import PositiveMoney, to_money
 from jobsheet.core.names import Name
 from jobsheet.identity.keys import Identity, PublicKeyRecord, check_signature_text
-from jobsheet.ledger.errors import BAD_SIGNATURE, Refused
-
-
-def as_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-def as_utc_or_none(value: datetime | None) -> datetime | None:
-    """:func:`as_utc` for an optional time (an unsigned order has no ``signed_at``)."""
-    return None if value is None else as_utc(value)
+from jobsheet.ledger.errors import BAD_SIGNATURE, Refusal
 
 
 class Cheque(BaseModel):
@@ -64,15 +55,15 @@ class Cheque(BaseModel):
         for key in keys:
             if key.key_id == self.key_id:
                 if not key.may_sign_at(self.signed_at):
-                    raise Refused(
+                    raise Refusal(
                         BAD_SIGNATURE,
                         f"cheque {self.uid} is signed with key {self.key_id} outside its "
                         "signing period (rotated or revoked)",
                     )
                 if not key.verifies(self.signed_bytes(), self.signature):
-                    raise Refused(BAD_SIGNATURE, f"cheque {self.uid} has a bad signature")
+                    raise Refusal(BAD_SIGNATURE, f"cheque {self.uid} has a bad signature")
                 return
-        raise Refused(
+        raise Refusal(
             BAD_SIGNATURE, f"cheque {self.uid} is signed with a key {self.drawer} never registered"
         )
 

@@ -18,7 +18,7 @@ from jobsheet.ledger.errors import (
     CREDIT_NOTE_CLOSED,
     OVER_HELD,
     UNKNOWN_CREDIT_NOTE,
-    Refused,
+    Refusal,
 )
 from jobsheet.ledger.models import (
     CloseKind,
@@ -61,22 +61,22 @@ class NoteState(BaseModel):
         )
 
     def check(self, note: CreditNote, key: str) -> None:
-        """Raise :class:`Refused` unless a request about ``note`` under ``key`` may proceed: it
+        """Raise :class:`Refusal` unless a request about ``note`` under ``key`` may proceed: it
         names this very note, and the note is open or was closed by the same key."""
         if note != self.note:
-            raise Refused(UNKNOWN_CREDIT_NOTE, f"no credit note {note.uid} as given was issued")
+            raise Refusal(UNKNOWN_CREDIT_NOTE, f"no credit note {note.uid} as given was issued")
         if self.closed is not None and self.closed.idempotency_key != key:
-            raise Refused(CREDIT_NOTE_CLOSED, f"credit note {note.uid} is already {self.status}")
+            raise Refusal(CREDIT_NOTE_CLOSED, f"credit note {note.uid} is already {self.status}")
 
     def receipt(self, key: str, note: CreditNote, amount: Decimal, now: datetime) -> ReceiptResult:
         """Take ``amount`` (0 to the held value) for the recipient; the rest returns."""
         self.check(note, key)
         if self.closed is None:
             if amount < 0 or amount > note.held:
-                raise Refused(OVER_HELD, f"cannot receipt {amount} of {note.held} held")
+                raise Refusal(OVER_HELD, f"cannot receipt {amount} of {note.held} held")
             self._close(CloseKind.RECEIPT, amount, key, now)
         elif self.closed.kind is not CloseKind.RECEIPT:
-            raise Refused(CREDIT_NOTE_CLOSED, f"credit note {note.uid} is already {self.status}")
+            raise Refusal(CREDIT_NOTE_CLOSED, f"credit note {note.uid} is already {self.status}")
         return self.receipt_result()
 
     def refund(self, key: str, note: CreditNote, now: datetime) -> RefundResult:
@@ -85,7 +85,7 @@ class NoteState(BaseModel):
         if self.closed is None:
             self._close(CloseKind.REFUND, ZERO, key, now)
         elif self.closed.kind is CloseKind.RECEIPT:
-            raise Refused(CREDIT_NOTE_CLOSED, f"credit note {note.uid} is already {self.status}")
+            raise Refusal(CREDIT_NOTE_CLOSED, f"credit note {note.uid} is already {self.status}")
         return RefundResult(credit_note_uid=note.uid, released=note.held)
 
     def expire(self, now: datetime) -> bool:

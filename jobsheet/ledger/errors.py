@@ -76,7 +76,7 @@ ALL = frozenset(
 )
 
 
-class Refused(Exception):
+class Refusal(Exception):
     """A business refusal from pure ledger code: ``type`` is one of the names above."""
 
     def __init__(self, type: str, message: str) -> None:
@@ -86,8 +86,3 @@ class Refused(Exception):
 
     def to_application_error(self) -> ApplicationError:
         return refusal(self.message, self.type)
-
-
-def refused(type: str, message: str) -> ApplicationError:
-    """A non-retryable ``ApplicationError`` for a business refusal."""
-    return refusal(message, type)

@@ -7,19 +7,19 @@ a key the frontend does not hold: a ``deposit`` and a ``set_overdraft_limit`` ar
 by the operator (the user ``settings.operator_user``, with a key registered in the user
 registry), a ``credit`` is signed by the ledger workers' own key
 (``settings.ledger_private_key()``). Signing and checking are pure: callers pass keys and ``now``.
-The helpers here also check the key orders of :mod:`jobsheet.identity.key_orders`.
+What every signed order checks (its bytes, its age, its key) is
+:mod:`jobsheet.identity.signed_orders`, shared with the key orders of
+:mod:`jobsheet.identity.key_orders`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import BaseModel
 
 from jobsheet.core.canonical import canonical_json
 from jobsheet.core.money import to_money
@@ -31,34 +31,35 @@ from jobsheet.identity.keys import (
     load_identity,
     strict_b64decode,
 )
+from jobsheet.identity.models import OperatorKeys
+from jobsheet.identity.signed_orders import (
+    ORDER_MAX_AGE,
+    ORDER_MAX_SKEW,
+    check_fresh,
+    check_signed_with,
+    order_bytes,
+)
 from jobsheet.ledger.errors import (
     BAD_SIGNATURE,
     NOT_OPERATOR,
-    STALE_SIGNATURE,
     UNSIGNED,
     WRONG_ACCOUNT,
-    Refused,
+    Refusal,
 )
 from jobsheet.ledger.models import (
     CreditInput,
     DepositInput,
     HoldClosed,
     NoteInput,
-    OperatorKeys,
     OverdraftInput,
 )
 
-DEPOSIT_MAX_AGE = timedelta(minutes=10)
-"""How old a signed order (deposit, overdraft, key order) may be when it is applied (retries
-included)."""
-DEPOSIT_MAX_SKEW = timedelta(minutes=1)
-"""How far in the future an order may be dated (the signer's clock may run ahead)."""
 LEDGER_SIGNER = "ledger"
 LEDGER_KEY_VALID_FROM = datetime(2000, 1, 1, tzinfo=UTC)
 CREDIT_FIELDS = frozenset({"idempotency_key", "from_account", "amount", "reference", "job_uid"})
 
 
-# --- what every signed order checks -----------------------------------------------------------
+# --- what every operator order checks ---------------------------------------------------------
 
 
 class OperatorOrder(Protocol):
@@ -78,60 +79,6 @@ class OperatorOrder(Protocol):
     def signature(self) -> str: ...
 
 
-def order_bytes(order: BaseModel) -> bytes:
-    """The canonical bytes a signer signs: every field of the order but the signature."""
-    return canonical_json(order.model_dump(mode="json", exclude={"signature"}))
-
-
-def check_fresh(
-    what: str,
-    signed_at: datetime,
-    *,
-    now: datetime,
-    max_age: timedelta = DEPOSIT_MAX_AGE,
-    skew: timedelta = DEPOSIT_MAX_SKEW,
-) -> None:
-    """Raise :class:`Refused` (``StaleSignature``) unless ``signed_at`` is recent at ``now``."""
-    age = now - signed_at
-    if age > max_age:
-        raise Refused(
-            STALE_SIGNATURE,
-            f"{what} was signed {age.total_seconds():.0f}s ago; the limit is "
-            f"{max_age.total_seconds():.0f}s: sign it again",
-        )
-    if age < -skew:
-        raise Refused(STALE_SIGNATURE, f"{what} is dated in the future")
-
-
-def check_signed_with(
-    what: str,
-    message: bytes,
-    *,
-    signature: str,
-    key_id: str,
-    signed_at: datetime,
-    signer: str,
-    keys: Sequence[PublicKeyRecord],
-    current_at: datetime | None = None,
-) -> None:
-    """Raise :class:`Refused` (``BadSignature``) unless ``signer``'s key ``key_id`` (one of
-    ``keys``) may sign at ``signed_at`` (and, with ``current_at``, still may then) and signed
-    ``message``."""
-    for record in keys:
-        if record.key_id == key_id:
-            periods = [signed_at] if current_at is None else [signed_at, current_at]
-            if not all(record.may_sign_at(at) for at in periods):
-                raise Refused(
-                    BAD_SIGNATURE,
-                    f"{what} is signed with key {key_id} outside its signing period "
-                    "(rotated or revoked)",
-                )
-            if not record.verifies(message, signature):
-                raise Refused(BAD_SIGNATURE, f"{what} has a bad signature")
-            return
-    raise Refused(BAD_SIGNATURE, f"{what} is signed with a key {signer} never had")
-
-
 def check_operator_order(
     what: str,
     order: OperatorOrder,
@@ -140,11 +87,11 @@ def check_operator_order(
     account: str,
     now: datetime,
     operator: OperatorKeys | None,
-    max_age: timedelta = DEPOSIT_MAX_AGE,
-    skew: timedelta = DEPOSIT_MAX_SKEW,
+    max_age: timedelta = ORDER_MAX_AGE,
+    skew: timedelta = ORDER_MAX_SKEW,
     current: bool = False,
 ) -> None:
-    """Raise :class:`Refused` unless ``order`` (``what``, e.g. "deposit dep-1") is a recent order
+    """Raise :class:`Refusal` unless ``order`` (``what``, e.g. "deposit dep-1") is a recent order
     on ``account`` signed by the operator with a key that may sign at ``signed_at`` (and, with
     ``current``, still may at ``now``, so that a revoked key cannot sign an order dated before).
 
@@ -152,14 +99,14 @@ def check_operator_order(
     ``signed_by``; ``operator=None`` checks only what needs no keys (for an update validator).
     """
     if not order.signature or not order.key_id or order.signed_at is None:
-        raise Refused(UNSIGNED, f"{what} is not signed; it needs the operator's key")
+        raise Refusal(UNSIGNED, f"{what} is not signed; it needs the operator's key")
     if order.account != account:
-        raise Refused(WRONG_ACCOUNT, f"{what} is signed for {order.account!r}, not {account}")
+        raise Refusal(WRONG_ACCOUNT, f"{what} is signed for {order.account!r}, not {account}")
     check_fresh(what, order.signed_at, now=now, max_age=max_age, skew=skew)
     if operator is None:
         return
     if order.signed_by != operator.user:
-        raise Refused(
+        raise Refusal(
             NOT_OPERATOR,
             f"{what} is signed by {order.signed_by!r}; only the operator {operator.user!r} "
             "may sign it",
@@ -212,10 +159,10 @@ def check_deposit(
     account: str,
     now: datetime,
     operator: OperatorKeys | None,
-    max_age: timedelta = DEPOSIT_MAX_AGE,
-    skew: timedelta = DEPOSIT_MAX_SKEW,
+    max_age: timedelta = ORDER_MAX_AGE,
+    skew: timedelta = ORDER_MAX_SKEW,
 ) -> None:
-    """Raise :class:`Refused` unless ``order`` is a recent deposit on ``account`` signed by the
+    """Raise :class:`Refusal` unless ``order`` is a recent deposit on ``account`` signed by the
     operator (see :func:`check_operator_order`)."""
     check_operator_order(
         f"deposit {order.idempotency_key}",
@@ -253,7 +200,7 @@ def sign_overdraft(
 def check_overdraft(
     order: OverdraftInput, *, account: str, now: datetime, operator: OperatorKeys | None
 ) -> None:
-    """Raise :class:`Refused` unless ``order`` is a recent overdraft limit for ``account`` signed
+    """Raise :class:`Refusal` unless ``order`` is a recent overdraft limit for ``account`` signed
     by the operator (see :func:`check_operator_order`)."""
     check_operator_order(
         f"overdraft order {order.idempotency_key}",
@@ -316,12 +263,12 @@ def credit_verifies(request: CreditInput, *, account: str, key: PublicKeyRecord)
 
 
 def check_credit(request: CreditInput, *, account: str, key: PublicKeyRecord | None) -> None:
-    """Raise :class:`Refused` unless the ledger workers' ``key`` signed this credit to
+    """Raise :class:`Refusal` unless the ledger workers' ``key`` signed this credit to
     ``account``; ``key=None`` checks only that it is signed at all (for an update validator)."""
     if not request.signature:
-        raise Refused(UNSIGNED, f"credit {request.idempotency_key} is not signed by the ledger")
+        raise Refusal(UNSIGNED, f"credit {request.idempotency_key} is not signed by the ledger")
     if key is not None and not credit_verifies(request, account=account, key=key):
-        raise Refused(
+        raise Refusal(
             BAD_SIGNATURE, f"credit {request.idempotency_key} is not the ledger's signature"
         )
 

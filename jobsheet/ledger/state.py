@@ -34,7 +34,7 @@ from jobsheet.ledger.errors import (
     WRONG_ACCOUNT,
     WRONG_RECIPIENT,
     WRONG_RESOURCE,
-    Refused,
+    Refusal,
 )
 from jobsheet.ledger.models import (
     BalanceView,
@@ -210,7 +210,7 @@ class AccountState(BaseModel):
 
         def apply() -> BalanceView:
             if limit < 0 or limit > MAX_AMOUNT:
-                raise Refused(INVALID_AMOUNT, f"an overdraft limit must be 0 to {MAX_AMOUNT}")
+                raise Refusal(INVALID_AMOUNT, f"an overdraft limit must be 0 to {MAX_AMOUNT}")
             self.overdraft_limit = limit
             if signed_at is not None:
                 self.limit_orders[key] = signed_at
@@ -228,30 +228,30 @@ class AccountState(BaseModel):
         now: datetime,
         keys: Sequence[PublicKeyRecord] | None,
     ) -> None:
-        """Raise :class:`Refused` unless the cheque may be cashed now; ``keys=None`` skips the
+        """Raise :class:`Refusal` unless the cheque may be cashed now; ``keys=None`` skips the
         signature (for a workflow update validator, which cannot look keys up)."""
         if cheque.account != self.account:
-            raise Refused(WRONG_ACCOUNT, f"cheque {cheque.uid} draws on {cheque.account}")
+            raise Refusal(WRONG_ACCOUNT, f"cheque {cheque.uid} draws on {cheque.account}")
         if cheque.drawer != self.owner:
-            raise Refused(NOT_ACCOUNT_OWNER, f"{cheque.drawer} does not own {self.account}")
+            raise Refusal(NOT_ACCOUNT_OWNER, f"{cheque.drawer} does not own {self.account}")
         if keys is not None:
             cheque.verify_signature(keys)
         if recipient != cheque.recipient:
-            raise Refused(WRONG_RECIPIENT, f"cheque {cheque.uid} is not payable to {recipient}")
+            raise Refusal(WRONG_RECIPIENT, f"cheque {cheque.uid} is not payable to {recipient}")
         if resource != cheque.resource:
-            raise Refused(WRONG_RESOURCE, f"cheque {cheque.uid} pays for another resource")
+            raise Refusal(WRONG_RESOURCE, f"cheque {cheque.uid} pays for another resource")
         if now >= cheque.expires_at:
-            raise Refused(CHEQUE_EXPIRED, f"cheque {cheque.uid} expired at {cheque.expires_at}")
+            raise Refusal(CHEQUE_EXPIRED, f"cheque {cheque.uid} expired at {cheque.expires_at}")
         if (
             cheque.uid in self.cashed
             or cheque_tag(cheque.uid) in self.cheques
             or cheque_tag(cheque.uid) in self.cheques_before
         ):
-            raise Refused(CHEQUE_ALREADY_CASHED, f"cheque {cheque.uid} was already cashed")
+            raise Refusal(CHEQUE_ALREADY_CASHED, f"cheque {cheque.uid} was already cashed")
         if spend > cheque.max_spend:
-            raise Refused(OVER_MAX_SPEND, f"{spend} is over the cheque's {cheque.max_spend}")
+            raise Refusal(OVER_MAX_SPEND, f"{spend} is over the cheque's {cheque.max_spend}")
         if self.available - spend < -self.overdraft_limit:
-            raise Refused(
+            raise Refusal(
                 INSUFFICIENT_FUNDS,
                 f"{self.account} has {self.available} available (overdraft limit "
                 f"{self.overdraft_limit}); cannot hold {spend}",
@@ -306,14 +306,14 @@ class AccountState(BaseModel):
         return self._once(key, now, apply, CreditNote)
 
     def check_open_hold(self, note: CreditNote) -> Hold:
-        """The open hold ``note`` stands for, or :class:`Refused`."""
+        """The open hold ``note`` stands for, or :class:`Refusal`."""
         if note.account != self.account:
-            raise Refused(WRONG_ACCOUNT, f"credit note {note.uid} is on {note.account}")
+            raise Refusal(WRONG_ACCOUNT, f"credit note {note.uid} is on {note.account}")
         hold = self.holds.get(note.uid)
         if hold is None or hold.note != note:
-            raise Refused(UNKNOWN_CREDIT_NOTE, f"{self.account} issued no credit note {note.uid}")
+            raise Refusal(UNKNOWN_CREDIT_NOTE, f"{self.account} issued no credit note {note.uid}")
         if hold.status is not HoldStatus.OPEN:
-            raise Refused(CREDIT_NOTE_CLOSED, f"credit note {note.uid} is already {hold.status}")
+            raise Refusal(CREDIT_NOTE_CLOSED, f"credit note {note.uid} is already {hold.status}")
         return hold
 
     def note_started(self, note_uid: str) -> None:
@@ -336,14 +336,14 @@ class AccountState(BaseModel):
         return note_uid in self.settled or note_uid in self.settled_before
 
     def check_hold_closed(self, closed: HoldClosed) -> None:
-        """Raise :class:`Refused` unless ``closed`` can end one of this account's notes."""
+        """Raise :class:`Refusal` unless ``closed`` can end one of this account's notes."""
         note = closed.note
         if note.account != self.account:
-            raise Refused(WRONG_ACCOUNT, f"credit note {note.uid} is on {note.account}")
+            raise Refusal(WRONG_ACCOUNT, f"credit note {note.uid} is on {note.account}")
         if closed.paid > note.held:
-            raise Refused(OVER_HELD, f"cannot receipt {closed.paid} of {note.held} held")
+            raise Refusal(OVER_HELD, f"cannot receipt {closed.paid} of {note.held} held")
         if self.notes_open < 1 or self.held < note.held:
-            raise Refused(UNKNOWN_CREDIT_NOTE, f"{self.account} holds no note {note.uid}")
+            raise Refusal(UNKNOWN_CREDIT_NOTE, f"{self.account} holds no note {note.uid}")
 
     def close_note(self, closed: HoldClosed, now: datetime) -> bool:
         """Apply the end of a note kept by its own workflow, once: pay ``closed.paid`` to the
@@ -367,7 +367,7 @@ class AccountState(BaseModel):
         def apply() -> ReceiptResult:
             hold = self.check_open_hold(note)
             if amount < 0 or amount > hold.note.held:
-                raise Refused(OVER_HELD, f"cannot receipt {amount} of {hold.note.held} held")
+                raise Refusal(OVER_HELD, f"cannot receipt {amount} of {hold.note.held} held")
             self._close(hold, HoldStatus.RECEIPTED, now, paid=amount)
             return self._settle(hold.note, amount, key, now)
 
@@ -537,11 +537,11 @@ class AccountState(BaseModel):
         seen = self.remembered.get(key)
         if seen is not None:
             if seen.refusal_type is not None:
-                raise Refused(seen.refusal_type, seen.refusal_message or seen.refusal_type)
+                raise Refusal(seen.refusal_type, seen.refusal_message or seen.refusal_type)
             return result_type.model_validate(seen.payload)
         try:
             result = apply()
-        except Refused as exc:
+        except Refusal as exc:
             self.remembered[key] = Remembered(
                 at=now, refusal_type=exc.type, refusal_message=exc.message
             )
@@ -551,9 +551,9 @@ class AccountState(BaseModel):
 
     def _check_room(self, amount: Decimal) -> None:
         if amount <= 0:
-            raise Refused(INVALID_AMOUNT, f"amount must be positive: {amount}")
+            raise Refusal(INVALID_AMOUNT, f"amount must be positive: {amount}")
         if self.balance + amount > MAX_AMOUNT:
-            raise Refused(INVALID_AMOUNT, f"{self.account} would hold more than {MAX_AMOUNT}")
+            raise Refusal(INVALID_AMOUNT, f"{self.account} would hold more than {MAX_AMOUNT}")
 
     def _refund(self, hold: Hold, kind: EntryKind, key: str, now: datetime) -> RefundResult:
         self._close(hold, HoldStatus.REFUNDED, now)
@@ -609,13 +609,3 @@ class AccountState(BaseModel):
         )
         self.recent = [*self.recent[-(RECENT_ENTRIES - 1) :], entry]
         self.unaudited.append(entry)
-
-
-def readd(entries: Sequence[LedgerEntry]) -> tuple[Decimal, Decimal, Decimal]:
-    """(balance, held, in_flight) from the deltas of an account's entries: the audit check."""
-    balance = held = in_flight = ZERO
-    for entry in sorted(entries, key=lambda e: e.seq):
-        balance += entry.balance_delta
-        held += entry.held_delta
-        in_flight += entry.in_flight_delta
-    return balance, held, in_flight

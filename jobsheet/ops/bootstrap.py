@@ -19,8 +19,9 @@ from temporalio.exceptions import ApplicationError
 
 from jobsheet.core.settings import Settings, load_settings
 from jobsheet.core.temporal import connect, exit_without_teardown
+from jobsheet.identity import registry
 from jobsheet.identity.keys import ensure_identity, key_path
-from jobsheet.ledger import client as ledger
+from jobsheet.ledger import operations as ledger
 from jobsheet.ledger.errors import ACCOUNT_EXISTS, USER_EXISTS
 
 
@@ -31,7 +32,7 @@ async def bootstrap_operator(settings: Settings) -> dict[str, object]:
     queue = settings.task_queue_ledger
     created_user = created_account = True
     try:
-        await ledger.register_user(client, identity, task_queue=queue)
+        await registry.register_user(client, identity, task_queue=queue)
     except ApplicationError as exc:
         if exc.type != USER_EXISTS:
             raise

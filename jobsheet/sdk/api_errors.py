@@ -9,8 +9,6 @@ from pydantic import ValidationError
 
 from jobsheet.contracts.api import ApiError
 from jobsheet.sdk.errors import (
-    BAD_INPUT_CAUSES,
-    NOT_FOUND_CAUSES,
     BadInput,
     JobsheetError,
     NotFound,
@@ -20,6 +18,10 @@ from jobsheet.sdk.errors import (
 )
 
 BAD_INPUT_STATUSES = frozenset({400, 413, 422})
+# Refusals (the ``error`` of an ``ApiError``) that are about the caller's input, or name
+# something that does not exist, whatever the status.
+BAD_INPUT_CAUSES = frozenset({"UnknownCalculation", "BadParameters", "UnknownService"})
+NOT_FOUND_CAUSES = frozenset({"UnknownAccount", "UnknownUser", "UnknownKey"})
 UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 
 

@@ -47,20 +47,3 @@ class RunRefused(JobsheetError):
     def __init__(self, message: str, *, status: int, reason: str = "") -> None:
         super().__init__(message, reason=reason)
         self.status = status
-
-
-# Rejection causes (the ``Type:`` prefix of a rejected job's error) that are the caller's input.
-BAD_INPUT_CAUSES = frozenset({"UnknownCalculation", "BadParameters", "UnknownService"})
-NOT_FOUND_CAUSES = frozenset({"UnknownAccount", "UnknownUser", "UnknownKey"})
-
-
-def from_rejection(message: str) -> JobsheetError:
-    """The SDK error for a job the service rejected with ``message`` (``"Cause: text"``)."""
-    cause, _, text = message.partition(": ")
-    if not text or " " in cause:
-        return Refused(f"the job was rejected: {message}", reason="JobRejected")
-    if cause in BAD_INPUT_CAUSES:
-        return BadInput(f"the job was rejected: {text}", reason=cause)
-    if cause in NOT_FOUND_CAUSES:
-        return NotFound(f"the job was rejected: {text}", reason=cause)
-    return Refused(f"the job was rejected ({cause}): {text}", reason=cause)

@@ -79,8 +79,3 @@ def _sdk_runtime() -> tuple[Runtime, str]:
 def process_runtime() -> Runtime | None:
     """The Temporal runtime whose metrics the endpoint serves (None: the SDK's default)."""
     return _endpoint.runtime if _endpoint is not None else None
-
-
-def metrics_url() -> str | None:
-    """Where this process serves its metrics (None: no endpoint)."""
-    return _endpoint.url if _endpoint is not None else None

@@ -109,11 +109,6 @@ def use_tracer_provider(provider: TracerProvider | None) -> TracerProvider | Non
     return previous
 
 
-def tracing_on() -> bool:
-    """Whether this process traces."""
-    return _process_provider is not None
-
-
 def client_interceptors() -> list[Interceptor]:
     """The interceptors every Temporal client (and the workers made from it) carries: Temporal's
     tracing interceptor when this process traces, none otherwise."""

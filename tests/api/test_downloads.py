@@ -8,8 +8,8 @@ import hashlib
 import httpx
 from temporalio.client import WorkflowExecutionStatus
 
-from jobsheet.jobs.client import job_handle
 from jobsheet.jobs.models import JobState
+from jobsheet.jobs.operations import job_handle
 from tests.api.conftest import Deployment
 from tests.api.signed import Signed
 from tests.api.test_ownership import DATA, submit_body

@@ -17,7 +17,7 @@ from jobsheet.identity.http_signing import sign_request
 from jobsheet.identity.keys import Identity, generate_identity
 from jobsheet.jobs.messages import cancel_resource
 from jobsheet.jobs.models import JobState
-from jobsheet.ledger import client as ledger
+from jobsheet.ledger import operations as ledger
 from jobsheet.ledger.cheque import write_cheque
 from jobsheet.ledger.orders import sign_deposit
 from tests.api.conftest import Deployment

@@ -9,8 +9,8 @@ from decimal import Decimal
 import httpx
 from temporalio.client import WorkflowExecutionStatus
 
-from jobsheet.jobs.client import job_handle
 from jobsheet.jobs.models import JobSheet, JobState
+from jobsheet.jobs.operations import job_handle
 from tests.api.conftest import Deployment
 
 DATA = b"pay per job, trigger by URL\n" * 200

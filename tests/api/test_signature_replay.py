@@ -17,9 +17,9 @@ from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedEr
 from temporalio.common import WorkflowIDConflictPolicy
 
 from jobsheet.identity.authorisation import sign_authorisation
-from jobsheet.jobs.client import job_start, start_options
 from jobsheet.jobs.messages import SubmitInput
 from jobsheet.jobs.models import JobState, job_uid_for
+from jobsheet.jobs.operations import job_start, start_options
 from jobsheet.ledger.cheque import write_cheque
 from tests.api.conftest import Deployment
 from tests.api.signed import Signed

@@ -14,26 +14,29 @@ from jobsheet.cli.errors import (
 )
 from jobsheet.cli.job_runtime import exit_code_for
 from jobsheet.cli.submit_cmd import parse_params
+from jobsheet.contracts.api import ApiError
 from jobsheet.sdk import IntegrityError, RunRefused, Unavailable
-from jobsheet.sdk.errors import BadInput, NotFound, Refused, from_rejection
+from jobsheet.sdk.api_errors import error_for
+from jobsheet.sdk.errors import BadInput, NotFound, Refused
 
 
 @pytest.mark.parametrize(
-    ("message", "kind", "code"),
+    ("status", "error", "kind", "code"),
     [
-        ("UnknownCalculation: no calculation 'x'", BadInput, EXIT_BAD_INPUT),
-        ("BadParameters: samples is required", BadInput, EXIT_BAD_INPUT),
-        ("InsufficientFunds: acct-1 has 0.00 available", Refused, EXIT_REFUSED),
-        ("OverMaxSpend: 12.10 is over the cheque's 5.00", Refused, EXIT_REFUSED),
-        ("UnknownAccount: acct-9 does not exist", NotFound, EXIT_NOT_FOUND),
-        ("the compute service is gone", Refused, EXIT_REFUSED),
+        (422, "UnknownCalculation", BadInput, EXIT_BAD_INPUT),
+        (422, "BadParameters", BadInput, EXIT_BAD_INPUT),
+        (409, "InsufficientFunds", Refused, EXIT_REFUSED),
+        (409, "OverMaxSpend", Refused, EXIT_REFUSED),
+        (409, "UnknownAccount", NotFound, EXIT_NOT_FOUND),
+        (410, "Expired", Refused, EXIT_REFUSED),
     ],
 )
-def test_rejections(message: str, kind: type, code: int) -> None:
-    error = from_rejection(message)
-    assert isinstance(error, kind)
-    assert exit_code_for(error) == code
-    assert message.split(": ", 1)[-1] in error.message
+def test_refusals(status: int, error: str, kind: type, code: int) -> None:
+    refusal = ApiError(error=error, message=f"{error} in words")
+    found = error_for(status, refusal, what="submitting the job")
+    assert isinstance(found, kind)
+    assert exit_code_for(found) == code
+    assert "in words" in found.message
 
 
 @pytest.mark.parametrize(

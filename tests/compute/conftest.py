@@ -23,12 +23,19 @@ from temporalio.worker import Worker
 from activities.jobs import JobActivities
 from jobsheet.compute.config import load_compute_config
 from jobsheet.compute.contracts import contract_for
-from jobsheet.compute.models import ComputeContract, ReleaseResult, RunRequest, RunResult
+from jobsheet.compute.models import (
+    RUN_ACTIVITY,
+    ComputeContract,
+    ReleaseResult,
+    RunRequest,
+    RunResult,
+)
+from jobsheet.core.objectstore import presign_client
 from jobsheet.core.settings import Settings
 from jobsheet.jobs.messages import ReleaseInput, ReserveInput
 from jobsheet.jobs.models import JobSheet, JobState
 from jobsheet.jobs.store import write_sheet
-from jobsheet.pars.read import issue_read_par
+from jobsheet.pars.read import MAX_PRESIGN, ReadPar
 from jobsheet.pars.write import issue_write_par
 from tests.api_server import ApiServer
 from tests.compute.harness import CallComputeWorkflow, CallInput
@@ -137,7 +144,7 @@ class ComputeHarness:
 
     async def run(self, request: RunRequest, **options: Any) -> RunResult:
         options.setdefault("service", request.contract.service)
-        return RunResult.model_validate(await self.call("run_calculation", request, **options))
+        return RunResult.model_validate(await self.call(RUN_ACTIVITY, request, **options))
 
     def objects(self, prefix: str) -> dict[str, bytes]:
         """Every object under ``prefix``, key to content."""
@@ -225,3 +232,15 @@ async def shipped_compute(
     )
     async with running_harness(client, settings, s3, task_queue, []) as harness:
         yield harness
+
+
+def issue_read_par(settings: Settings, key: str, expires: timedelta) -> ReadPar:
+    """Presign a GET of ``key`` in the settings' bucket, valid for ``expires`` (at most 7 days).
+
+    Needs the S3 credentials, so only the storage side (never compute) calls it.
+    """
+    if not timedelta(seconds=1) <= expires <= MAX_PRESIGN:
+        raise ValueError(f"a read PAR lasts between 1 second and 7 days, not {expires}")
+    now = datetime.now(UTC).replace(microsecond=0)
+    url = presign_client(settings).presigned_get_object(settings.bucket, key, expires=expires)
+    return ReadPar(url=url, key=key, expires_at=now + expires)

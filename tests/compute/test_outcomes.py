@@ -10,10 +10,10 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState
 
 from jobsheet.compute.contracts import ContractRefused
-from jobsheet.compute.models import RunProgress, RunStatus
-from jobsheet.core.processes import group_members
+from jobsheet.compute.models import RUN_ACTIVITY, RunProgress, RunStatus
 from tests.compute.conftest import ComputeHarness, output_prefix
 from tests.markers import marker_dir_fixture  # noqa: F401 (the marker_dir fixture)
+from tests.process_groups import group_members
 
 
 def marker_pgid(marker: Path) -> int | None:
@@ -73,7 +73,7 @@ async def test_cancelling_the_run_kills_its_whole_tree(
     marker = marker_dir / "long.pgid"
     contract = await compute.contract("long", {"marker": str(marker)}, service="test")
     handle = await compute.start(
-        "run_calculation", compute.run_request(contract), service="test", heartbeat_timeout=2
+        RUN_ACTIVITY, compute.run_request(contract), service="test", heartbeat_timeout=2
     )
     pgid = await read_marker(marker)
     assert group_members(pgid), "the program should be running"
@@ -126,7 +126,7 @@ async def test_retry_overwrites_outputs_instead_of_duplicating(compute: ComputeH
 async def test_progress_is_heartbeated(compute: ComputeHarness, marker_dir: Path) -> None:
     marker = marker_dir / "steps.pgid"
     contract = await compute.contract("steps", {"marker": str(marker)}, service="test")
-    handle = await compute.start("run_calculation", compute.run_request(contract), service="test")
+    handle = await compute.start(RUN_ACTIVITY, compute.run_request(contract), service="test")
     seen: list[RunProgress] = []
     result = asyncio.ensure_future(handle.result())
     while not result.done() and not any((p.fraction or 0) >= 0.3 for p in seen):

@@ -19,16 +19,16 @@ from minio import Minio
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from jobsheet.compute.models import RunResult, RunStatus
+from jobsheet.compute.models import RUN_ACTIVITY, RunResult, RunStatus
 from jobsheet.compute.runner import kill_group
 from jobsheet.compute.sandbox import run_dir_name
-from jobsheet.core.processes import group_members
 from jobsheet.core.settings import Settings
 from jobsheet.core.temporal import payload_key_ring
 from tests.compute.conftest import ComputeHarness, output_prefix
 from tests.compute.harness import CallComputeWorkflow
 from tests.compute.test_outcomes import read_marker, wait_until_group_gone
 from tests.markers import marker_dir_fixture  # noqa: F401 (the marker_dir fixture)
+from tests.process_groups import group_members
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -126,7 +126,7 @@ async def test_sigkilled_worker_run_is_finished_by_another_worker(
         )
         contract = await harness.contract("steps", {"marker": str(marker)}, service="test")
         handle = await harness.start(
-            "run_calculation",
+            RUN_ACTIVITY,
             harness.run_request(contract),
             service="test",
             heartbeat_timeout=2,

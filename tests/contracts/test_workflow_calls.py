@@ -10,6 +10,7 @@ from temporalio.workflow import _Definition
 
 from jobsheet.compute import book
 from jobsheet.contracts.workflow_calls import Query, Update
+from jobsheet.identity import calls as identity_calls
 from jobsheet.ledger import calls
 from jobsheet.ledger.models import CREDIT_NOTE_WORKFLOW
 from workflows.account import AccountWorkflow
@@ -37,8 +38,13 @@ DECLARED: list[tuple[type, str, list[Update[Any, Any] | Query[Any]]]] = [
     (CreditNoteWorkflow, CREDIT_NOTE_WORKFLOW, [calls.RECEIPT, calls.REFUND]),
     (
         UserWorkflow,
-        calls.USER_WORKFLOW,
-        [calls.KEYS, calls.REGISTER_KEY, calls.REVOKE_KEY, calls.USE_NONCE],
+        identity_calls.USER_WORKFLOW,
+        [
+            identity_calls.KEYS,
+            identity_calls.REGISTER_KEY,
+            identity_calls.REVOKE_KEY,
+            identity_calls.USE_NONCE,
+        ],
     ),
     (
         ComputeServiceWorkflow,

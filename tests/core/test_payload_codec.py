@@ -19,7 +19,6 @@ from jobsheet.core.payload_codec import (
     PayloadKey,
     PayloadKeyError,
     PayloadKeyRing,
-    decrypt_in_place,
     iter_payloads,
 )
 from jobsheet.core.settings import Settings
@@ -32,6 +31,7 @@ from jobsheet.core.temporal import (
     rotate_payload_key,
 )
 from jobsheet.jobs.models import JobState
+from tests.histories import decrypt_in_place
 
 SECRET = b'{"upload_url": "http://s3/x?X-Amz-Signature=abc", "token": "wp1.secret"}'
 

@@ -13,7 +13,7 @@ from jobsheet.identity.authorisation import (
     verify_authorisation_signature,
 )
 from jobsheet.ledger import errors
-from jobsheet.ledger.errors import Refused
+from jobsheet.ledger.errors import Refusal
 from tests.ledger.factories import RESOURCE, T0, identity
 
 ALICE = identity("alice")
@@ -30,7 +30,7 @@ def check(auth, *, now=T0, resource=RESOURCE, keys=KEYS, **kwargs) -> None:
 
 
 def refused(type_: str, *args, **kwargs) -> None:
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(Refusal) as caught:
         check(*args, **kwargs)
     assert caught.value.type == type_
 
@@ -88,10 +88,10 @@ def test_the_signature_is_checked_apart_from_the_terms(alice) -> None:
     for auth, resource in refused_by_terms:
         key = verify_authorisation_signature(auth, keys=KEYS)
         assert key.key_id == alice.key_id
-        with pytest.raises(Refused):
+        with pytest.raises(Refusal):
             check_authorisation_terms(auth, key=key, resource=resource, now=T0)
     mallory = identity("mallory")
     forged = sign_authorisation(mallory, RESOURCE, now=T0).model_copy(update={"user": alice.name})
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(Refusal) as caught:
         verify_authorisation_signature(forged, keys=KEYS)
     assert caught.value.type == errors.BAD_SIGNATURE

@@ -23,12 +23,12 @@ from jobsheet.contracts.api import strict_public_key
 from jobsheet.identity.authorisation import Authorisation, check_authorisation, sign_authorisation
 from jobsheet.identity.key_orders import check_add_key, check_new_key, sign_add_key
 from jobsheet.identity.keys import PublicKeyRecord, signature_bytes, strict_b64decode
+from jobsheet.identity.models import OperatorKeys
 from jobsheet.identity.trust import BadOperatorKey, anchored_record
 from jobsheet.jobs.models import job_uid_for
 from jobsheet.ledger import errors
 from jobsheet.ledger.cheque import Cheque, write_cheque
-from jobsheet.ledger.errors import Refused
-from jobsheet.ledger.models import OperatorKeys
+from jobsheet.ledger.errors import Refusal
 from jobsheet.ledger.orders import check_deposit, sign_deposit
 from tests.ledger.factories import RESOURCE, T0, identity
 
@@ -115,7 +115,7 @@ def test_every_other_spelling_of_a_signature_is_refused(spelling: str) -> None:
         Authorisation.model_validate({**AUTH.model_dump(mode="json"), "signature": spelling})
     # ...and so does every verifier, for whatever gets past a model.
     forged_auth = AUTH.model_copy(update={"signature": spelling})
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(Refusal) as caught:
         check_authorisation(forged_auth, resource=RESOURCE, keys=keys, now=T0)
     assert caught.value.type == errors.BAD_SIGNATURE
 
@@ -140,7 +140,7 @@ def test_cheques_and_orders_refuse_other_spellings() -> None:
         spellings = other_spellings(model.signature)  # type: ignore[attr-defined]
         assert len(spellings) == 16 * len(DECORATIONS) - 1
         for spelling in spellings:
-            with pytest.raises(Refused) as caught:
+            with pytest.raises(Refusal) as caught:
                 check(model.model_copy(update={"signature": spelling}))
             assert caught.value.type == errors.BAD_SIGNATURE
     with pytest.raises(ValidationError):
@@ -159,7 +159,7 @@ def test_every_other_spelling_of_a_public_key_is_refused(spelling: str) -> None:
         anchored_record(spelling)
     record = ALICE.public_record()
     other = record.model_copy(update={"public_key": spelling})
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(Refusal) as caught:
         check_new_key(other)
     assert caught.value.type == errors.INVALID_KEY
     # A registry record holding a non-canonical key verifies nothing.

@@ -13,9 +13,9 @@ from jobsheet.identity.key_orders import (
     sign_revoke_key,
 )
 from jobsheet.identity.keys import PublicKeyRecord
+from jobsheet.identity.models import OperatorKeys
 from jobsheet.ledger import errors
-from jobsheet.ledger.errors import Refused
-from jobsheet.ledger.models import OperatorKeys
+from jobsheet.ledger.errors import Refusal
 from tests.ledger.factories import T0, identity
 
 ALICE = identity("alice")
@@ -27,7 +27,7 @@ KEYS = [ALICE.public_record()]
 
 
 def refused(type_: str, check) -> None:
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(Refusal) as caught:
         check()
     assert caught.value.type == type_, caught.value.message
 

@@ -15,16 +15,18 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from jobsheet.core.objectstore import presign_client
 from jobsheet.core.settings import Settings
+from jobsheet.identity import registry
 from jobsheet.identity.authorisation import sign_authorisation
 from jobsheet.identity.keys import Identity, generate_identity, save_identity
-from jobsheet.jobs.client import load_sheet, submit_job
 from jobsheet.jobs.messages import DownloadPars, SubmitResult
 from jobsheet.jobs.models import JobRequest, JobSheet, JobState, job_uid_for
-from jobsheet.jobs.sweep_schedule import delete_sweep_schedule, ensure_sweep_schedule
-from jobsheet.ledger import client as ledger
+from jobsheet.jobs.operations import load_sheet, submit_job
+from jobsheet.jobs.sweep_schedule import ensure_sweep_schedule, sweep_schedule_id
+from jobsheet.ledger import operations as ledger
 from jobsheet.ledger.cheque import write_cheque
 from jobsheet.pars.downloads import presign_downloads
 from tests.histories import in_clear
@@ -182,8 +184,8 @@ async def deployment(
             for worker in reversed(workers):
                 await stack.enter_async_context(worker)
             queue = settings.task_queue_ledger
-            await ledger.register_user(client, operator, task_queue=queue)
-            await ledger.register_user(client, user, task_queue=queue)
+            await registry.register_user(client, operator, task_queue=queue)
+            await registry.register_user(client, user, task_queue=queue)
             provider = await ledger.open_account(
                 client, owner=operator.name, task_queue=queue, account=settings.provider_account
             )
@@ -221,3 +223,11 @@ async def short_expiry(client: Client, job_settings: Settings) -> AsyncIterator[
     settings = job_settings.model_copy(update={"job_expiry_seconds": 12})
     async with deployment(client, settings) as env:
         yield env
+
+
+async def delete_sweep_schedule(client: Client, settings: Settings) -> None:
+    try:
+        await client.get_schedule_handle(sweep_schedule_id(settings)).delete()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise

@@ -14,9 +14,9 @@ from activities import contract_book
 from jobsheet.compute.models import ContractState
 from jobsheet.identity.authorisation import sign_authorisation
 from jobsheet.identity.keys import generate_identity
-from jobsheet.jobs.client import cancel_job, job_handle, trigger_run
 from jobsheet.jobs.messages import cancel_resource
 from jobsheet.jobs.models import JobSheet, JobState, input_key
+from jobsheet.jobs.operations import cancel_job, job_handle, trigger_run
 from tests.jobs.conftest import Deployment
 from tests.markers import marker_dir_fixture  # noqa: F401 (the marker_dir fixture)
 

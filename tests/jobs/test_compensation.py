@@ -37,10 +37,10 @@ from activities import contract_book
 from jobsheet.compute.models import ContractState
 from jobsheet.core.settings import Settings
 from jobsheet.identity.authorisation import sign_authorisation
-from jobsheet.jobs.client import cancel_job, job_handle, trigger_run
 from jobsheet.jobs.messages import cancel_resource
 from jobsheet.jobs.models import JobSheet, JobState
-from jobsheet.ledger import client as ledger
+from jobsheet.jobs.operations import cancel_job, job_handle, trigger_run
+from jobsheet.ledger import operations as ledger
 from jobsheet.ledger.models import EntryKind, LedgerEntry
 from tests.histories import in_clear
 from tests.jobs.conftest import Deployment, deployment

@@ -23,11 +23,12 @@ import httpx
 from temporalio.client import Client
 
 from jobsheet.core.settings import Settings
+from jobsheet.identity import registry
 from jobsheet.identity.authorisation import sign_authorisation
 from jobsheet.identity.keys import generate_identity
-from jobsheet.jobs.client import job_handle, submit_job, trigger_run
 from jobsheet.jobs.models import JobState
-from jobsheet.ledger import client as ledger
+from jobsheet.jobs.operations import job_handle, submit_job, trigger_run
+from jobsheet.ledger import operations as ledger
 from jobsheet.ledger.cheque import write_cheque
 from jobsheet.ops.services import settings_env
 from tests.jobs.conftest import Deployment
@@ -92,8 +93,8 @@ async def crashable(
                 for worker in compute_workers(client, settings, executor, ["standard"]):
                     await stack.enter_async_context(worker)
                 queue = settings.task_queue_ledger
-                await ledger.register_user(client, operator, task_queue=queue)
-                await ledger.register_user(client, user, task_queue=queue)
+                await registry.register_user(client, operator, task_queue=queue)
+                await registry.register_user(client, user, task_queue=queue)
                 await ledger.open_account(
                     client, owner=operator.name, task_queue=queue, account=settings.provider_account
                 )

@@ -17,8 +17,8 @@ from temporalio.worker import Worker
 from activities.jobs import JobActivities
 from activities.storage import StorageActivities
 from jobsheet.core.settings import Settings
-from jobsheet.jobs.client import trigger_run
 from jobsheet.jobs.models import JobState
+from jobsheet.jobs.operations import trigger_run
 from tests.jobs.conftest import deployment
 from workflows.job_sheet import JobSheetWorkflow
 

@@ -23,8 +23,8 @@ from jobsheet.compute.models import ContractState
 from jobsheet.core.objectstore import internal_client
 from jobsheet.core.settings import Settings
 from jobsheet.identity.authorisation import sign_authorisation
-from jobsheet.jobs.client import job_start
 from jobsheet.jobs.models import JobState, ParKind, input_key
+from jobsheet.jobs.operations import job_start
 from jobsheet.jobs.store import read_sheet
 from jobsheet.ledger.cheque import write_cheque
 from tests.jobs.conftest import deployment

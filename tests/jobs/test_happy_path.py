@@ -10,8 +10,8 @@ import httpx
 
 from jobsheet.core.money import round_cost
 from jobsheet.core.objectstore import internal_client
-from jobsheet.jobs.client import job_handle, trigger_run
 from jobsheet.jobs.models import JobSheet, JobState, ParKind
+from jobsheet.jobs.operations import job_handle, trigger_run
 from jobsheet.jobs.store import read_sheet
 from tests.jobs.conftest import Deployment
 

@@ -17,11 +17,11 @@ from temporalio.worker import Worker
 
 from activities.compute import ComputeActivities
 from jobsheet.compute.config import load_compute_config
-from jobsheet.compute.models import RunRequest, RunResult
+from jobsheet.compute.models import RUN_ACTIVITY, RunRequest, RunResult
 from jobsheet.core.objectstore import internal_client
 from jobsheet.core.settings import Settings
-from jobsheet.jobs.client import trigger_run
 from jobsheet.jobs.models import JobState, job_prefix
+from jobsheet.jobs.operations import trigger_run
 from tests.jobs.conftest import Deployment, deployment
 from workflows.compute_contract import ComputeContractWorkflow
 from workflows.compute_service import ComputeServiceWorkflow
@@ -53,7 +53,7 @@ async def standard_compute(env: Deployment, run: Run) -> AsyncIterator[None]:
         task_queue=queue,
     )
 
-    @activity.defn(name="run_calculation")
+    @activity.defn(name=RUN_ACTIVITY)
     async def run_calculation(request: RunRequest) -> RunResult:
         return await run(compute, request)
 

@@ -12,8 +12,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from jobsheet.core.objectstore import internal_client
 from jobsheet.core.settings import Settings
-from jobsheet.jobs.client import job_handle, load_sheet, trigger_run
 from jobsheet.jobs.models import JobSheet, JobState, ParKind, job_prefix
+from jobsheet.jobs.operations import job_handle, load_sheet, trigger_run
 from tests.jobs.conftest import Deployment, deployment
 from workflows.job_sheet import JobSheetWorkflow
 

@@ -30,15 +30,15 @@ from jobsheet.core.payload_codec import (
     ENCODING,
     KEY_ID_METADATA,
     EncryptionCodec,
-    decrypt_in_place,
     is_encrypted,
 )
 from jobsheet.core.settings import Settings
 from jobsheet.identity.authorisation import sign_authorisation
-from jobsheet.jobs.client import cancel_job, submit_job
 from jobsheet.jobs.messages import SubmitResult, cancel_resource
 from jobsheet.jobs.models import JobRequest, JobState, job_uid_for
+from jobsheet.jobs.operations import cancel_job, submit_job
 from jobsheet.ledger.cheque import write_cheque
+from tests.histories import decrypt_in_place
 from tests.jobs.conftest import TEST_CALCULATIONS, Deployment, deployment
 
 EXPIRY_SECONDS = 12

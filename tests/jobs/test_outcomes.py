@@ -7,8 +7,8 @@ from decimal import Decimal
 import httpx
 
 from jobsheet.core.money import round_cost
-from jobsheet.jobs.client import trigger_run
 from jobsheet.jobs.models import JobState
+from jobsheet.jobs.operations import trigger_run
 from tests.jobs.conftest import Deployment
 from tests.markers import marker_dir_fixture  # noqa: F401 (the marker_dir fixture)
 

@@ -14,8 +14,8 @@ from temporalio.client import Client
 
 from jobsheet.core.objectstore import internal_client
 from jobsheet.core.settings import Settings
-from jobsheet.jobs.client import trigger_run
 from jobsheet.jobs.models import JobState, ParKind, job_prefix, output_prefix, staging_prefix
+from jobsheet.jobs.operations import trigger_run
 from jobsheet.pars.write import issue_write_par
 from tests.jobs.conftest import TEST_CALCULATIONS, Deployment, deployment
 

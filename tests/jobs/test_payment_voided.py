@@ -15,9 +15,9 @@ from decimal import Decimal
 import httpx
 
 from jobsheet.identity.authorisation import sign_authorisation
-from jobsheet.jobs.client import submit_job, trigger_run
 from jobsheet.jobs.models import JobState, job_uid_for
-from jobsheet.ledger import client as ledger
+from jobsheet.jobs.operations import submit_job, trigger_run
+from jobsheet.ledger import operations as ledger
 from jobsheet.ledger.cheque import write_cheque
 from jobsheet.ledger.models import account_workflow_id
 from jobsheet.ledger.state import AccountState, cheque_tag

@@ -10,8 +10,8 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from jobsheet.jobs.client import job_handle, trigger_run
 from jobsheet.jobs.models import JobState
+from jobsheet.jobs.operations import job_handle, trigger_run
 from tests.jobs.conftest import Deployment
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from jobsheet.jobs.client import trigger_run
 from jobsheet.jobs.models import JobState
-from jobsheet.ledger import client as ledger
+from jobsheet.jobs.operations import trigger_run
+from jobsheet.ledger import operations as ledger
 from jobsheet.ledger.models import EntryKind
 from tests.jobs.conftest import Deployment
 from tests.ledger.test_account_workflow import wait_for

@@ -30,9 +30,9 @@ from temporalio.workflow import NondeterminismError
 from activities.jobs import JobActivities
 from activities.storage import StorageActivities
 from jobsheet.core.settings import Settings
-from jobsheet.jobs.client import job_handle, trigger_run
 from jobsheet.jobs.messages import JobStart, SubmitResult
 from jobsheet.jobs.models import JobSheet, JobState, TimelineEntry
+from jobsheet.jobs.operations import job_handle, trigger_run
 from tests.jobs.conftest import RECORD_ENV, TEST_CALCULATIONS, Deployment, deployment
 from tests.markers import marker_dir_fixture  # noqa: F401 (the marker_dir fixture)
 from workflows.job_sheet import JobSheetWorkflow

@@ -18,8 +18,9 @@ from temporalio.worker import Worker
 from activities.ledger import LedgerActivities
 from jobsheet.core.objectstore import internal_client
 from jobsheet.core.settings import Settings
+from jobsheet.identity import registry
 from jobsheet.identity.keys import Identity, generate_identity
-from jobsheet.ledger import client as ledger
+from jobsheet.ledger import operations as ledger
 from jobsheet.ledger.models import BalanceView
 from workflows.account import AccountWorkflow
 from workflows.credit_note import CreditNoteWorkflow
@@ -38,7 +39,7 @@ class Ledger:
 
     async def user(self, prefix: str = "user") -> Identity:
         identity = generate_identity(f"{prefix}-{uuid.uuid4().hex[:10]}")
-        await ledger.register_user(self.client, identity, task_queue=self.task_queue)
+        await registry.register_user(self.client, identity, task_queue=self.task_queue)
         return identity
 
     async def account(
@@ -82,5 +83,5 @@ async def ledger_env(client: Client, settings: Settings, task_queue: str) -> Asy
         activities=activities.all(),
         max_concurrent_workflow_tasks=8,
     ):
-        await ledger.register_user(client, operator, task_queue=task_queue)
+        await registry.register_user(client, operator, task_queue=task_queue)
         yield Ledger(client, task_queue, settings, operator)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from jobsheet.identity.keys import Identity, generate_identity
 from jobsheet.ledger.cheque import Cheque, write_cheque
-from jobsheet.ledger.state import AccountState
+from jobsheet.ledger.models import LedgerEntry
+from jobsheet.ledger.state import ZERO, AccountState
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 RESOURCE = "sha256:" + "ab" * 32
@@ -45,3 +47,13 @@ def cheque(
         valid_for=valid_for,
         uid=f"chq-{uuid.uuid4()}",
     )
+
+
+def readd(entries: Sequence[LedgerEntry]) -> tuple[Decimal, Decimal, Decimal]:
+    """(balance, held, in_flight) from the deltas of an account's entries: the audit check."""
+    balance = held = in_flight = ZERO
+    for entry in sorted(entries, key=lambda e: e.seq):
+        balance += entry.balance_delta
+        held += entry.held_delta
+        in_flight += entry.in_flight_delta
+    return balance, held, in_flight

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from jobsheet.ledger.cheque import Cheque
 from jobsheet.ledger.credit_note import NoteState
-from jobsheet.ledger.errors import CHEQUE_ALREADY_CASHED, INSUFFICIENT_FUNDS, Refused
+from jobsheet.ledger.errors import CHEQUE_ALREADY_CASHED, INSUFFICIENT_FUNDS, Refusal
 from jobsheet.ledger.models import (
     CloseKind,
     CreditNote,
@@ -172,7 +172,7 @@ class WiredLedger(LedgerModel):
         before = [s.model_dump(exclude={"remembered"}) for s in states]
         try:
             answer = call()
-        except Refused as exc:
+        except Refusal as exc:
             assert exc.type in types, f"refused {exc.type} ({exc.message}), expected {types}"
             refusal = exc.type
         else:
@@ -207,7 +207,7 @@ class WiredLedger(LedgerModel):
         before = [s.model_dump() for s in answer.states()]
         try:
             result = answer.redo()
-        except Refused as exc:
+        except Refusal as exc:
             assert exc.type == answer.refusal, (
                 f"{answer.what} repeated: {exc.type}, was {answer.refusal}"
             )

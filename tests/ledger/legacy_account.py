@@ -10,7 +10,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from jobsheet.ledger.calls import OpenAccountInput
-    from jobsheet.ledger.errors import Refused
+    from jobsheet.ledger.errors import Refusal
     from jobsheet.ledger.models import BalanceView, CreditInput, DepositInput
     from workflows.account import AccountWorkflow
 
@@ -28,7 +28,7 @@ class LegacyAccountWorkflow(AccountWorkflow):
             return self._state.deposit(
                 request.idempotency_key, request.amount, workflow.now(), request.reference
             )
-        except Refused as exc:
+        except Refusal as exc:
             raise exc.to_application_error() from None
 
     @workflow.update
@@ -42,5 +42,5 @@ class LegacyAccountWorkflow(AccountWorkflow):
                 request.reference,
                 workflow.now(),
             )
-        except Refused as exc:
+        except Refusal as exc:
             raise exc.to_application_error() from None

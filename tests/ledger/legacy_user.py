@@ -9,10 +9,11 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from jobsheet.contracts.refusals import refusal
+    from jobsheet.identity.calls import UserInput
     from jobsheet.identity.keys import PublicKeyRecord
-    from jobsheet.ledger.calls import UserInput
-    from jobsheet.ledger.errors import UNKNOWN_KEY, refused
-    from jobsheet.ledger.models import RegisterKeyInput, RevokeKeyInput
+    from jobsheet.identity.models import RegisterKeyInput, RevokeKeyInput
+    from jobsheet.ledger.errors import UNKNOWN_KEY
     from workflows.user import UserWorkflow
 
 
@@ -48,4 +49,4 @@ class LegacyUserWorkflow(UserWorkflow):
                     key = key.model_copy(update={"revoked_at": workflow.now()})
                     self._state.keys[index] = key
                 return key
-        raise refused(UNKNOWN_KEY, f"{self._state.name} has no key {request.key_id}")
+        raise refusal(f"{self._state.name} has no key {request.key_id}", UNKNOWN_KEY)

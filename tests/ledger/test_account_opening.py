@@ -16,8 +16,8 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from jobsheet.ledger import client as ledger
 from jobsheet.ledger import errors
+from jobsheet.ledger import operations as ledger
 from jobsheet.ledger.calls import OpenAccountInput
 from jobsheet.ledger.models import CreditInput, OverdraftInput, account_workflow_id
 from jobsheet.ledger.orders import sign_credit, sign_overdraft

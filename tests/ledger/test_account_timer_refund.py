@@ -23,7 +23,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.worker import Replayer
 
-from jobsheet.ledger import client as ledger
+from jobsheet.ledger import operations as ledger
 from jobsheet.ledger.models import EntryKind, account_workflow_id, credit_note_workflow_id
 from tests.histories import in_clear
 from tests.ledger.conftest import Ledger

@@ -11,8 +11,8 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from jobsheet.identity.keys import Identity
-from jobsheet.ledger import client as ledger
 from jobsheet.ledger import errors
+from jobsheet.ledger import operations as ledger
 from jobsheet.ledger.cheque import Cheque, write_cheque
 from jobsheet.ledger.models import (
     CashChequeInput,

@@ -14,17 +14,14 @@ from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
     from activities.jobs import JobActivities
+    from jobsheet.identity import registry
     from jobsheet.identity.authorisation import Authorisation, sign_authorisation
     from jobsheet.identity.keys import generate_identity
-    from jobsheet.ledger import client as ledger
+    from jobsheet.identity.models import VerifyAuthorisationInput
     from jobsheet.ledger import errors
+    from jobsheet.ledger import operations as ledger
     from jobsheet.ledger.cheque import write_cheque
-    from jobsheet.ledger.models import (
-        CashChequeInput,
-        ReceiptInput,
-        RefundInput,
-        VerifyAuthorisationInput,
-    )
+    from jobsheet.ledger.models import CashChequeInput, ReceiptInput, RefundInput
     from tests.ledger.conftest import Ledger
 
 RESOURCE = "sha256:" + "34" * 32
@@ -212,7 +209,7 @@ async def test_rotation_keeps_old_signatures_and_revocation_stops_new_ones(
     alice = await ledger_env.user("alice")
     before = sign_authorisation(alice, RESOURCE)
     new = generate_identity(alice.name)
-    keys = await ledger.rotate_key(ledger_env.client, alice, new)
+    keys = await registry.rotate_key(ledger_env.client, alice, new)
     assert len(keys) == 2 and keys[0].valid_until is not None
     after_old = sign_authorisation(alice, RESOURCE)
     after_new = sign_authorisation(new, RESOURCE)
@@ -222,7 +219,7 @@ async def test_rotation_keeps_old_signatures_and_revocation_stops_new_ones(
     ]
     results = [await run_in_worker(ledger_env, VerifyWorkflow.run, c) for c in check]
     assert results == [["ok"], [errors.BAD_SIGNATURE], ["ok"]]
-    await ledger.revoke_key(ledger_env.client, new, user=alice.name, key_id=new.key_id)
+    await registry.revoke_key(ledger_env.client, new, user=alice.name, key_id=new.key_id)
     revoked = VerifyInput(
         authorisation=sign_authorisation(new, RESOURCE), resource=RESOURCE, keys=["x"]
     )

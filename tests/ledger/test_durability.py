@@ -12,8 +12,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from jobsheet.identity.keys import Identity
-from jobsheet.ledger import client as ledger
 from jobsheet.ledger import errors
+from jobsheet.ledger import operations as ledger
 from jobsheet.ledger.models import (
     CreditNote,
     HoldStatus,
@@ -23,8 +23,9 @@ from jobsheet.ledger.models import (
     RefundInput,
     account_workflow_id,
 )
-from jobsheet.ledger.state import cheque_tag, readd
+from jobsheet.ledger.state import cheque_tag
 from tests.ledger.conftest import Ledger
+from tests.ledger.factories import readd
 from tests.ledger.test_account_workflow import (
     cash_input,
     new_cheque,

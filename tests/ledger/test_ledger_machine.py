@@ -48,8 +48,8 @@ from jobsheet.ledger.errors import (
     WRONG_RESOURCE,
 )
 from jobsheet.ledger.models import CloseKind, CreditNote, HoldClosed, HoldStatus, RefundResult
-from jobsheet.ledger.state import CLOSED_HOLD_RETENTION, CREDIT_RETENTION, AccountState, readd
-from tests.ledger.factories import RESOURCE
+from jobsheet.ledger.state import CLOSED_HOLD_RETENTION, CREDIT_RETENTION, AccountState
+from tests.ledger.factories import RESOURCE, readd
 
 # The model's and the wiring's assertions are this test's: pytest explains them when they fail.
 pytest.register_assert_rewrite("tests.ledger.ledger_model", "tests.ledger.ledger_wiring")

@@ -21,12 +21,14 @@ from temporalio.worker import Worker
 from activities.ledger import LedgerActivities
 from jobsheet.core.objectstore import internal_client
 from jobsheet.core.settings import Settings
+from jobsheet.identity import registry
+from jobsheet.identity.calls import UserInput
 from jobsheet.identity.keys import generate_identity, save_identity
+from jobsheet.identity.models import user_workflow_id
 from jobsheet.identity.trust import BadOperatorKey, trusted_operator_keys
-from jobsheet.ledger import client as ledger
 from jobsheet.ledger import errors
-from jobsheet.ledger.calls import UserInput
-from jobsheet.ledger.models import BalanceView, account_workflow_id, user_workflow_id
+from jobsheet.ledger import operations as ledger
+from jobsheet.ledger.models import BalanceView, account_workflow_id
 from jobsheet.ledger.orders import sign_deposit
 from tests.ledger.conftest import Ledger
 from workflows.account import AccountWorkflow
@@ -52,7 +54,7 @@ async def anchored(client: Client, settings: Settings, task_queue: str) -> Async
         workflows=[AccountWorkflow, CreditNoteWorkflow, UserWorkflow],
         activities=activities.all(),
     ):
-        await ledger.register_user(client, operator, task_queue=task_queue)
+        await registry.register_user(client, operator, task_queue=task_queue)
         yield Ledger(client, task_queue, settings, operator)
 
 
@@ -63,8 +65,8 @@ async def test_an_impostor_registry_cannot_deposit(anchored: Ledger) -> None:
 
     # Mallory reaches Temporal: she replaces the operator's registry with her own key.
     mallory = generate_identity(env.operator.name)
-    registry = env.client.get_workflow_handle(user_workflow_id(env.operator.name))
-    await registry.terminate("taken over")
+    operators = env.client.get_workflow_handle(user_workflow_id(env.operator.name))
+    await operators.terminate("taken over")
     await env.client.start_workflow(
         UserWorkflow.run,
         UserInput(name=mallory.name, key=mallory.public_record()),
@@ -72,7 +74,9 @@ async def test_an_impostor_registry_cannot_deposit(anchored: Ledger) -> None:
         task_queue=env.task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
     )
-    assert [k.key_id for k in await ledger.user_keys(env.client, mallory.name)] == [mallory.key_id]
+    assert [k.key_id for k in await registry.user_keys(env.client, mallory.name)] == [
+        mallory.key_id
+    ]
 
     handle = env.client.get_workflow_handle(account_workflow_id(account))
     forged = sign_deposit(mallory, account=account, amount="1000.00", idempotency_key="evil-1")

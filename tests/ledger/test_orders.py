@@ -10,9 +10,10 @@ from decimal import Decimal
 import pytest
 
 from jobsheet.identity.keys import IdentityError, save_identity
+from jobsheet.identity.models import OperatorKeys
 from jobsheet.ledger import errors
-from jobsheet.ledger.errors import Refused
-from jobsheet.ledger.models import CreditInput, OperatorKeys
+from jobsheet.ledger.errors import Refusal
+from jobsheet.ledger.models import CreditInput
 from jobsheet.ledger.orders import (
     check_credit,
     check_deposit,
@@ -37,7 +38,7 @@ def order(amount: str = "25.00", *, account: str = "acct-a", signer=OPERATOR, no
 
 
 def refused(type_: str, check) -> None:
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(Refusal) as caught:
         check()
     assert caught.value.type == type_, caught.value.message
 
@@ -78,7 +79,7 @@ def test_the_state_machine_verifies_a_deposit_once_and_forgets_a_forgery() -> No
     def verify(o):
         return lambda: check_deposit(o, account="acct-a", now=T0, operator=TRUSTED)
 
-    with pytest.raises(Refused):
+    with pytest.raises(Refusal):
         state.deposit("dep-1", forged.amount, T0, verify=verify(forged))
     assert state.balance == 0 and not state.has_seen("dep-1")
     good = order()
@@ -192,7 +193,7 @@ def test_an_overdraft_limit_is_the_operators_order_applied_once() -> None:
             order.idempotency_key, order.limit, now, verify=verify, signed_at=order.signed_at
         )
 
-    with pytest.raises(Refused):
+    with pytest.raises(Refusal):
         apply(bigger)
     assert state.overdraft_limit == 0 and not state.has_seen("od-1")
     assert apply(signed).overdraft_limit == Decimal("40.00")

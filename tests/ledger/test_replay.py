@@ -27,17 +27,13 @@ from temporalio.worker import Replayer
 
 from jobsheet.core.payload_codec import PayloadKeyRing
 from jobsheet.core.temporal import data_converter
+from jobsheet.identity import registry
 from jobsheet.identity.key_orders import sign_add_key, sign_revoke_key
 from jobsheet.identity.keys import Identity, generate_identity
-from jobsheet.ledger import client as ledger
+from jobsheet.identity.models import RegisterKeyInput, user_workflow_id
 from jobsheet.ledger import errors
-from jobsheet.ledger.models import (
-    ReceiptInput,
-    RefundInput,
-    RegisterKeyInput,
-    account_workflow_id,
-    user_workflow_id,
-)
+from jobsheet.ledger import operations as ledger
+from jobsheet.ledger.models import ReceiptInput, RefundInput, account_workflow_id
 from tests.histories import in_clear
 from tests.ledger.conftest import Ledger
 from tests.ledger.test_account_workflow import (
@@ -131,17 +127,17 @@ async def user_scenario(env: Ledger) -> str:
             retire_others=retire_others,
         )
 
-    await ledger.add_key(env.client, key_order(alice, second, retire_others=False))
-    await ledger.revoke_key(env.client, second, user=alice.name, key_id=alice.key_id)
-    await ledger.add_key(env.client, key_order(second, third, retire_others=True))
-    await ledger.revoke_key(env.client, env.operator, user=alice.name, key_id=second.key_id)
+    await registry.add_key(env.client, key_order(alice, second, retire_others=False))
+    await registry.revoke_key(env.client, second, user=alice.name, key_id=alice.key_id)
+    await registry.add_key(env.client, key_order(second, third, retire_others=True))
+    await registry.revoke_key(env.client, env.operator, user=alice.name, key_id=second.key_id)
     forged = sign_revoke_key(
         generate_identity(env.operator.name),
         user=alice.name,
         key_id=third.key_id,
         idempotency_key="forged",
     )
-    await refused_with(errors.BAD_SIGNATURE, ledger.apply_revocation(env.client, forged))
+    await refused_with(errors.BAD_SIGNATURE, registry.apply_revocation(env.client, forged))
     keys = await handle.query(UserWorkflow.keys)
     assert [key.revoked_at is not None for key in keys] == [True, True, False]
     return alice.name

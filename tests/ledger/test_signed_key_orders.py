@@ -20,17 +20,13 @@ from temporalio.worker import Replayer, Worker
 from activities.ledger import LedgerActivities
 from jobsheet.core.objectstore import internal_client
 from jobsheet.core.settings import Settings
+from jobsheet.identity import registry
 from jobsheet.identity.key_orders import sign_add_key, sign_revoke_key
 from jobsheet.identity.keys import Identity, PublicKeyRecord, generate_identity
-from jobsheet.ledger import client as ledger
+from jobsheet.identity.models import RegisterKeyInput, RevokeKeyInput, user_workflow_id
 from jobsheet.ledger import errors
-from jobsheet.ledger.models import (
-    BalanceView,
-    RegisterKeyInput,
-    RevokeKeyInput,
-    account_workflow_id,
-    user_workflow_id,
-)
+from jobsheet.ledger import operations as ledger
+from jobsheet.ledger.models import BalanceView, account_workflow_id
 from jobsheet.ledger.orders import sign_deposit
 from tests.ledger.conftest import Ledger
 from tests.ledger.legacy_user import LegacyUserWorkflow
@@ -75,7 +71,7 @@ async def test_no_key_enters_the_operators_registry_without_the_operators_key(
     mallory = await ledger_env.user("mallory")
     account = await ledger_env.account(mallory)
     handle = user_handle(client, operator.name)
-    before = await ledger.user_keys(client, operator.name)
+    before = await registry.user_keys(client, operator.name)
     thief = generate_identity(operator.name)  # a key of Mallory's, named for the operator
 
     unsigned = RegisterKeyInput(idempotency_key=ledger.new_key(), key=thief.public_record())
@@ -90,7 +86,7 @@ async def test_no_key_enters_the_operators_registry_without_the_operators_key(
     await refused(errors.BAD_SIGNATURE, handle, "register_key", swapped)
     stale = add(operator, thief, now=datetime.now(UTC) - timedelta(hours=1))
     await refused(errors.STALE_SIGNATURE, handle, "register_key", stale)
-    assert await ledger.user_keys(client, operator.name) == before
+    assert await registry.user_keys(client, operator.name) == before
 
     # So Mallory's key still signs no deposit, whatever name it carries.
     forged = sign_deposit(thief, account=account, amount="1000.00", idempotency_key="d-1")
@@ -118,7 +114,7 @@ async def test_keys_are_revoked_by_their_user_or_the_operator_only(ledger_env: L
     await refused(errors.NOT_OPERATOR, handle, "revoke_key", theirs, PublicKeyRecord)
     posing = theirs.model_copy(update={"signed_by": operator.name})
     await refused(errors.BAD_SIGNATURE, handle, "revoke_key", posing, PublicKeyRecord)
-    assert all(key.revoked_at is None for key in await ledger.user_keys(client, alice.name))
+    assert all(key.revoked_at is None for key in await registry.user_keys(client, alice.name))
 
     # Alice adds a second key and revokes it with itself; the same order again answers alike.
     second = generate_identity(alice.name)
@@ -167,8 +163,8 @@ async def test_a_user_running_before_the_patch_checks_key_orders_from_then_on(
     old_key = generate_identity(alice.name)
     # No cache (so no sticky queue): the next workflow task goes to whichever worker is up.
     async with worker(LegacyUserWorkflow, max_cached_workflows=0):
-        await ledger.register_user(client, operator, task_queue=task_queue)
-        await ledger.register_user(client, alice, task_queue=task_queue)
+        await registry.register_user(client, operator, task_queue=task_queue)
+        await registry.register_user(client, alice, task_queue=task_queue)
         old = RegisterKeyInput(
             idempotency_key="old-add", key=old_key.public_record(), retire_others=False
         )
@@ -193,7 +189,7 @@ async def test_a_user_running_before_the_patch_checks_key_orders_from_then_on(
             idempotency_key="new-add", key=generate_identity(alice.name).public_record()
         )
         await refused(errors.UNSIGNED, handle, "register_key", unsigned)
-        keys = await ledger.rotate_key(client, alice, generate_identity(alice.name))
+        keys = await registry.rotate_key(client, alice, generate_identity(alice.name))
         assert len(keys) == 3 and keys[0].valid_until is not None
         assert keys[1].revoked_at is not None
 

@@ -21,9 +21,10 @@ from temporalio.worker import Replayer, Worker
 from activities.ledger import LedgerActivities
 from jobsheet.core.objectstore import internal_client
 from jobsheet.core.settings import Settings
+from jobsheet.identity import registry
 from jobsheet.identity.keys import Identity, generate_identity
-from jobsheet.ledger import client as ledger
 from jobsheet.ledger import errors
+from jobsheet.ledger import operations as ledger
 from jobsheet.ledger.models import (
     BalanceView,
     CreditInput,
@@ -193,9 +194,9 @@ async def test_an_account_running_before_the_patch_checks_signatures_from_then_o
 
     # No cache (so no sticky queue): the next workflow task goes to whichever worker is up.
     async with worker(LegacyAccountWorkflow, max_cached_workflows=0):
-        await ledger.register_user(client, operator, task_queue=task_queue)
+        await registry.register_user(client, operator, task_queue=task_queue)
         alice = generate_identity(f"alice-{uuid.uuid4().hex[:8]}")
-        await ledger.register_user(client, alice, task_queue=task_queue)
+        await registry.register_user(client, alice, task_queue=task_queue)
         account = await ledger.open_account(client, owner=alice.name, task_queue=task_queue)
         handle = client.get_workflow_handle(account_workflow_id(account))
         old = DepositInput(idempotency_key="old-deposit", amount=Decimal("10.00"))

@@ -9,10 +9,10 @@ import pytest
 
 from jobsheet.identity.keys import PublicKeyRecord
 from jobsheet.ledger import errors
-from jobsheet.ledger.errors import Refused
+from jobsheet.ledger.errors import Refusal
 from jobsheet.ledger.models import HoldStatus
-from jobsheet.ledger.state import AccountState, readd
-from tests.ledger.factories import RESOURCE, T0, cheque, funded, identity
+from jobsheet.ledger.state import AccountState
+from tests.ledger.factories import RESOURCE, T0, cheque, funded, identity, readd
 
 HOUR = timedelta(hours=1)
 
@@ -41,7 +41,7 @@ def cash(
 
 
 def refused(type_: str, fn, *args, **kwargs) -> None:
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(Refusal) as caught:
         fn(*args, **kwargs)
     assert caught.value.type == type_, caught.value.message
 

@@ -14,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from jobsheet.identity.keys import Identity, PublicKeyRecord
+from jobsheet.identity.models import KeysLookupInput, OperatorKeys
 from jobsheet.ledger.calls import OpenAccountInput
 from jobsheet.ledger.models import (
     AuditInput,
@@ -22,9 +23,7 @@ from jobsheet.ledger.models import (
     EntryKind,
     HoldClosed,
     HoldStatus,
-    KeysLookupInput,
     LedgerEntry,
-    OperatorKeys,
     SignNoteEndInput,
     StartNotesInput,
     StartNotesResult,

@@ -17,9 +17,11 @@ from temporalio.client import WorkflowExecutionStatus
 from jobsheet.core import processes
 from jobsheet.core.objectstore import internal_client
 from jobsheet.core.temporal import connect
+from jobsheet.identity import registry
 from jobsheet.identity.keys import load_identity
-from jobsheet.ledger import client as ledger
+from jobsheet.ledger import operations as ledger
 from jobsheet.ops.stack import Stack
+from tests.process_groups import group_members
 from tests.servers import stack_cli, stack_settings
 
 
@@ -53,7 +55,7 @@ async def test_up_status_down_and_data_survives(stack: Stack) -> None:
     client = await connect(settings)
     provider = await ledger.balance(client, settings.provider_account)
     assert provider.owner == "operator" and provider.balance == 0
-    keys = await ledger.user_keys(client, "operator")
+    keys = await registry.user_keys(client, "operator")
     assert [key.key_id for key in keys] == [
         load_identity("operator", config_dir=settings.state_dir).key_id
     ]
@@ -75,7 +77,7 @@ async def test_up_status_down_and_data_survives(stack: Stack) -> None:
     assert stopped == list(reversed(SERVICES))
     for pid in first_pids.values():
         assert pid is not None
-        assert processes.group_members(pid) == []
+        assert group_members(pid) == []
     assert not any(s.running for s in stack.status())
     for port in (settings.temporal_port, settings.s3_port, settings.api_port):
         assert not processes.tcp_answers(port)

@@ -17,7 +17,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from jobsheet.core.payload_codec import KEY_ID_METADATA, is_encrypted, iter_payloads
 from jobsheet.core.temporal import CODEC_TOKEN_FILE, PAYLOAD_KEYS_FILE, codec_token, connect
-from jobsheet.ledger.models import user_workflow_id
+from jobsheet.identity.models import user_workflow_id
 from jobsheet.ops.stack import Stack
 from tests.servers import stack_cli, stack_settings
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from jobsheet.jobs.models import JobState
-from jobsheet.ledger import client as ledger
+from jobsheet.ledger import operations as ledger
 from jobsheet.sdk import Client
 from jobsheet.sdk.session import RetryPolicy
 from tests.sdk.conftest import SdkEnv

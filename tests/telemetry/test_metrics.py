@@ -35,9 +35,9 @@ from jobsheet.core import processes
 from jobsheet.core.objectstore import ensure_bucket, internal_client
 from jobsheet.core.settings import Settings
 from jobsheet.identity.authorisation import sign_authorisation
-from jobsheet.jobs.client import cancel_job
 from jobsheet.jobs.messages import cancel_resource
 from jobsheet.jobs.models import JobSheet, JobState
+from jobsheet.jobs.operations import cancel_job
 from jobsheet.ledger.models import EntryKind, LedgerEntry
 from jobsheet.ops.services import PROJECT_ROOT, api_answers, settings_env
 from jobsheet.telemetry import job_metrics

@@ -33,8 +33,8 @@ from temporalio.worker import Interceptor, Replayer
 
 from jobsheet.core.settings import Settings
 from jobsheet.core.temporal import connect, data_converter, payload_key_ring
-from jobsheet.jobs.client import job_handle
 from jobsheet.jobs.models import JobState
+from jobsheet.jobs.operations import job_handle
 from jobsheet.telemetry.tracing import (
     client_interceptors,
     redact_secrets,

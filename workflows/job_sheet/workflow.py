@@ -13,12 +13,12 @@ import hmac
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.jobs import JobActivities
     from activities.storage import CheckInputInput, InputCheck, StorageActivities
     from jobsheet.contracts.refusals import refusal
+    from jobsheet.identity.models import VerifyAuthorisationInput
     from jobsheet.jobs.messages import (
         CancelInput,
         JobStart,
@@ -30,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
         run_par_url,
     )
     from jobsheet.jobs.models import JobSheet, JobState, input_key
-    from jobsheet.ledger.models import VerifyAuthorisationInput
 
 from workflows.job_sheet import steps
 from workflows.job_sheet.settlement import end, run_and_settle
@@ -173,20 +172,15 @@ class JobSheetWorkflow:
         job, state = self.job, self.sheet.state
         token = job.contract.run_token if job.contract else ""
         if not token or not hmac.compare_digest(request.token.encode(), token.encode()):
-            raise ApplicationError(
-                "the run PAR's token is not valid for this job", type="WrongToken"
-            )
+            raise refusal("the run PAR's token is not valid for this job", "WrongToken")
         expired = workflow.now() >= job.deadline
         if state == JobState.EXPIRED or (expired and state == JobState.AWAITING_UPLOAD):
-            raise ApplicationError(
-                f"the run PAR expired at {job.deadline.isoformat()}", type="Expired"
-            )
+            raise refusal(f"the run PAR expired at {job.deadline.isoformat()}", "Expired")
         if state == JobState.SUBMITTED:
-            raise ApplicationError("the job is not ready to run yet", type="WrongState")
+            raise refusal("the job is not ready to run yet", "WrongState")
         if state != JobState.AWAITING_UPLOAD or job.triggered:
-            raise ApplicationError(
-                f"the run was already triggered; the job is now {state.value}",
-                type="AlreadyTriggered",
+            raise refusal(
+                f"the run was already triggered; the job is now {state.value}", "AlreadyTriggered"
             )
 
     @workflow.update
@@ -213,9 +207,9 @@ class JobSheetWorkflow:
     def _validate_cancel(self, request: CancelInput) -> None:
         state = self.sheet.state
         if self.sheet.terminal:
-            raise ApplicationError(f"the job already ended as {state.value}", type="WrongState")
+            raise refusal(f"the job already ended as {state.value}", "WrongState")
         if state == JobState.SETTLING:
-            raise ApplicationError(
+            raise refusal(
                 "the run has ended and the job is settling its cost; it ends as the run did",
-                type="WrongState",
+                "WrongState",
             )

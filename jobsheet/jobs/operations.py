@@ -22,7 +22,7 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from jobsheet.compute.models import RunProgress
+from jobsheet.compute.models import RUN_ACTIVITY, RunProgress
 from jobsheet.core import search_attributes
 from jobsheet.core.objectstore import internal_client
 from jobsheet.core.settings import Settings
@@ -142,7 +142,7 @@ async def load_sheet(client: Client, settings: Settings, uid: str) -> JobSheet:
     sheet = await handle.query(JobSheetWorkflow.get_sheet)
     if sheet.state == JobState.RUNNING:
         for pending in description.raw_description.pending_activities:
-            if pending.activity_type.name != "run_calculation":
+            if pending.activity_type.name != RUN_ACTIVITY:
                 continue
             if not pending.heartbeat_details.payloads:
                 continue

@@ -1,15 +1,15 @@
-"""Calling the ledger from a Temporal client: open, deposit, cash, receipt, refund, read; users.
+"""Calling the ledger from a Temporal client: open, deposit, cash, receipt, refund, read.
 
 Used by the ledger activities, the CLI and tests. Workflow failures come back as the
 non-retryable ``ApplicationError`` the workflow raised (``type`` from ``jobsheet.ledger.errors``);
-an account or user that does not exist is ``UnknownAccount`` / ``UnknownUser``.
+an account that does not exist is ``UnknownAccount``. Users' keys and nonces are the user
+registry's (``jobsheet.identity.registry``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import uuid
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -25,38 +25,35 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from jobsheet.contracts.workflow_calls import Query, Update, send_again_later
+from jobsheet.contracts.refusals import refusal
+from jobsheet.contracts.workflow_calls import (
+    Query,
+    Update,
+    ask_query,
+    send_update,
+    update_refusal,
+)
 from jobsheet.core.money import to_money
 from jobsheet.core.names import check_name
-from jobsheet.identity.key_orders import sign_add_key, sign_revoke_key
-from jobsheet.identity.keys import Identity, PublicKeyRecord
+from jobsheet.identity.keys import Identity
 from jobsheet.ledger.calls import (
     ACCOUNT_WORKFLOW,
     BALANCE,
     CASH_CHEQUE,
     CREDIT,
     DEPOSIT,
-    KEYS,
     NOTE_KEEPER,
     RECEIPT,
     REFUND,
-    REGISTER_KEY,
-    REVOKE_KEY,
     SET_OVERDRAFT_LIMIT,
     STATEMENT,
-    USE_NONCE,
-    USER_WORKFLOW,
     OpenAccountInput,
-    UserInput,
 )
 from jobsheet.ledger.errors import (
     ACCOUNT_EXISTS,
     CHEQUE_ALREADY_CASHED,
     UNKNOWN_ACCOUNT,
     UNKNOWN_CREDIT_NOTE,
-    UNKNOWN_USER,
-    USER_EXISTS,
-    refused,
 )
 from jobsheet.ledger.models import (
     BalanceView,
@@ -71,22 +68,16 @@ from jobsheet.ledger.models import (
     ReceiptResult,
     RefundInput,
     RefundResult,
-    RegisterKeyInput,
-    RevokeKeyInput,
     Statement,
-    UseNonceInput,
     account_workflow_id,
     credit_note_workflow_id,
     note_uid_for,
-    user_workflow_id,
 )
 from jobsheet.ledger.orders import sign_deposit, sign_overdraft
 
 T = TypeVar("T")
 ArgT = TypeVar("ArgT")
 NoteOrder = TypeVar("NoteOrder", ReceiptInput, RefundInput)
-BUSY_RETRIES = 8
-BUSY_BACKOFF_SECONDS = 0.1
 NOTE_START_WAIT_SECONDS = 30.0
 """How long a receipt or refund waits for a note's workflow its account is starting."""
 
@@ -140,7 +131,7 @@ async def open_account(
             )
             await _update_with_start(client, SET_OVERDRAFT_LIMIT, order, start)
     except WorkflowAlreadyStartedError:
-        raise refused(ACCOUNT_EXISTS, f"account {uid} already exists") from None
+        raise refusal(f"account {uid} already exists", ACCOUNT_EXISTS) from None
     return uid
 
 
@@ -158,7 +149,7 @@ async def _update_with_start(
     try:
         return await update.execute_with_start(client, order, start=start, id=order.idempotency_key)
     except WorkflowUpdateFailedError as exc:
-        raise _failed(exc) from None
+        raise update_refusal(exc) from None
     except (RPCError, WorkflowAlreadyStartedError, WorkflowUpdateRPCTimeoutOrCancelledError):
         with contextlib.suppress(BaseException):
             await start.workflow_handle()
@@ -183,46 +174,16 @@ def account_handle(client: Client, account: str) -> WorkflowHandle[Any, Any]:
     return client.get_workflow_handle(account_workflow_id(account))
 
 
-def _failed(exc: WorkflowUpdateFailedError) -> Exception:
-    """The workflow's refusal as a non-retryable ``ApplicationError`` (else the error itself)."""
-    cause = exc.cause
-    if isinstance(cause, ApplicationError):
-        return refused(cause.type or "Refused", cause.message)
-    return exc
-
-
 async def _update(
-    handle: WorkflowHandle[Any, Any],
-    update: Update[ArgT, T],
-    arg: ArgT,
-    key: str,
-    *,
-    missing: str = UNKNOWN_ACCOUNT,
+    handle: WorkflowHandle[Any, Any], update: Update[ArgT, T], arg: ArgT, key: str
 ) -> T:
-    for attempt in range(BUSY_RETRIES + 1):
-        try:
-            return await update.execute(handle, arg, id=key)
-        except WorkflowUpdateFailedError as exc:
-            raise _failed(exc) from None
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise refused(missing, f"{handle.id} does not exist") from None
-            if not send_again_later(exc) or attempt == BUSY_RETRIES:
-                raise
-        # The workflow is busy, or aborted the update: back off (jittered, so that a crowd of
-        # callers spreads out) and send the same update again.
-        await asyncio.sleep(min(BUSY_BACKOFF_SECONDS * 2**attempt, 2.0) * (0.5 + random.random()))
-    raise AssertionError("unreachable")  # pragma: no cover
+    """Send ``update`` to an account or a credit note as update ``key`` (``UnknownAccount`` if
+    there is no such workflow)."""
+    return await send_update(handle, update, arg, id=key, missing=UNKNOWN_ACCOUNT)
 
 
 async def _query(handle: WorkflowHandle[Any, Any], query: Query[T], *args: Any) -> T:
-    try:
-        return await query.ask(handle, *args)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            missing = UNKNOWN_USER if handle.id.startswith("user-") else UNKNOWN_ACCOUNT
-            raise refused(missing, f"{handle.id} does not exist") from None
-        raise
+    return await ask_query(handle, query, *args, missing=UNKNOWN_ACCOUNT)
 
 
 async def deposit(
@@ -337,7 +298,7 @@ async def _to_note(
         if keeper is NoteKeeper.ACCOUNT:
             return await _update(account, update, request, key)
         if asyncio.get_running_loop().time() > deadline:
-            raise refused(UNKNOWN_CREDIT_NOTE, f"{note.account} keeps no credit note {note.uid}")
+            raise refusal(f"{note.account} keeps no credit note {note.uid}", UNKNOWN_CREDIT_NOTE)
         await asyncio.sleep(0.05 if keeper is NoteKeeper.STARTING else 0.2)
 
 
@@ -353,113 +314,6 @@ async def balance(client: Client, account: str) -> BalanceView:
 
 async def statement(client: Client, account: str, *, limit: int = 50) -> Statement:
     return await _query(account_handle(client, account), STATEMENT, limit)
-
-
-# --- users ----------------------------------------------------------------------------------
-
-
-async def register_user(
-    client: Client, identity: Identity, *, task_queue: str, continue_as_new_after: int = 500
-) -> None:
-    """Start ``user-<name>`` with the identity's public key; refused if the user exists."""
-    try:
-        await client.start_workflow(
-            USER_WORKFLOW,
-            UserInput(
-                name=identity.name,
-                key=identity.public_record(),
-                continue_as_new_after=continue_as_new_after,
-            ),
-            id=user_workflow_id(identity.name),
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            static_summary=f"keys and used nonces of user {identity.name}",
-        )
-    except WorkflowAlreadyStartedError:
-        raise refused(USER_EXISTS, f"user {identity.name} already exists") from None
-
-
-def user_handle(client: Client, name: str) -> WorkflowHandle[Any, Any]:
-    return client.get_workflow_handle(user_workflow_id(name))
-
-
-async def user_keys(client: Client, name: str) -> list[PublicKeyRecord]:
-    return await _query(user_handle(client, name), KEYS)
-
-
-async def rotate_key(client: Client, current: Identity, fresh: Identity) -> list[PublicKeyRecord]:
-    """Register ``fresh``'s key and retire the user's older keys from now, on an order signed
-    with ``current`` (a current key of the same user)."""
-    order = sign_add_key(
-        current, fresh.public_record(), idempotency_key=new_key("rotate"), retire_others=True
-    )
-    return await add_key(client, order)
-
-
-async def revoke_key(
-    client: Client, signer: Identity, *, user: str, key_id: str
-) -> PublicKeyRecord:
-    """Stop ``user``'s key ``key_id`` signing anything new, on an order signed by ``signer``:
-    a current key of ``user``, or the operator's."""
-    order = sign_revoke_key(signer, user=user, key_id=key_id, idempotency_key=new_key("revoke"))
-    return await apply_revocation(client, order)
-
-
-async def use_nonce(client: Client, name: str, request: UseNonceInput) -> None:
-    """Consume an authorisation's nonce in the user's registry (once per idempotency key)."""
-    await _update(
-        user_handle(client, name),
-        USE_NONCE,
-        request,
-        f"nonce-{request.nonce}-{request.idempotency_key}",
-        missing=UNKNOWN_USER,
-    )
-
-
-# --- what the public API forwards (keys it never holds: it passes on what users signed) -----
-
-
-async def register_public_key(
-    client: Client, name: str, key: PublicKeyRecord, *, task_queue: str
-) -> None:
-    """Start ``user-<name>`` with ``key`` as its first key; refused if the user exists."""
-    try:
-        await client.start_workflow(
-            USER_WORKFLOW,
-            UserInput(name=name, key=key),
-            id=user_workflow_id(name),
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            static_summary=f"keys and used nonces of user {name}",
-        )
-    except WorkflowAlreadyStartedError:
-        raise refused(USER_EXISTS, f"user {name} already exists") from None
-
-
-async def add_key(client: Client, order: RegisterKeyInput) -> list[PublicKeyRecord]:
-    """Forward an order to add a key (a rotation with ``retire_others``) that a current key of
-    ``order.user`` signed; the user's workflow verifies it. Once per idempotency key."""
-    return await _update(
-        user_handle(client, order.user),
-        REGISTER_KEY,
-        order,
-        order.idempotency_key,
-        missing=UNKNOWN_USER,
-    )
-
-
-async def apply_revocation(client: Client, order: RevokeKeyInput) -> PublicKeyRecord:
-    """Forward an order to revoke a key of ``order.user``, signed by that user or the operator;
-    the user's workflow verifies it."""
-    return await _update(
-        user_handle(client, order.user),
-        REVOKE_KEY,
-        order,
-        order.idempotency_key,
-        missing=UNKNOWN_USER,
-    )
 
 
 async def apply_deposit(client: Client, account: str, request: DepositInput) -> BalanceView:
