@@ -17,3 +17,16 @@ def refusal(message: str, kind: str) -> ApplicationError:
     return ApplicationError(
         message, type=kind, non_retryable=True, category=ApplicationErrorCategory.BENIGN
     )
+
+
+class Refusal(Exception):
+    """A refusal by a pure rule (the ledger's, the registry's, a cheque's): ``type`` names it
+    (``jobsheet/ledger/errors.py`` lists the names), ``message`` says it in words."""
+
+    def __init__(self, type: str, message: str) -> None:
+        super().__init__(message)
+        self.type = type
+        self.message = message
+
+    def to_application_error(self) -> ApplicationError:
+        return refusal(self.message, self.type)

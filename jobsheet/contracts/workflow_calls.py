@@ -26,7 +26,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from jobsheet.contracts.refusals import refusal
+from jobsheet.contracts.refusals import Refusal, refusal
 
 ArgT = TypeVar("ArgT")
 ResultT = TypeVar("ResultT")
@@ -105,12 +105,12 @@ async def send_update(
     arg: ArgT,
     *,
     id: str,
-    missing: str,
+    missing: Refusal,
 ) -> ResultT:
     """Send ``update`` to ``handle``'s workflow as update ``id`` and wait for its result, sending
     it again while the workflow is busy. The workflow's refusal comes back as the non-retryable
-    ``ApplicationError`` it raised; a workflow that does not exist as the refusal ``missing``
-    (``UnknownAccount``, ``UnknownUser``)."""
+    ``ApplicationError`` it raised; a workflow that does not exist as ``missing``, which names
+    it as its caller knows it (``account alice-acct does not exist``), never by workflow id."""
     for attempt in range(BUSY_RETRIES + 1):
         try:
             return await update.execute(handle, arg, id=id)
@@ -118,7 +118,7 @@ async def send_update(
             raise update_refusal(exc) from None
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
-                raise refusal(f"{handle.id} does not exist", missing) from None
+                raise missing.to_application_error() from None
             if not send_again_later(exc) or attempt == BUSY_RETRIES:
                 raise
         # The workflow is busy, or aborted the update: back off (jittered, so that a crowd of
@@ -128,13 +128,12 @@ async def send_update(
 
 
 async def ask_query(
-    handle: WorkflowHandle[Any, Any], query: Query[ResultT], *args: Any, missing: str
+    handle: WorkflowHandle[Any, Any], query: Query[ResultT], *args: Any, missing: Refusal
 ) -> ResultT:
-    """Query ``handle``'s workflow with ``args``; a workflow that does not exist is the refusal
-    ``missing``."""
+    """Query ``handle``'s workflow with ``args``; a workflow that does not exist is ``missing``."""
     try:
         return await query.ask(handle, *args)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
-            raise refusal(f"{handle.id} does not exist", missing) from None
+            raise missing.to_application_error() from None
         raise

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import AwareDatetime, BaseModel, field_validator
 
+from jobsheet.contracts.refusals import Refusal
 from jobsheet.core.canonical import as_utc, canonical_json
 from jobsheet.core.names import Name
 from jobsheet.identity.keys import Identity, PublicKeyRecord, check_signature_text
@@ -29,7 +30,6 @@ from jobsheet.ledger.errors import (
     AUTHORISATION_NOT_YET_VALID,
     BAD_SIGNATURE,
     WRONG_RESOURCE,
-    Refusal,
 )
 
 DEFAULT_MAX_AGE = timedelta(hours=2)

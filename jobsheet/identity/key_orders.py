@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from jobsheet.contracts.refusals import Refusal
 from jobsheet.identity.keys import (
     PUBLIC_KEY_BYTES,
     Identity,
@@ -21,7 +22,7 @@ from jobsheet.identity.keys import (
 )
 from jobsheet.identity.models import OperatorKeys, RegisterKeyInput, RevokeKeyInput
 from jobsheet.identity.signed_orders import check_fresh, check_signed_with, order_bytes
-from jobsheet.ledger.errors import INVALID_KEY, NOT_OPERATOR, UNSIGNED, WRONG_USER, Refusal
+from jobsheet.ledger.errors import INVALID_KEY, NOT_OPERATOR, UNSIGNED, WRONG_USER
 
 
 def sign_add_key(

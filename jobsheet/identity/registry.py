@@ -16,7 +16,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from jobsheet.contracts.refusals import refusal
+from jobsheet.contracts.refusals import Refusal, refusal
 from jobsheet.contracts.workflow_calls import ask_query, send_update
 from jobsheet.identity.calls import (
     KEYS,
@@ -84,8 +84,12 @@ def user_handle(client: Client, name: str) -> WorkflowHandle[Any, Any]:
     return client.get_workflow_handle(user_workflow_id(name))
 
 
+def _no_user(name: str) -> Refusal:
+    return Refusal(UNKNOWN_USER, f"user {name} does not exist")
+
+
 async def user_keys(client: Client, name: str) -> list[PublicKeyRecord]:
-    return await ask_query(user_handle(client, name), KEYS, missing=UNKNOWN_USER)
+    return await ask_query(user_handle(client, name), KEYS, missing=_no_user(name))
 
 
 async def rotate_key(client: Client, current: Identity, fresh: Identity) -> list[PublicKeyRecord]:
@@ -111,7 +115,7 @@ async def add_key(client: Client, order: RegisterKeyInput) -> list[PublicKeyReco
     ``order.user`` signed; the user's workflow verifies it. Once per idempotency key."""
     handle = user_handle(client, order.user)
     return await send_update(
-        handle, REGISTER_KEY, order, id=order.idempotency_key, missing=UNKNOWN_USER
+        handle, REGISTER_KEY, order, id=order.idempotency_key, missing=_no_user(order.user)
     )
 
 
@@ -120,7 +124,7 @@ async def apply_revocation(client: Client, order: RevokeKeyInput) -> PublicKeyRe
     the user's workflow verifies it."""
     handle = user_handle(client, order.user)
     return await send_update(
-        handle, REVOKE_KEY, order, id=order.idempotency_key, missing=UNKNOWN_USER
+        handle, REVOKE_KEY, order, id=order.idempotency_key, missing=_no_user(order.user)
     )
 
 
@@ -131,5 +135,5 @@ async def use_nonce(client: Client, name: str, request: UseNonceInput) -> None:
         USE_NONCE,
         request,
         id=f"nonce-{request.nonce}-{request.idempotency_key}",
-        missing=UNKNOWN_USER,
+        missing=_no_user(name),
     )

@@ -12,9 +12,10 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
+from jobsheet.contracts.refusals import Refusal
 from jobsheet.core.canonical import canonical_json
 from jobsheet.identity.keys import PublicKeyRecord
-from jobsheet.ledger.errors import BAD_SIGNATURE, STALE_SIGNATURE, Refusal
+from jobsheet.ledger.errors import BAD_SIGNATURE, STALE_SIGNATURE
 
 ORDER_MAX_AGE = timedelta(minutes=10)
 """How old a signed order (deposit, overdraft, key order) may be when it is applied (retries

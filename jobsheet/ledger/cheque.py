@@ -16,11 +16,12 @@ from decimal import Decimal
 
 from pydantic import AwareDatetime, BaseModel, field_validator, model_validator
 
+from jobsheet.contracts.refusals import Refusal
 from jobsheet.core.canonical import as_utc, canonical_json
 from jobsheet.core.money import PositiveMoney, to_money
 from jobsheet.core.names import Name
 from jobsheet.identity.keys import Identity, PublicKeyRecord, check_signature_text
-from jobsheet.ledger.errors import BAD_SIGNATURE, Refusal
+from jobsheet.ledger.errors import BAD_SIGNATURE
 
 
 class Cheque(BaseModel):

@@ -13,13 +13,9 @@ from decimal import Decimal
 
 from pydantic import AwareDatetime, BaseModel
 
+from jobsheet.contracts.refusals import Refusal
 from jobsheet.core.money import NonNegativeMoney
-from jobsheet.ledger.errors import (
-    CREDIT_NOTE_CLOSED,
-    OVER_HELD,
-    UNKNOWN_CREDIT_NOTE,
-    Refusal,
-)
+from jobsheet.ledger.errors import CREDIT_NOTE_CLOSED, OVER_HELD, UNKNOWN_CREDIT_NOTE
 from jobsheet.ledger.models import (
     CloseKind,
     CreditNote,

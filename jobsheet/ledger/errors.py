@@ -6,10 +6,6 @@ caller (or a user reading the CLI) can tell what went wrong without parsing a me
 
 from __future__ import annotations
 
-from temporalio.exceptions import ApplicationError
-
-from jobsheet.contracts.refusals import refusal
-
 INSUFFICIENT_FUNDS = "InsufficientFunds"
 CHEQUE_EXPIRED = "ChequeExpired"
 CHEQUE_ALREADY_CASHED = "ChequeAlreadyCashed"
@@ -74,15 +70,3 @@ ALL = frozenset(
         AUTHORISATION_REUSED,
     }
 )
-
-
-class Refusal(Exception):
-    """A business refusal from pure ledger code: ``type`` is one of the names above."""
-
-    def __init__(self, type: str, message: str) -> None:
-        super().__init__(message)
-        self.type = type
-        self.message = message
-
-    def to_application_error(self) -> ApplicationError:
-        return refusal(self.message, self.type)

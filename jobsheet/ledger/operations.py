@@ -25,7 +25,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from jobsheet.contracts.refusals import refusal
+from jobsheet.contracts.refusals import Refusal, refusal
 from jobsheet.contracts.workflow_calls import (
     Query,
     Update,
@@ -167,23 +167,30 @@ async def set_overdraft_limit(
     """Let ``account`` go ``limit`` below zero from now on, on an order signed by ``operator``."""
     key = idempotency_key or new_key("overdraft")
     order = sign_overdraft(operator, account=account, limit=limit, idempotency_key=key)
-    return await _update(account_handle(client, account), SET_OVERDRAFT_LIMIT, order, key)
+    return await _update(client, account, SET_OVERDRAFT_LIMIT, order, key)
 
 
 def account_handle(client: Client, account: str) -> WorkflowHandle[Any, Any]:
     return client.get_workflow_handle(account_workflow_id(account))
 
 
-async def _update(
-    handle: WorkflowHandle[Any, Any], update: Update[ArgT, T], arg: ArgT, key: str
-) -> T:
-    """Send ``update`` to an account or a credit note as update ``key`` (``UnknownAccount`` if
-    there is no such workflow)."""
-    return await send_update(handle, update, arg, id=key, missing=UNKNOWN_ACCOUNT)
+_NO_NOTE_WORKFLOW = "NoCreditNoteWorkflow"  # never leaves this module
 
 
-async def _query(handle: WorkflowHandle[Any, Any], query: Query[T], *args: Any) -> T:
-    return await ask_query(handle, query, *args, missing=UNKNOWN_ACCOUNT)
+def _no_account(account: str) -> Refusal:
+    return Refusal(UNKNOWN_ACCOUNT, f"account {account} does not exist")
+
+
+async def _update(client: Client, account: str, update: Update[ArgT, T], arg: ArgT, key: str) -> T:
+    """Send ``update`` to ``account`` as update ``key`` (``UnknownAccount`` if it does not
+    exist)."""
+    handle = account_handle(client, account)
+    return await send_update(handle, update, arg, id=key, missing=_no_account(account))
+
+
+async def _query(client: Client, account: str, query: Query[T], *args: Any) -> T:
+    handle = account_handle(client, account)
+    return await ask_query(handle, query, *args, missing=_no_account(account))
 
 
 async def deposit(
@@ -201,7 +208,7 @@ async def deposit(
     request = sign_deposit(
         operator, account=account, amount=amount, idempotency_key=key, reference=reference
     )
-    return await _update(account_handle(client, account), DEPOSIT, request, key)
+    return await _update(client, account, DEPOSIT, request, key)
 
 
 async def cash_cheque(client: Client, request: CashChequeInput) -> CreditNote:
@@ -210,9 +217,9 @@ async def cash_cheque(client: Client, request: CashChequeInput) -> CreditNote:
     The same idempotency key again gets the same note, also after the account continued as new
     (the account then finds the cheque's note taken, and the note names the key that made it).
     """
-    handle = account_handle(client, request.cheque.account)
+    account = request.cheque.account
     try:
-        return await _update(handle, CASH_CHEQUE, request, request.idempotency_key)
+        return await _update(client, account, CASH_CHEQUE, request, request.idempotency_key)
     except ApplicationError as exc:
         if exc.type != CHEQUE_ALREADY_CASHED:
             raise
@@ -250,12 +257,11 @@ async def note_stands(client: Client, note: CreditNote) -> bool:
     (placed before notes were workflows). False for a cashing its account took back because
     the cheque had been cashed before."""
     deadline = asyncio.get_running_loop().time() + NOTE_START_WAIT_SECONDS
-    account = account_handle(client, note.account)
     while True:
         started = await note_start_input(client, note.uid, note.account)
         if started is not None:
             return started.note == note
-        keeper = await _query(account, NOTE_KEEPER, note.uid)
+        keeper = await _query(client, note.account, NOTE_KEEPER, note.uid)
         if keeper is NoteKeeper.ACCOUNT:
             return True
         if keeper is NoteKeeper.WORKFLOW:
@@ -287,16 +293,17 @@ async def _to_note(
     its account to start it), or its account for a note placed before notes were workflows."""
     key = request.idempotency_key
     deadline = asyncio.get_running_loop().time() + NOTE_START_WAIT_SECONDS
-    account = account_handle(client, note.account)
+    no_workflow = Refusal(_NO_NOTE_WORKFLOW, f"credit note {note.uid} has no workflow")
     while True:
         try:
-            return await _update(note_handle(client, note), update, request, key)
+            handle = note_handle(client, note)
+            return await send_update(handle, update, request, id=key, missing=no_workflow)
         except ApplicationError as exc:
-            if exc.type != UNKNOWN_ACCOUNT:
+            if exc.type != _NO_NOTE_WORKFLOW:
                 raise
-        keeper = await _query(account, NOTE_KEEPER, note.uid)
+        keeper = await _query(client, note.account, NOTE_KEEPER, note.uid)
         if keeper is NoteKeeper.ACCOUNT:
-            return await _update(account, update, request, key)
+            return await _update(client, note.account, update, request, key)
         if asyncio.get_running_loop().time() > deadline:
             raise refusal(f"{note.account} keeps no credit note {note.uid}", UNKNOWN_CREDIT_NOTE)
         await asyncio.sleep(0.05 if keeper is NoteKeeper.STARTING else 0.2)
@@ -304,18 +311,17 @@ async def _to_note(
 
 async def credit(client: Client, account: str, request: CreditInput) -> BalanceView:
     """Credit ``account`` with a transfer from another account (once per transfer id)."""
-    handle = account_handle(client, account)
-    return await _update(handle, CREDIT, request, request.idempotency_key)
+    return await _update(client, account, CREDIT, request, request.idempotency_key)
 
 
 async def balance(client: Client, account: str) -> BalanceView:
-    return await _query(account_handle(client, account), BALANCE)
+    return await _query(client, account, BALANCE)
 
 
 async def statement(client: Client, account: str, *, limit: int = 50) -> Statement:
-    return await _query(account_handle(client, account), STATEMENT, limit)
+    return await _query(client, account, STATEMENT, limit)
 
 
 async def apply_deposit(client: Client, account: str, request: DepositInput) -> BalanceView:
     """Forward a deposit the operator signed; the account verifies the signature itself."""
-    return await _update(account_handle(client, account), DEPOSIT, request, request.idempotency_key)
+    return await _update(client, account, DEPOSIT, request, request.idempotency_key)

@@ -21,6 +21,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from jobsheet.contracts.refusals import Refusal
 from jobsheet.core.canonical import canonical_json
 from jobsheet.core.money import to_money
 from jobsheet.core.names import check_name
@@ -39,13 +40,7 @@ from jobsheet.identity.signed_orders import (
     check_signed_with,
     order_bytes,
 )
-from jobsheet.ledger.errors import (
-    BAD_SIGNATURE,
-    NOT_OPERATOR,
-    UNSIGNED,
-    WRONG_ACCOUNT,
-    Refusal,
-)
+from jobsheet.ledger.errors import BAD_SIGNATURE, NOT_OPERATOR, UNSIGNED, WRONG_ACCOUNT
 from jobsheet.ledger.models import (
     CreditInput,
     DepositInput,

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from jobsheet.contracts.refusals import Refusal
 from jobsheet.core.money import MAX_AMOUNT, Money, NonNegativeMoney
 from jobsheet.identity.keys import PublicKeyRecord
 from jobsheet.ledger.cheque import Cheque
@@ -34,7 +35,6 @@ from jobsheet.ledger.errors import (
     WRONG_ACCOUNT,
     WRONG_RECIPIENT,
     WRONG_RESOURCE,
-    Refusal,
 )
 from jobsheet.ledger.models import (
     BalanceView,

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from jobsheet.contracts.refusals import Refusal
 from jobsheet.identity.authorisation import (
     check_authorisation,
     check_authorisation_terms,
@@ -13,7 +14,6 @@ from jobsheet.identity.authorisation import (
     verify_authorisation_signature,
 )
 from jobsheet.ledger import errors
-from jobsheet.ledger.errors import Refusal
 from tests.ledger.factories import RESOURCE, T0, identity
 
 ALICE = identity("alice")

@@ -20,6 +20,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from jobsheet.contracts.api import strict_public_key
+from jobsheet.contracts.refusals import Refusal
 from jobsheet.identity.authorisation import Authorisation, check_authorisation, sign_authorisation
 from jobsheet.identity.key_orders import check_add_key, check_new_key, sign_add_key
 from jobsheet.identity.keys import PublicKeyRecord, signature_bytes, strict_b64decode
@@ -28,7 +29,6 @@ from jobsheet.identity.trust import BadOperatorKey, anchored_record
 from jobsheet.jobs.models import job_uid_for
 from jobsheet.ledger import errors
 from jobsheet.ledger.cheque import Cheque, write_cheque
-from jobsheet.ledger.errors import Refusal
 from jobsheet.ledger.orders import check_deposit, sign_deposit
 from tests.ledger.factories import RESOURCE, T0, identity
 

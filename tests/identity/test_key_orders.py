@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from jobsheet.contracts.refusals import Refusal
 from jobsheet.identity.key_orders import (
     check_add_key,
     check_revoke_key,
@@ -15,7 +16,6 @@ from jobsheet.identity.key_orders import (
 from jobsheet.identity.keys import PublicKeyRecord
 from jobsheet.identity.models import OperatorKeys
 from jobsheet.ledger import errors
-from jobsheet.ledger.errors import Refusal
 from tests.ledger.factories import T0, identity
 
 ALICE = identity("alice")

@@ -15,9 +15,10 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 
+from jobsheet.contracts.refusals import Refusal
 from jobsheet.ledger.cheque import Cheque
 from jobsheet.ledger.credit_note import NoteState
-from jobsheet.ledger.errors import CHEQUE_ALREADY_CASHED, INSUFFICIENT_FUNDS, Refusal
+from jobsheet.ledger.errors import CHEQUE_ALREADY_CASHED, INSUFFICIENT_FUNDS
 from jobsheet.ledger.models import (
     CloseKind,
     CreditNote,

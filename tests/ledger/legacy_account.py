@@ -9,8 +9,8 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from jobsheet.contracts.refusals import Refusal
     from jobsheet.ledger.calls import OpenAccountInput
-    from jobsheet.ledger.errors import Refusal
     from jobsheet.ledger.models import BalanceView, CreditInput, DepositInput
     from workflows.account import AccountWorkflow
 

@@ -16,6 +16,7 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from jobsheet.identity import registry
 from jobsheet.ledger import errors
 from jobsheet.ledger import operations as ledger
 from jobsheet.ledger.calls import OpenAccountInput
@@ -128,3 +129,19 @@ async def test_the_operator_opens_an_account_with_an_overdraft(ledger_env: Ledge
         ),
     )
     assert (await ledger.balance(client, account)).overdraft_limit == Decimal("25.00")
+
+
+async def test_what_does_not_exist_is_named_as_the_caller_named_it(ledger_env: Ledger) -> None:
+    """No workflow id in a refusal: an unknown account or user is named as the caller named it."""
+    client = ledger_env.client
+    with pytest.raises(ApplicationError) as no_account:
+        await ledger.balance(client, "nosuch-acct")
+    assert no_account.value.type == errors.UNKNOWN_ACCOUNT
+    assert no_account.value.message == "account nosuch-acct does not exist"
+    with pytest.raises(ApplicationError) as no_deposit:
+        await ledger_env.deposit("nosuch-acct", "1.00")
+    assert no_deposit.value.message == "account nosuch-acct does not exist"
+    with pytest.raises(ApplicationError) as no_user:
+        await registry.user_keys(client, "nobody-here")
+    assert no_user.value.type == errors.UNKNOWN_USER
+    assert no_user.value.message == "user nobody-here does not exist"

@@ -9,10 +9,10 @@ from decimal import Decimal
 
 import pytest
 
+from jobsheet.contracts.refusals import Refusal
 from jobsheet.identity.keys import IdentityError, save_identity
 from jobsheet.identity.models import OperatorKeys
 from jobsheet.ledger import errors
-from jobsheet.ledger.errors import Refusal
 from jobsheet.ledger.models import CreditInput
 from jobsheet.ledger.orders import (
     check_credit,

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
+from jobsheet.contracts.refusals import Refusal
 from jobsheet.identity.keys import PublicKeyRecord
 from jobsheet.ledger import errors
-from jobsheet.ledger.errors import Refusal
 from jobsheet.ledger.models import HoldStatus
 from jobsheet.ledger.state import AccountState
 from tests.ledger.factories import RESOURCE, T0, cheque, funded, identity, readd
