@@ -21,10 +21,7 @@ from jobsheet.cli.job_views import transfer_bars
 from jobsheet.cli.options import JSON_OPTION, USER_OPTION
 from jobsheet.cli.output import console, err_console, print_json
 from jobsheet.contracts.api import CalculationView
-from jobsheet.identity.keys import default_config_dir
 from jobsheet.sdk import Client, Job, NotFound
-
-EMPTY_INPUT = "empty-input"
 
 
 def parse_params(pairs: list[str], as_json: str | None) -> dict[str, Any]:
@@ -49,9 +46,9 @@ def parse_params(pairs: list[str], as_json: str | None) -> dict[str, Any]:
     return params
 
 
-def input_for(calc: CalculationView, given: Path | None, config_dir: Path | None) -> Path:
-    """The file to promise and upload: ``given`` for a calculation that reads its input, an
-    empty file kept in the config dir for one that does not (the job still takes an upload)."""
+def input_for(calc: CalculationView, given: Path | None) -> Path | None:
+    """The file to promise and upload: ``given`` for a calculation that reads its input; None
+    for one that reads none (the job's upload is then an empty object)."""
     if calc.reads_input:
         if given is None:
             raise CliError(
@@ -62,10 +59,7 @@ def input_for(calc: CalculationView, given: Path | None, config_dir: Path | None
         return given
     if given is not None:
         raise CliError(f"{calc.name} reads no input: leave out {given}", code=EXIT_BAD_INPUT)
-    empty = (config_dir or default_config_dir()) / EMPTY_INPUT
-    empty.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    empty.write_bytes(b"")
-    return empty
+    return None
 
 
 def next_commands(uid: str, *, uploaded: bool, ran: bool, user: str | None) -> list[str]:
@@ -108,7 +102,7 @@ def submit(
 
     async def action(client: Client) -> dict[str, Any]:
         calc = find_calculation(await client.calculations(), calculation)
-        source = input_for(calc, input_file, client.settings.config_dir)
+        source = input_for(calc, input_file)
         job = await _submit(client, calc.name, parameters, source, account, max_spend, service)
         data = _job_data(job)
         if upload or run or not calc.reads_input:
@@ -117,7 +111,7 @@ def submit(
                 data["uploaded_bytes"] = await job.upload(progress=progress)
         if run:
             data["run"] = (await job.run()).model_dump(mode="json")
-        data["held"] = str((await job.sheet()).costs.held)
+        data["held"] = str(job.held)
         data["next"] = next_commands(job.uid, uploaded="uploaded_bytes" in data, ran=run, user=user)
         return data
 
@@ -132,7 +126,7 @@ async def _submit(
     client: Client,
     calculation: str,
     parameters: dict[str, Any],
-    source: Path,
+    source: Path | None,
     account: str,
     max_spend: str,
     service: str,

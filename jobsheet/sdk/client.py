@@ -53,7 +53,7 @@ from jobsheet.sdk.errors import BadInput, Refused
 from jobsheet.sdk.job import Job
 from jobsheet.sdk.local_pars import LocalPars, load_pars, save_pars
 from jobsheet.sdk.session import ApiSession, RetryPolicy
-from jobsheet.sdk.transfer import file_digest
+from jobsheet.sdk.transfer import NO_INPUT, file_digest
 
 
 class Client:
@@ -322,7 +322,7 @@ class Client:
         self,
         calculation: str,
         params: dict[str, Any] | None,
-        input_path: Path | str,
+        input_path: Path | str | None,
         account: str,
         max_spend: str | int,
         service: str = "standard",
@@ -330,14 +330,18 @@ class Client:
         """Ask for a job, paying with a cheque for at most ``max_spend`` from ``account``.
 
         Signs the authorisation and the cheque for the request's fingerprint and returns the
-        job once it is paid for, with its upload and run PARs (valid until ``expires_at``).
-        A submit whose answer was lost is sent again unchanged: the API answers it with the
-        same job, never a second one.
+        job once it is paid for, with its upload and run PARs (valid until ``expires_at``) and
+        what the cheque held. ``input_path`` None: the calculation reads no input, and the
+        job's upload is an empty object (``job.upload()`` sends it). A submit whose answer was
+        lost is sent again unchanged: the API answers it with the same job, never a second one.
         """
         identity = self.identity
-        path = Path(input_path)
-        digest = await asyncio.to_thread(file_digest, path)
-        absolute = await asyncio.to_thread(os.path.abspath, path)
+        if input_path is None:
+            digest, absolute = NO_INPUT, None
+        else:
+            path = Path(input_path)
+            digest = await asyncio.to_thread(file_digest, path)
+            absolute = await asyncio.to_thread(os.path.abspath, path)
         payee = await self.payee()
         try:
             request = JobRequest(
@@ -370,12 +374,15 @@ class Client:
             run_url=result.run_url,
             expires_at=result.expires_at,
             input_path=absolute,
+            no_input=input_path is None,
         )
         try:
             save_pars(pars, self.settings.config_dir)
         except OSError:
             pass  # a read-only config dir: the caller still holds the PARs in the Job
-        return self._job(pars)
+        job = self._job(pars)
+        job.held = result.held
+        return job
 
     def job(self, uid: str) -> Job:
         """Reattach to job ``uid``; its PARs are known if it was submitted from this machine."""
@@ -390,6 +397,7 @@ class Client:
             run_url=pars.run_url,
             expires_at=pars.expires_at,
             input_path=Path(pars.input_path) if pars.input_path else None,
+            no_input=pars.no_input,
         )
 
     async def load(self, uid: str) -> JobSheet:

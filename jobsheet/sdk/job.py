@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
 
@@ -22,7 +23,13 @@ from jobsheet.sdk.events import JobEvent
 from jobsheet.sdk.run_par import RunTriggered, call_run_par
 from jobsheet.sdk.session import ApiSession
 from jobsheet.sdk.sse import parse_events
-from jobsheet.sdk.transfer import ProgressCallback, download_file, output_path, upload_file
+from jobsheet.sdk.transfer import (
+    ProgressCallback,
+    download_file,
+    output_path,
+    upload_file,
+    upload_nothing,
+)
 
 StateKey = tuple[JobState, datetime | None, str]
 
@@ -54,6 +61,8 @@ class Job:
         run_url: str | None = None,
         expires_at: datetime | None = None,
         input_path: Path | None = None,
+        no_input: bool = False,
+        held: Decimal | None = None,
     ) -> None:
         self.client = client
         self.uid = uid
@@ -61,6 +70,11 @@ class Job:
         self.run_url = run_url
         self.expires_at = expires_at
         self.input_path = input_path
+        self.no_input = no_input
+        """The calculation reads no input: :meth:`upload` sends an empty object."""
+        self.held = held
+        """What the cheque held for the job when it was submitted (None for a job reattached
+        by uid: read its sheet's ``costs``)."""
 
     def __repr__(self) -> str:
         return f"Job({self.uid!r})"
@@ -72,10 +86,13 @@ class Job:
     async def upload(
         self, path: Path | str | None = None, *, progress: ProgressCallback | None = None
     ) -> int:
-        """Stream the input through the upload PAR; ``progress`` is called for every chunk."""
+        """Stream the input through the upload PAR; ``progress`` is called for every chunk. A job
+        submitted without an input uploads an empty object."""
         if self.upload_url is None:
             raise BadInput(f"no upload PAR is known for job {self.uid} on this machine")
         source = Path(path) if path is not None else self.input_path
+        if source is None and self.no_input:
+            return await upload_nothing(self.upload_url)
         if source is None:
             raise BadInput(f"name the input file to upload for job {self.uid}")
         return await upload_file(self.upload_url, source, progress=progress)

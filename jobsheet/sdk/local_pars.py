@@ -22,6 +22,8 @@ class LocalPars(BaseModel):
     run_url: str
     expires_at: datetime
     input_path: str | None = None
+    no_input: bool = False
+    """The job's calculation reads no input: its upload is an empty object."""
 
 
 def pars_path(uid: str, config_dir: Path | None) -> Path:

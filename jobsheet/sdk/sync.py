@@ -72,6 +72,10 @@ class SyncJob:
     def run_url(self) -> str | None:
         return self.job.run_url
 
+    @property
+    def held(self) -> Decimal | None:
+        return self.job.held
+
     def sheet(self) -> JobSheet:
         return self._runner.run(self.job.sheet())
 
@@ -149,7 +153,7 @@ class SyncClient:
         self,
         calculation: str,
         params: dict[str, Any] | None,
-        input_path: Path | str,
+        input_path: Path | str | None,
         account: str,
         max_spend: str | int,
         service: str = "standard",

@@ -46,6 +46,10 @@ def input_size(path: Path) -> int:
     return path.stat().st_size
 
 
+NO_INPUT = FileDigest(size=0, sha256=hashlib.sha256(b"").hexdigest())
+"""What a job whose calculation reads no input promises: an empty object."""
+
+
 def file_digest(path: Path) -> FileDigest:
     """Size and sha256 of a file, read in chunks; a readable error when it is missing."""
     input_size(path)
@@ -100,6 +104,19 @@ async def upload_file(
     if response.status_code >= 300:
         raise _refusal("the upload", response)
     return total
+
+
+async def upload_nothing(url: str, *, http: httpx.AsyncClient | None = None) -> int:
+    """PUT an empty object to the presigned ``url``: the input of a calculation that reads none
+    (the job still takes its upload, so that its input is checked like any other)."""
+    async with _client(http) as client:
+        try:
+            response = await client.put(url, content=b"", headers={"Content-Length": "0"})
+        except httpx.TransportError as exc:
+            raise Unavailable(f"the upload could not reach storage: {exc}") from None
+    if response.status_code >= 300:
+        raise _refusal("the upload", response)
+    return 0
 
 
 def output_path(directory: Path, key: str, prefix: str) -> Path:

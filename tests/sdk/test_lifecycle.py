@@ -86,3 +86,22 @@ async def test_missing_input_and_no_user(sdk_env: SdkEnv, tmp_path: Path) -> Non
     anonymous = Client(sdk_env.settings.model_copy(update={"user": None}))
     with pytest.raises(BadInput, match="no user"):
         await anonymous.list_jobs()
+
+
+async def test_a_calculation_that_reads_no_input_is_submitted_without_one(
+    sdk_env: SdkEnv,
+) -> None:
+    """No file to promise: the job's upload is an empty object, and the answer says what the
+    cheque held."""
+    job = await sdk_env.sdk.submit(
+        "monte-carlo-pi", {"samples": 2000}, None, sdk_env.account, "20.00"
+    )
+    assert job.no_input and job.input_path is None
+    sheet = await job.sheet()
+    assert job.held == sheet.costs.held and job.held is not None and job.held > 0
+    assert sheet.request is not None and sheet.request.input_size == 0
+    assert await job.upload() == 0
+    assert (await job.run()).status in (200, 202)
+    assert (await job.result()).state == JobState.SUCCEEDED
+    # Reattached by uid on the same machine, it still knows it has no input to upload.
+    assert sdk_env.sdk.job(job.uid).no_input
