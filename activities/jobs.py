@@ -28,7 +28,7 @@ from jobsheet.compute.config import (
 )
 from jobsheet.compute.contracts import ContractRefused, contract_for
 from jobsheet.compute.models import ComputeContract, ContractState, ReleaseResult
-from jobsheet.contracts.refusals import refusal
+from jobsheet.contracts.refusals import Refusal, refusal
 from jobsheet.core.objectstore import compute_presign_client, internal_client, presign_client
 from jobsheet.core.settings import Settings
 from jobsheet.identity import registry
@@ -59,7 +59,7 @@ from jobsheet.jobs.messages import (
 from jobsheet.jobs.models import ParKind, ParMetadata, input_key, job_uid_for
 from jobsheet.jobs.store import write_sheet
 from jobsheet.ledger import operations as ledger
-from jobsheet.ledger.errors import PAYMENT_VOIDED, Refusal
+from jobsheet.ledger.errors import PAYMENT_VOIDED
 from jobsheet.ledger.models import (
     CashChequeInput,
     CreditNote,

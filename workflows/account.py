@@ -32,16 +32,12 @@ with workflow.unsafe.imports_passed_through():
     import cryptography.hazmat.bindings._rust  # noqa: F401
 
     from activities.ledger import LedgerActivities
-    from jobsheet.contracts.refusals import refusal
+    from jobsheet.contracts.refusals import Refusal, refusal
     from jobsheet.identity.keys import PublicKeyRecord
     from jobsheet.identity.models import KeysLookupInput, OperatorKeys
     from jobsheet.ledger.calls import ACCOUNT_WORKFLOW, OpenAccountInput
     from jobsheet.ledger.cheque import Cheque
-    from jobsheet.ledger.errors import (
-        BAD_SIGNATURE,
-        FORGED_STATE,
-        Refusal,
-    )
+    from jobsheet.ledger.errors import BAD_SIGNATURE, FORGED_STATE
     from jobsheet.ledger.models import (
         HOLD_CLOSED_SIGNAL,
         AuditInput,

@@ -17,12 +17,11 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.ledger import LedgerActivities
+    from jobsheet.contracts.refusals import Refusal
     from jobsheet.ledger.credit_note import NoteState
-    from jobsheet.ledger.errors import Refusal
     from jobsheet.ledger.models import (
         CREDIT_NOTE_WORKFLOW,
         HOLD_CLOSED_SIGNAL,
@@ -38,10 +37,6 @@ with workflow.unsafe.imports_passed_through():
     from jobsheet.ledger.state import CHEQUE_GRACE
 
 SIGN_TIMEOUT = timedelta(seconds=10)
-
-
-def _refusal(exc: Refusal) -> ApplicationError:
-    return exc.to_application_error()
 
 
 @workflow.defn(name=CREDIT_NOTE_WORKFLOW)
@@ -105,7 +100,7 @@ class CreditNoteWorkflow:
                 request.idempotency_key, request.credit_note, request.amount, workflow.now()
             )
         except Refusal as exc:
-            raise _refusal(exc) from None
+            raise exc.to_application_error() from None
         await self._tell_account()
         return result
 
@@ -114,7 +109,7 @@ class CreditNoteWorkflow:
         try:
             self._state.check(request.credit_note, request.idempotency_key)
         except Refusal as exc:
-            raise _refusal(exc) from None
+            raise exc.to_application_error() from None
 
     @workflow.update
     async def refund(self, request: RefundInput) -> RefundResult:
@@ -124,7 +119,7 @@ class CreditNoteWorkflow:
                 request.idempotency_key, request.credit_note, workflow.now()
             )
         except Refusal as exc:
-            raise _refusal(exc) from None
+            raise exc.to_application_error() from None
         await self._tell_account()
         return result
 
@@ -133,4 +128,4 @@ class CreditNoteWorkflow:
         try:
             self._state.check(request.credit_note, request.idempotency_key)
         except Refusal as exc:
-            raise _refusal(exc) from None
+            raise exc.to_application_error() from None

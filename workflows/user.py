@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     import cryptography.hazmat.bindings._rust  # noqa: F401
 
     from activities.ledger import LedgerActivities
-    from jobsheet.contracts.refusals import refusal
+    from jobsheet.contracts.refusals import Refusal, refusal
     from jobsheet.identity.calls import USER_WORKFLOW, NonceUse, UserInput, UserState
     from jobsheet.identity.key_orders import check_add_key, check_revoke_key, revoke_needs_operator
     from jobsheet.identity.keys import PublicKeyRecord
@@ -33,13 +33,7 @@ with workflow.unsafe.imports_passed_through():
         RevokeKeyInput,
         UseNonceInput,
     )
-    from jobsheet.ledger.errors import (
-        AUTHORISATION_REUSED,
-        BAD_SIGNATURE,
-        KEY_EXISTS,
-        UNKNOWN_KEY,
-        Refusal,
-    )
+    from jobsheet.ledger.errors import AUTHORISATION_REUSED, BAD_SIGNATURE, KEY_EXISTS, UNKNOWN_KEY
 
 NONCE_RETENTION = timedelta(days=2)
 KEY_RETENTION = timedelta(days=1)
