@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Request, Response
 from jobsheet.api.auth import Caller, SignedCaller, operator_only
 from jobsheet.api.context import ApiContext, context
 from jobsheet.api.errors import ApiRefusal, not_found
-from jobsheet.api.ledger_calls import ledger_call
 from jobsheet.api.users import IdempotencyKey
+from jobsheet.api.workflow_answers import workflow_call
 from jobsheet.contracts.api import OpenAccountRequest, StatementLine, StatementView
 from jobsheet.core.names import Name
 from jobsheet.ledger import operations as ledger
@@ -27,7 +27,7 @@ def account_uid_for(user: str, idempotency_key: str) -> str:
 
 async def _own_balance(ctx: ApiContext, caller: Caller, account: str) -> BalanceView:
     client = await ctx.client()
-    async with ledger_call():
+    async with workflow_call(missing="account", service="the ledger"):
         view = await ledger.balance(client, account)
     if not caller.may_see(view.owner):
         raise not_found("account")
@@ -48,20 +48,20 @@ async def open_account(
     uid = body.account or account_uid_for(caller.user, idempotency_key)
     client = await ctx.client()
     try:
-        async with ledger_call():
+        async with workflow_call(missing="account", service="the ledger"):
             await ledger.open_account(
                 client, owner=caller.user, account=uid, task_queue=ctx.settings.task_queue_ledger
             )
     except ApiRefusal as refusal:
         if refusal.error != ACCOUNT_EXISTS:
             raise
-        async with ledger_call():
+        async with workflow_call(missing="account", service="the ledger"):
             view = await ledger.balance(client, uid)
         if view.owner != caller.user:
             raise ApiRefusal(409, ACCOUNT_EXISTS, f"the account name {uid} is taken") from None
         response.status_code = 200
         return view
-    async with ledger_call():
+    async with workflow_call(missing="account", service="the ledger"):
         return await ledger.balance(client, uid)
 
 
@@ -84,7 +84,7 @@ async def read_statement(
     ctx = context(request)
     await _own_balance(ctx, caller, account)
     client = await ctx.client()
-    async with ledger_call():
+    async with workflow_call(missing="account", service="the ledger"):
         statement = await ledger.statement(client, account, limit=limit)
     lines = [StatementLine(entry=entry, job_uid=entry.job_uid) for entry in statement.entries]
     return StatementView(balance=statement.view, lines=lines)
@@ -100,5 +100,5 @@ async def deposit(
     if body.account != account:
         raise ApiRefusal(422, "InvalidRequest", "account: the deposit names another account")
     client = await context(request).client()
-    async with ledger_call():
+    async with workflow_call(missing="account", service="the ledger"):
         return await ledger.apply_deposit(client, account, body)

@@ -24,7 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from jobsheet.api.auth import Caller, SignedCaller
 from jobsheet.api.context import ApiContext, context
 from jobsheet.api.errors import ApiRefusal, not_found
-from jobsheet.api.ledger_calls import unavailable
+from jobsheet.api.workflow_answers import unavailable
 from jobsheet.compute.config import load_compute_config
 from jobsheet.contracts.api import (
     CalculationList,

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Header, Request, Response
 from jobsheet.api.auth import Caller, SignedCaller
 from jobsheet.api.context import context
 from jobsheet.api.errors import ApiRefusal, not_found
-from jobsheet.api.ledger_calls import ledger_call
 from jobsheet.api.rate_limit import retry_after_header
+from jobsheet.api.workflow_answers import workflow_call
 from jobsheet.contracts.api import AddKeyRequest, RevokeKeyRequest, SignupRequest, UserView
 from jobsheet.core.names import Name
 from jobsheet.identity import registry
@@ -54,7 +54,7 @@ async def sign_up(body: SignupRequest, request: Request, response: Response) -> 
     record = _record(body.public_key, datetime.now(UTC))
     client = await ctx.client()
     try:
-        async with ledger_call():
+        async with workflow_call(missing="user", service="the user registry"):
             await registry.register_public_key(
                 client, body.name, record, task_queue=ctx.settings.task_queue_ledger
             )
@@ -82,7 +82,7 @@ async def read_user(name: Name, request: Request, caller: Caller = SignedCaller)
     """A user's keys and the periods in which each may sign (that user or the operator)."""
     _own_user(caller, name)
     client = await context(request).client()
-    async with ledger_call(missing="user"):
+    async with workflow_call(missing="user", service="the user registry"):
         keys = await registry.user_keys(client, name)
     return UserView(user=name, keys=keys)
 
@@ -100,7 +100,7 @@ async def add_key(
         raise ApiRefusal(422, "InvalidRequest", "user: the order names another user")
     ctx = context(request)
     client = await ctx.client()
-    async with ledger_call(missing="user"):
+    async with workflow_call(missing="user", service="the user registry"):
         keys = await registry.add_key(client, body)
     ctx.keys.forget(name)
     return UserView(user=name, keys=keys)
@@ -123,7 +123,7 @@ async def revoke_key(
         raise ApiRefusal(403, "NotYourRequest", "the order is signed by someone else")
     ctx = context(request)
     client = await ctx.client()
-    async with ledger_call(missing="user"):
+    async with workflow_call(missing="user", service="the user registry"):
         record = await registry.apply_revocation(client, body)
     ctx.keys.forget(name)
     return record

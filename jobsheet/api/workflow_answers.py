@@ -1,4 +1,5 @@
-"""Turning what the ledger and Temporal answer into the API's refusals."""
+"""Turning what the ledger's accounts, the user registry and Temporal answer into the API's
+refusals."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ def unavailable(what: str = "the service") -> ApiRefusal:
 
 
 @contextlib.asynccontextmanager
-async def ledger_call(*, missing: str = "account") -> AsyncIterator[None]:
-    """Run a ledger call; its refusals become API refusals, a missing thing a plain 404."""
+async def workflow_call(*, missing: str, service: str) -> AsyncIterator[None]:
+    """Run a call to an account or a user's registry; its refusals become API refusals, a
+    ``missing`` thing a plain 404 (``no account of yours``), an unreachable ``service`` 503."""
     try:
         yield
     except ApplicationError as exc:
@@ -36,8 +38,8 @@ async def ledger_call(*, missing: str = "account") -> AsyncIterator[None]:
         status = 422 if kind == INVALID_AMOUNT else 409
         raise ApiRefusal(status, kind, exc.message) from None
     except WorkflowUpdateRPCTimeoutOrCancelledError:
-        raise ApiRefusal(504, "Timeout", "the ledger did not answer in time; call again") from None
+        raise ApiRefusal(504, "Timeout", f"{service} did not answer in time; call again") from None
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise not_found(missing) from None
-        raise unavailable("the ledger") from None
+        raise unavailable(service) from None
