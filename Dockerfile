@@ -9,6 +9,10 @@ FROM python:3.11.10-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
+# A compute worker starts each run through util-linux's prlimit and setpriv (rlimits, the switch
+# to jobsheet-calc, no new privileges, death with the worker); Debian's image has them: the build
+# fails here if it ever does not.
+RUN command -v prlimit && command -v setpriv
 
 COPY pyproject.toml README.md ./
 COPY jobsheet ./jobsheet

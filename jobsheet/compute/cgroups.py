@@ -29,11 +29,6 @@ class RunCgroup:
 
     path: Path
 
-    def open_procs(self) -> int:
-        """A descriptor of ``cgroup.procs``: the child writes "0" to it to join, before it
-        drops its privileges."""
-        return os.open(self.path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
-
     def kill_all(self) -> None:
         """SIGKILL every process in the cgroup, wherever it moved in the process tree."""
         kill_file = self.path / "cgroup.kill"

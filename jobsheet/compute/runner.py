@@ -5,7 +5,7 @@ The program starts in a fresh session (so its process group id is its pid) as th
 calculation user (:mod:`jobsheet.compute.sandbox`: an unprivileged user when the worker is root),
 with only ``PATH``, ``LANG``, ``HOME`` and ``TMPDIR`` (its home in the run directory) in its
 environment, stdin from /dev/null and stdout and stderr in files the worker opened.
-``setrlimit`` bounds CPU seconds, address space, file size and processes, a cgroup (where the
+util-linux's ``prlimit`` bounds CPU seconds, address space, file size and processes, a cgroup (where the
 machine offers one) bounds processes and memory; the runner bounds wall time and total output
 bytes itself. Whatever way the run ends (exit, limit, cancellation), every process left in the
 group (and the cgroup) is killed, and the run directory is taken back from the calculation's
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from jobsheet.compute.models import RunPhase, RunProgress
 from jobsheet.compute.sandbox import CalculationUser, Sandbox, hand_over, reclaim
-from jobsheet.core.processes import die_with_parent_in_child, no_new_privileges_in_child, proc_stat
+from jobsheet.core.processes import proc_stat, util_linux
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -104,35 +104,42 @@ def process_limit(limits: Limits, user: CalculationUser) -> int:
     return min(limits.processes + extra, hard)  # a process may not raise its hard limit
 
 
-def _child_setup(
-    limits: Limits, *, user: CalculationUser, nproc: int, cgroup_fd: int | None
-) -> Callable[[], None]:
+JOIN_CGROUP = 'echo 0 > "$1" && shift && exec "$@"'
+"""The shell's one job: move itself (writing 0 moves the writer) into the run's cgroup, while it
+is still the worker's user, then become the rest of the command line."""
+
+
+def isolated_argv(
+    argv: list[str], *, limits: Limits, user: CalculationUser, nproc: int, cgroup: Path | None
+) -> list[str]:
+    """``argv`` behind the tools that set the run up, each of which execs the next: ``sh`` joins
+    the run's cgroup, util-linux's ``prlimit`` sets the rlimits, its ``setpriv`` switches to the
+    calculation's user (no supplementary groups), forbids new privileges and has the kernel kill
+    the program if the worker dies (set after the switch of user, which would clear it).
+
+    All of it runs after exec, never between fork and exec: a ``preexec_fn`` runs Python in the
+    child of a fork, where CPython 3.11 re-initialises its thread states under a lock another of
+    the worker's threads (the Temporal SDK has many) may have held at the fork; a compute run's
+    child in CI hung there forever, before its program started."""
     cpu = max(1, limits.cpu_seconds)
-    switch = not user.is_worker
-    parent = os.getpid()
-
-    def preexec() -> None:  # runs in the child between fork and exec: system calls only
-        if cgroup_fd is not None:
-            os.write(cgroup_fd, b"0")  # join the run's cgroup while still privileged
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if switch:
-            os.setgroups([])
-            os.setgid(user.gid)
-            os.setuid(user.uid)
-        # No setuid program or file capability gives the calculation more than it has.
-        no_new_privileges_in_child()
-        os.umask(0o077)
-        # If the worker dies (SIGKILL), the kernel kills the program's leader too. Set after
-        # the switch of user, which clears it.
-        die_with_parent_in_child()
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return preexec
+    command = [
+        util_linux("prlimit"),
+        f"--cpu={cpu}:{cpu + 1}",
+        f"--as={limits.memory_bytes}:{limits.memory_bytes}",
+        f"--fsize={limits.file_bytes}:{limits.file_bytes}",
+        f"--nproc={nproc}:{nproc}",
+        "--core=0:0",
+        "--",
+        util_linux("setpriv"),
+        "--no-new-privs",
+        "--pdeathsig=KILL",
+    ]
+    if not user.is_worker:
+        command += [f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups"]
+    command += ["--", *argv]
+    if cgroup is not None:
+        command = ["/bin/sh", "-c", JOIN_CGROUP, "sh", str(cgroup / "cgroup.procs"), *command]
+    return command
 
 
 def group_cpu_seconds(pgid: int) -> float:
@@ -204,16 +211,15 @@ def start_isolated(
     stderr_path: Path,
     limits: Limits,
     user: CalculationUser,
-    cgroup_fd: int | None = None,
+    cgroup: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in ``home`` as ``user``, the leader of a new session, limited, with output
-    to files."""
+    """Start ``argv`` in ``home`` as ``user``, the leader of a new session, limited (see
+    :func:`isolated_argv`), with output to files and umask 077."""
     nproc = process_limit(limits, user)
+    command = isolated_argv(argv, limits=limits, user=user, nproc=nproc, cgroup=cgroup)
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-        # preexec_fn makes system calls only (setrlimit, setuid, prctl, umask), which take no
-        # locks, so it is safe after fork even though the worker has other threads.
         return subprocess.Popen(
-            argv,
+            command,
             cwd=home,
             env=scrubbed_environment(home),
             stdin=subprocess.DEVNULL,
@@ -221,7 +227,7 @@ def start_isolated(
             stderr=err,
             close_fds=True,
             start_new_session=True,
-            preexec_fn=_child_setup(limits, user=user, nproc=nproc, cgroup_fd=cgroup_fd),
+            umask=0o077,  # applied by Python's C code between fork and exec, no preexec_fn
         )
 
 
@@ -258,20 +264,15 @@ async def run_isolated(
         run_dir, processes=limits.processes, memory_bytes=limits.memory_bytes
     )
     try:
-        cgroup_fd = cgroup.open_procs() if cgroup is not None else None
-        try:
-            proc = start_isolated(
-                argv,
-                home=home,
-                stdout_path=stdout_path,
-                stderr_path=stderr_path,
-                limits=limits,
-                user=sandbox.user,
-                cgroup_fd=cgroup_fd,
-            )
-        finally:
-            if cgroup_fd is not None:
-                os.close(cgroup_fd)
+        proc = start_isolated(
+            argv,
+            home=home,
+            stdout_path=stdout_path,
+            stderr_path=stderr_path,
+            limits=limits,
+            user=sandbox.user,
+            cgroup=cgroup.path if cgroup is not None else None,
+        )
         return await _supervise(
             proc,
             output_dir=output_dir,

@@ -11,6 +11,7 @@ import ctypes
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,9 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
-PR_SET_NO_NEW_PRIVS = 38
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 
@@ -38,15 +37,21 @@ class PidRecord:
     start_ticks: int
 
 
-def die_with_parent_in_child() -> None:
-    """Call in a child between fork and exec: the kernel SIGKILLs it when its parent dies."""
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+def util_linux(name: str) -> str:
+    """The path of util-linux's ``setpriv`` or ``prlimit`` (every Linux distribution has them),
+    or a clear error where it is missing."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/bin:/bin:/usr/sbin:/sbin")
+    if found is None:
+        raise FileNotFoundError(f"`{name}` (util-linux) is not installed: install util-linux")
+    return found
 
 
-def no_new_privileges_in_child() -> None:
-    """Call in a child between fork and exec: no setuid program or file capability it runs
-    gives it more privilege than it has."""
-    _LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+def dying_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` run so that the kernel SIGKILLs it when the process that started it dies:
+    util-linux's ``setpriv --pdeathsig`` sets that up after exec, where a ``preexec_fn`` would
+    run Python between fork and exec (which can deadlock in a process with threads: see
+    :func:`jobsheet.compute.runner.start_isolated`)."""
+    return [util_linux("setpriv"), "--pdeathsig=KILL", "--", *argv]
 
 
 def make_undumpable() -> None:
@@ -152,6 +157,8 @@ def start_process(
     """
     log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     pid_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if die_with_parent:
+        argv = dying_with_parent(argv)
     fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(
@@ -164,7 +171,6 @@ def start_process(
             start_new_session=True,
             # Python applies a umask between fork and exec itself (no preexec_fn needed).
             umask=-1 if umask is None else umask,
-            preexec_fn=die_with_parent_in_child if die_with_parent else None,
         )
     ticks = start_ticks(proc.pid)
     record = PidRecord(pid=proc.pid, start_ticks=ticks if ticks is not None else -1)

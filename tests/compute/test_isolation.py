@@ -33,7 +33,7 @@ from temporalio.worker import Worker
 from jobsheet.compute.cgroups import CgroupParent, detect_cgroups
 from jobsheet.compute.config import load_compute_config
 from jobsheet.compute.models import RunStatus
-from jobsheet.compute.runner import Limits, run_isolated
+from jobsheet.compute.runner import Limits, run_isolated, start_isolated
 from jobsheet.compute.sandbox import (
     CalculationUser,
     Sandbox,
@@ -320,3 +320,36 @@ def test_the_calculation_user_comes_from_the_setting() -> None:
         assert resolve_user("").is_worker
     with pytest.raises(SandboxError, match="not a user here"):
         resolve_user("no-such-user-" + secrets.token_hex(4))
+
+
+def test_the_program_is_set_up_after_exec_with_no_python_between_fork_and_exec(
+    tmp_path: Path,
+) -> None:
+    """The cgroup join, the rlimits, no new privileges and the death with the worker are done by
+    ``sh``, ``prlimit`` and ``setpriv`` after exec, not by a ``preexec_fn``: Python in the child
+    of a fork can deadlock in a worker with threads (a run in CI hung there)."""
+    cgroup = tmp_path / "run-cgroup"
+    cgroup.mkdir()
+    (cgroup / "cgroup.procs").write_text("")  # a fake cgroupfs: the join is a write of "0"
+    home = tmp_path / "home"
+    home.mkdir()
+    report = (
+        "grep -E '^(NoNewPrivs|Uid)' /proc/self/status; ulimit -t; ulimit -f; umask; "
+        "tr '\\0' ' ' < /proc/$$/cmdline; echo; echo $$ $(cut -d' ' -f5,6 /proc/$$/stat)"
+    )
+    proc = start_isolated(
+        ["sh", "-c", report],
+        home=home,
+        stdout_path=tmp_path / "out",
+        stderr_path=tmp_path / "err",
+        limits=limits(processes=64),
+        user=CalculationUser.worker(),
+        cgroup=cgroup,
+    )
+    assert proc.wait(timeout=30) == 0, (tmp_path / "err").read_text()
+    said = (tmp_path / "out").read_text().split("\n")
+    assert (cgroup / "cgroup.procs").read_text().strip() == "0"
+    assert "NoNewPrivs:\t1" in said
+    assert said[2:5] == ["30", str((1 << 20) // 512), "0077"]  # sh counts 512-byte blocks
+    assert said[5].startswith("sh -c")  # the program itself, not a launcher, holds the pid
+    assert said[6].split() == [str(proc.pid)] * 3  # the leader of its own group and session
