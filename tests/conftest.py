@@ -18,18 +18,23 @@ from pathlib import Path
 
 import pytest
 from minio import Minio
-from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from jobsheet.core import processes
-from jobsheet.core.objectstore import ensure_bucket, internal_client
+from jobsheet.core.objectstore import internal_client
 from jobsheet.core.payload_codec import PayloadKeyRing
 from jobsheet.core.settings import Settings
 from jobsheet.core.temporal import data_converter
 from jobsheet.ops.binaries import find_binary
 from tests.api_server import ApiServer, start_api
-from tests.servers import S3Server, start_s3_server, start_temporal_dev_server
+from tests.servers import (
+    S3Server,
+    own_queues,
+    server_settings,
+    start_s3_server,
+    start_temporal_dev_server,
+)
 
 
 @pytest.fixture(scope="session")
@@ -84,19 +89,7 @@ def settings(
 ) -> Settings:
     """Settings for the real servers, with a bucket of this test's own, already created, and
     the session's payload keys."""
-    config = temporal_env.client.service_client.config
-    result = Settings(
-        state_dir=tmp_path / "state",
-        temporal_address=config.target_host,
-        temporal_namespace=temporal_env.client.namespace,
-        s3_endpoint=s3_server.endpoint,
-        s3_access_key=SecretStr(s3_server.access_key),
-        s3_secret_key=SecretStr(s3_server.secret_key),
-        bucket=f"test-{uuid.uuid4().hex[:20]}",
-        payload_keys=SecretStr(payload_keys),
-    )
-    ensure_bucket(internal_client(result), result.bucket)
-    return result
+    return server_settings(tmp_path / "state", temporal_env, s3_server, payload_keys)
 
 
 @pytest.fixture
@@ -107,16 +100,7 @@ def s3(settings: Settings) -> Minio:
 @pytest.fixture
 def queued_settings(settings: Settings) -> Settings:
     """The test's settings with task queues, an operator and a provider account of its own."""
-    suffix = uuid.uuid4().hex[:10]
-    return settings.model_copy(
-        update={
-            "task_queue_jobs": f"jobs-{suffix}",
-            "task_queue_ledger": f"ledger-{suffix}",
-            "compute_task_queue_prefix": f"compute-{suffix}-",
-            "operator_user": f"operator-{suffix}",
-            "provider_account": f"provider-{suffix}",
-        }
-    )
+    return settings.model_copy(update=own_queues())
 
 
 @pytest.fixture

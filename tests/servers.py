@@ -7,12 +7,16 @@ import secrets
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from jobsheet.core import processes, search_attributes
+from jobsheet.core.objectstore import ensure_bucket, internal_client
 from jobsheet.core.payload_codec import PayloadKeyRing
 from jobsheet.core.settings import Settings
 from jobsheet.core.temporal import data_converter
@@ -76,6 +80,43 @@ async def start_temporal_dev_server(*, payload_keys: str | None) -> WorkflowEnvi
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",
     )
+
+
+def server_settings(
+    state_dir: Path,
+    temporal_env: WorkflowEnvironment,
+    s3_server: S3Server,
+    payload_keys: str,
+    **update: Any,
+) -> Settings:
+    """Settings for the session's real servers (with ``update`` on top), with a bucket of
+    their own, already created, and the session's payload keys."""
+    config = temporal_env.client.service_client.config
+    settings = Settings(
+        state_dir=state_dir,
+        temporal_address=config.target_host,
+        temporal_namespace=temporal_env.client.namespace,
+        s3_endpoint=s3_server.endpoint,
+        s3_access_key=SecretStr(s3_server.access_key),
+        s3_secret_key=SecretStr(s3_server.secret_key),
+        bucket=f"test-{uuid.uuid4().hex[:20]}",
+        payload_keys=SecretStr(payload_keys),
+        **update,
+    )
+    ensure_bucket(internal_client(settings), settings.bucket)
+    return settings
+
+
+def own_queues() -> dict[str, str]:
+    """Task queues, an operator and a provider account that no other test uses."""
+    suffix = uuid.uuid4().hex[:10]
+    return {
+        "task_queue_jobs": f"jobs-{suffix}",
+        "task_queue_ledger": f"ledger-{suffix}",
+        "compute_task_queue_prefix": f"compute-{suffix}-",
+        "operator_user": f"operator-{suffix}",
+        "provider_account": f"provider-{suffix}",
+    }
 
 
 def stack_settings(state_dir: Path) -> Settings:

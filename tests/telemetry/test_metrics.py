@@ -26,13 +26,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.smoke import SmokeObjectResult
 from jobsheet.core import processes
-from jobsheet.core.objectstore import ensure_bucket, internal_client
 from jobsheet.core.settings import Settings
 from jobsheet.identity.authorisation import sign_authorisation
 from jobsheet.jobs.messages import cancel_resource
@@ -42,7 +40,7 @@ from jobsheet.ledger.models import EntryKind, LedgerEntry
 from jobsheet.ops.services import PROJECT_ROOT, api_answers, settings_env
 from jobsheet.telemetry import job_metrics
 from tests.jobs.conftest import Deployment, deployment
-from tests.servers import S3Server
+from tests.servers import S3Server, own_queues, server_settings
 from workflows.smoke import SmokeInput, SmokeWorkflow
 
 DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "dashboards" / "jobsheet.json"
@@ -161,29 +159,18 @@ def module_settings(
     payload_keys: str,
 ) -> Settings:
     """As tests/conftest.py's ``queued_settings``, for the whole module, with an API port."""
-    config = temporal_env.client.service_client.config
-    suffix = uuid.uuid4().hex[:10]
     api_port = processes.free_port()
-    settings = Settings(
-        state_dir=tmp_path_factory.mktemp("metrics") / "state",
-        temporal_address=config.target_host,
-        temporal_namespace=temporal_env.client.namespace,
-        s3_endpoint=s3_server.endpoint,
-        s3_access_key=SecretStr(s3_server.access_key),
-        s3_secret_key=SecretStr(s3_server.secret_key),
-        bucket=f"test-{uuid.uuid4().hex[:20]}",
-        payload_keys=SecretStr(payload_keys),
+    state_dir = tmp_path_factory.mktemp("metrics") / "state"
+    state_dir.mkdir(parents=True)
+    return server_settings(
+        state_dir,
+        temporal_env,
+        s3_server,
+        payload_keys,
         api_port=api_port,
         api_url=f"http://127.0.0.1:{api_port}",
-        task_queue_jobs=f"jobs-{suffix}",
-        task_queue_ledger=f"ledger-{suffix}",
-        compute_task_queue_prefix=f"compute-{suffix}-",
-        operator_user=f"operator-{suffix}",
-        provider_account=f"provider-{suffix}",
+        **own_queues(),
     )
-    settings.state_dir.mkdir(parents=True)
-    ensure_bucket(internal_client(settings), settings.bucket)
-    return settings
 
 
 @pytest.fixture(scope="module")
