@@ -8,6 +8,7 @@ unrelated process after a reboot is never mistaken for ours and never signalled.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import random
@@ -37,9 +38,10 @@ class PidRecord:
     start_ticks: int
 
 
+@functools.cache
 def util_linux(name: str) -> str:
     """The path of util-linux's ``setpriv`` or ``prlimit`` (every Linux distribution has them),
-    or a clear error where it is missing."""
+    or a clear error where it is missing; looked up once per process, not once per run."""
     found = shutil.which(name) or shutil.which(name, path="/usr/bin:/bin:/usr/sbin:/sbin")
     if found is None:
         raise FileNotFoundError(f"`{name}` (util-linux) is not installed: install util-linux")
